@@ -1,0 +1,1 @@
+//! SKELETON: the shared raw-deflate engine.

@@ -1,0 +1,1 @@
+//! SKELETON: streaming UTF-8 validation.
