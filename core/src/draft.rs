@@ -78,7 +78,9 @@ pub struct BinaryFraming {
 pub enum Framing {
     /// `0x00 text 0xFF` and length-prefixed frames; `closing` is hixie-76's
     /// `0xFF 0x00` close handshake.
-    Sentinel { closing: bool },
+    Sentinel {
+        closing: bool,
+    },
     Binary(BinaryFraming),
 }
 

@@ -1,33 +1,666 @@
-//! SKELETON: the message layer.
+//! The message layer: one WebSocket connection's protocol state.
+//!
+//! [`Connection`] sits on the frame codecs and turns chunks into events:
+//! it reassembles fragments (with control frames interleaved), validates
+//! UTF-8 as bytes arrive, inflates compressed messages within limits,
+//! answers pings, and runs the close handshake. Sending calls append
+//! encoded frames to an output buffer the I/O layer drains.
+//!
+//! ```text
+//! receive(bytes) ─► [deflate-stream inflate] ─► Decoder ─► chunks ─► poll() ─► Event
+//! send_*()  ─► [permessage-deflate / deflate-frame] ─► Encoder ─► [deflate-stream] ─► pending_output()
+//! ```
+
+mod close;
+mod message;
+
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::config::Config;
-use crate::session::Session;
+use crate::draft::{CloseBody, Draft};
+use crate::error::{ProtocolError, SendError};
+use crate::extensions::{Agreed, DeflateFrame, DeflateStream, PerMessageDeflate};
+use crate::framing::{Chunk, Decoder, DecoderOptions, Encoder, OpCode};
+use crate::handshake::Completed;
+use crate::session::{Role, Session};
+use crate::utf8::{self, Utf8Validator};
 
-/// A complete data message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Message {
-    Text(Bytes),
-    Binary(Bytes),
-}
+pub use close::{CloseFrame, ABNORMAL, NO_STATUS};
+pub use message::{Message, PreparedMessage};
 
 /// What the peer did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Message(Message),
+    /// Already answered with a pong when `Config::auto_pong` is on.
+    Ping(Bytes),
+    Pong(Bytes),
+    /// The peer's close frame (already answered), or the end of a
+    /// connection that dropped (see [`Connection::receive_eof`]).
+    Close(CloseFrame),
 }
 
-/// A message encoded once for many connections.
-pub struct PreparedMessage {}
+/// Where the close handshake stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Open,
+    /// We sent a close frame and wait for the peer's.
+    Closing,
+    /// Both closes exchanged, or the connection failed: once the pending
+    /// output is written, close the TCP connection.
+    Closed,
+}
 
-/// One WebSocket connection's protocol state.
-pub struct Connection {}
+/// Kind of data message, for fragmented sending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    Text,
+    Binary,
+}
+
+impl MessageKind {
+    fn opcode(self) -> OpCode {
+        match self {
+            MessageKind::Text => OpCode::Text,
+            MessageKind::Binary => OpCode::Binary,
+        }
+    }
+}
+
+/// Per-message or per-frame compression in force.
+enum Compression {
+    None,
+    PerMessage(Box<PerMessageDeflate>),
+    PerFrame(Box<DeflateFrame>),
+}
+
+/// deflate-stream: both directions of the byte stream are deflated.
+struct Stream {
+    codec: DeflateStream,
+    /// Inflated bytes waiting for the frame decoder.
+    inflated: BytesMut,
+    /// Deflated bytes waiting to be written.
+    deflated: BytesMut,
+}
+
+/// A data message being reassembled.
+struct Incoming {
+    kind: MessageKind,
+    /// permessage-deflate: the message's first frame had RSV1.
+    compressed: bool,
+    data: BytesMut,
+    /// Bytes received on the wire for this message (before inflation).
+    wire_len: usize,
+}
+
+/// One WebSocket connection's protocol state, for either role and any
+/// draft. Sans-I/O: [`receive`](Self::receive) bytes, [`poll`](Self::poll)
+/// events, call `send_*`, write [`pending_output`](Self::pending_output).
+pub struct Connection {
+    config: Arc<Config>,
+    session: Session,
+    decoder: Decoder,
+    encoder: Encoder,
+    compression: Compression,
+    stream: Option<Box<Stream>>,
+    /// Bytes received and not yet decoded (compressed if deflate-stream).
+    input: BytesMut,
+    /// Encoded frames not yet written (before deflate-stream).
+    output: BytesMut,
+    /// Compression output, reused between messages.
+    scratch: BytesMut,
+    incoming: Option<Incoming>,
+    utf8: Utf8Validator,
+    /// Invalid UTF-8 fails the connection (else it is replaced: old drafts).
+    strict_utf8: bool,
+    /// A control frame, or a deflate-frame compressed frame, split across reads.
+    frame_buf: BytesMut,
+    /// deflate-frame: the frame being received has RSV1.
+    frame_compressed: bool,
+    /// The kind of the fragmented message being sent, if any.
+    sending: Option<MessageKind>,
+    state: State,
+    /// The close handshake completed (both close frames, or hixie-75's TCP close).
+    clean: bool,
+}
 
 impl Connection {
+    /// A connection speaking what `session` agreed on.
+    ///
+    /// A hybi-04 session must carry its connection mask key; sessions built
+    /// by hand without one (tests) use the all-zero key on both sides.
     pub fn new(config: Arc<Config>, session: Session) -> Self {
-        let _ = (config, session);
-        Connection {}
+        let draft = session.draft;
+        let role = session.role;
+        let options = DecoderOptions::new(&config, role, draft);
+        let key = session.hybi04_mask_key;
+        let level = config.extensions.compression_level;
+        let (compression, stream) = match &session.extensions {
+            Agreed::None => (Compression::None, None),
+            Agreed::PerMessageDeflate(p) => (
+                Compression::PerMessage(Box::new(PerMessageDeflate::new(p, role, level))),
+                None,
+            ),
+            Agreed::DeflateFrame(p) => (
+                Compression::PerFrame(Box::new(DeflateFrame::new(p, role, level))),
+                None,
+            ),
+            Agreed::DeflateStream => (
+                Compression::None,
+                Some(Box::new(Stream {
+                    codec: DeflateStream::new(level),
+                    inflated: BytesMut::new(),
+                    deflated: BytesMut::new(),
+                })),
+            ),
+        };
+        Connection {
+            decoder: Decoder::new(draft, role, options, key),
+            encoder: Encoder::new(draft, role, key),
+            strict_utf8: draft >= Draft::Hybi08 || config.strict.old_drafts_fail_invalid_utf8,
+            config,
+            session,
+            compression,
+            stream,
+            input: BytesMut::new(),
+            output: BytesMut::new(),
+            scratch: BytesMut::new(),
+            incoming: None,
+            utf8: Utf8Validator::new(),
+            frame_buf: BytesMut::new(),
+            frame_compressed: false,
+            sending: None,
+            state: State::Open,
+            clean: false,
+        }
+    }
+
+    /// The connection a completed handshake agreed on, with the bytes that
+    /// followed the handshake already received.
+    pub fn from_completed(config: Arc<Config>, completed: Completed) -> Self {
+        let mut conn = Connection::new(config, completed.session);
+        conn.input = completed.leftover;
+        conn
+    }
+
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    pub fn draft(&self) -> Draft {
+        self.session.draft
+    }
+
+    pub fn role(&self) -> Role {
+        self.session.role
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Whether the close handshake completed cleanly.
+    pub fn close_was_clean(&self) -> bool {
+        self.clean
+    }
+
+    // ---------------------------------------------------------------- input
+
+    /// Hand over bytes read from the peer. Call [`poll`](Self::poll) next.
+    pub fn receive(&mut self, data: &[u8]) {
+        if self.state != State::Closed {
+            self.input.extend_from_slice(data);
+        }
+    }
+
+    /// The receive buffer, for I/O layers that read straight into it
+    /// (avoids a copy); equivalent to [`receive`](Self::receive).
+    pub fn receive_buffer(&mut self) -> &mut BytesMut {
+        &mut self.input
+    }
+
+    /// The peer closed its end of the TCP connection. Returns the close to
+    /// report if the close handshake had not completed: 1006 (abnormal),
+    /// except on hixie-75 where closing TCP is the normal close (1005).
+    pub fn receive_eof(&mut self) -> Option<Event> {
+        if self.state == State::Closed {
+            return None;
+        }
+        self.state = State::Closed;
+        let code = if self.session.draft.has_close_frame() {
+            ABNORMAL
+        } else {
+            self.clean = true;
+            NO_STATUS
+        };
+        Some(Event::Close(CloseFrame {
+            code,
+            reason: String::new(),
+        }))
+    }
+
+    /// The next event from the bytes received so far; `Ok(None)` when more
+    /// bytes are needed. A protocol violation is returned once, after the
+    /// close frame with the matching code was queued; the connection is
+    /// then [`State::Closed`].
+    pub fn poll(&mut self) -> Result<Option<Event>, ProtocolError> {
+        if self.state == State::Closed {
+            self.input.clear();
+            return Ok(None);
+        }
+        if let Err(e) = self.inflate_stream() {
+            return Err(self.fail(e));
+        }
+        loop {
+            let buf = match &mut self.stream {
+                Some(s) => &mut s.inflated,
+                None => &mut self.input,
+            };
+            let chunk = match self.decoder.decode(buf) {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(self.fail(e)),
+            };
+            match self.on_chunk(chunk) {
+                Ok(Some(event)) => return Ok(Some(event)),
+                Ok(None) if self.state == State::Closed => return Ok(None),
+                Ok(None) => {}
+                Err(e) => return Err(self.fail(e)),
+            }
+        }
+    }
+
+    fn inflate_stream(&mut self) -> Result<(), ProtocolError> {
+        if let Some(s) = &mut self.stream {
+            if !self.input.is_empty() {
+                let limit = self.config.max_decompressed_size;
+                s.codec.decompress(&self.input, &mut s.inflated, limit)?;
+                self.input.clear();
+            }
+        }
+        Ok(())
+    }
+
+    fn on_chunk(&mut self, chunk: Chunk) -> Result<Option<Event>, ProtocolError> {
+        if chunk.opcode.is_control() {
+            return self.on_control_chunk(chunk);
+        }
+        if chunk.first {
+            self.start_data_frame(&chunk)?;
+            // Fast path: a whole unfragmented, uncompressed message in one
+            // chunk is handed out without copying.
+            if chunk.last && chunk.fin && self.incoming_is_plain_and_empty() {
+                let inc = self.incoming.take().expect("started above");
+                return self.deliver(inc.kind, chunk.data).map(Some);
+            }
+        }
+        let limit = self.config.max_message_size;
+        let Some(inc) = self.incoming.as_mut() else {
+            return Err(ProtocolError::UnexpectedContinuation);
+        };
+        inc.wire_len += chunk.data.len();
+        if inc.wire_len > limit {
+            return Err(ProtocolError::MessageTooLarge(limit));
+        }
+        let before = inc.data.len();
+        let dlimit = self.config.max_decompressed_size;
+        match &mut self.compression {
+            Compression::PerMessage(pmd) if inc.compressed => {
+                pmd.decompress(&chunk.data, chunk.last && chunk.fin, &mut inc.data, dlimit)?;
+            }
+            Compression::PerFrame(df) if self.frame_compressed => {
+                if chunk.first && chunk.last {
+                    df.decompress(&chunk.data, &mut inc.data, dlimit)?;
+                } else {
+                    self.frame_buf.extend_from_slice(&chunk.data);
+                    if chunk.last {
+                        df.decompress(&self.frame_buf, &mut inc.data, dlimit)?;
+                        self.frame_buf.clear();
+                    }
+                }
+            }
+            _ => inc.data.extend_from_slice(&chunk.data),
+        }
+        if inc.kind == MessageKind::Text && self.strict_utf8 {
+            self.utf8
+                .feed(&inc.data[before..])
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        if !(chunk.last && chunk.fin) {
+            return Ok(None);
+        }
+        let inc = self.incoming.take().expect("checked above");
+        if inc.kind == MessageKind::Text && self.strict_utf8 {
+            self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+            return Ok(Some(Event::Message(Message::Text(inc.data.freeze()))));
+        }
+        self.deliver(inc.kind, inc.data.freeze()).map(Some)
+    }
+
+    fn incoming_is_plain_and_empty(&self) -> bool {
+        matches!(&self.incoming, Some(inc) if !inc.compressed && inc.data.is_empty())
+            && !self.frame_compressed
+    }
+
+    /// A complete message: validate text in one shot (or replace invalid
+    /// sequences on the old drafts that did so).
+    fn deliver(&mut self, kind: MessageKind, data: Bytes) -> Result<Event, ProtocolError> {
+        let message = match kind {
+            MessageKind::Binary => Message::Binary(data),
+            MessageKind::Text => match utf8::validate(&data) {
+                Ok(()) => Message::Text(data),
+                Err(_) if self.strict_utf8 => return Err(ProtocolError::InvalidUtf8),
+                Err(_) => Message::Text(Bytes::from(
+                    String::from_utf8_lossy(&data).into_owned().into_bytes(),
+                )),
+            },
+        };
+        Ok(Event::Message(message))
+    }
+
+    /// Checks at the start of a data frame: fragment sequencing, reserved
+    /// bits against the negotiated extension, and the message size limit.
+    fn start_data_frame(&mut self, chunk: &Chunk) -> Result<(), ProtocolError> {
+        let rsv1 = chunk.rsv & 0x40 != 0;
+        if chunk.rsv & 0x30 != 0 {
+            return Err(ProtocolError::ReservedBits);
+        }
+        let continuation = chunk.opcode == OpCode::Continuation;
+        match (&self.compression, rsv1) {
+            (_, false) => {}
+            (Compression::PerMessage(_), true) if !continuation => {}
+            (Compression::PerFrame(_), true) => {}
+            _ => return Err(ProtocolError::ReservedBits),
+        }
+        self.frame_compressed = rsv1 && matches!(self.compression, Compression::PerFrame(_));
+        if continuation {
+            if self.incoming.is_none() {
+                return Err(ProtocolError::UnexpectedContinuation);
+            }
+        } else {
+            if self.incoming.is_some() {
+                return Err(ProtocolError::ExpectedContinuation);
+            }
+            let kind = if chunk.opcode == OpCode::Text {
+                MessageKind::Text
+            } else {
+                MessageKind::Binary
+            };
+            self.incoming = Some(Incoming {
+                kind,
+                compressed: rsv1 && matches!(self.compression, Compression::PerMessage(_)),
+                data: BytesMut::new(),
+                wire_len: 0,
+            });
+        }
+        let limit = self.config.max_message_size as u64;
+        let so_far = self.incoming.as_ref().map_or(0, |i| i.wire_len) as u64;
+        if chunk.frame_len.is_some_and(|len| so_far + len > limit) {
+            return Err(ProtocolError::MessageTooLarge(limit as usize));
+        }
+        Ok(())
+    }
+
+    fn on_control_chunk(&mut self, chunk: Chunk) -> Result<Option<Event>, ProtocolError> {
+        if chunk.first && chunk.rsv != 0 {
+            return Err(ProtocolError::ReservedBits);
+        }
+        let payload = if chunk.first && chunk.last {
+            chunk.data
+        } else {
+            self.frame_buf.extend_from_slice(&chunk.data);
+            if !chunk.last {
+                return Ok(None);
+            }
+            self.frame_buf.split().freeze()
+        };
+        match chunk.opcode {
+            OpCode::Ping => {
+                if self.config.auto_pong && self.state == State::Open {
+                    self.encoder
+                        .encode(OpCode::Pong, true, 0, &payload, &mut self.output);
+                }
+                Ok(Some(Event::Ping(payload)))
+            }
+            OpCode::Pong => Ok(Some(Event::Pong(payload))),
+            _ => self.on_close(payload).map(Some),
+        }
+    }
+
+    fn on_close(&mut self, payload: Bytes) -> Result<Event, ProtocolError> {
+        let rules = self.session.draft.close_body();
+        let (frame, reply) =
+            close::parse(rules, &payload, self.config.strict.accept_iana_close_codes)?;
+        if self.state == State::Open {
+            self.encoder
+                .encode(OpCode::Close, true, 0, &reply, &mut self.output);
+        }
+        self.state = State::Closed;
+        self.clean = true;
+        self.incoming = None;
+        Ok(Event::Close(frame))
+    }
+
+    /// Fail the connection: queue a close with the error's code (when the
+    /// draft has close frames and we have not closed yet) and stop.
+    fn fail(&mut self, error: ProtocolError) -> ProtocolError {
+        if self.state == State::Open && self.session.draft.has_close_frame() {
+            let rules = self.session.draft.close_body();
+            let reason = close::failure_reason(&error);
+            let payload = close::build(rules, Some(error.close_code()), &reason)
+                .unwrap_or_else(|_| BytesMut::new());
+            self.encoder
+                .encode(OpCode::Close, true, 0, &payload, &mut self.output);
+        }
+        self.state = State::Closed;
+        self.incoming = None;
+        self.input.clear();
+        error
+    }
+
+    // --------------------------------------------------------------- output
+
+    /// Bytes waiting to be written to the peer (deflated first under
+    /// deflate-stream, one sync flush per call).
+    pub fn pending_output(&mut self) -> &[u8] {
+        match &mut self.stream {
+            None => &self.output,
+            Some(s) => {
+                if !self.output.is_empty() {
+                    s.codec.compress(&self.output, &mut s.deflated);
+                    self.output.clear();
+                }
+                &s.deflated
+            }
+        }
+    }
+
+    /// Mark `n` bytes of [`pending_output`](Self::pending_output) written.
+    pub fn advance_output(&mut self, n: usize) {
+        match &mut self.stream {
+            None => self.output.advance(n),
+            Some(s) => s.deflated.advance(n),
+        }
+    }
+
+    /// Take every pending output byte at once.
+    pub fn take_output(&mut self) -> Bytes {
+        self.pending_output();
+        match &mut self.stream {
+            None => self.output.split().freeze(),
+            Some(s) => s.deflated.split().freeze(),
+        }
+    }
+
+    pub fn has_output(&self) -> bool {
+        !self.output.is_empty() || self.stream.as_ref().is_some_and(|s| !s.deflated.is_empty())
+    }
+
+    fn ensure_open(&self) -> Result<(), SendError> {
+        if self.state == State::Open {
+            Ok(())
+        } else {
+            Err(SendError::Closed)
+        }
+    }
+
+    fn ensure_opcode(&self, opcode: OpCode, what: &'static str) -> Result<(), SendError> {
+        if self.encoder.supports(opcode) {
+            Ok(())
+        } else {
+            Err(SendError::Unsupported(self.session.draft, what))
+        }
+    }
+
+    /// Send a text message.
+    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+        self.send_data(OpCode::Text, text.as_bytes())
+    }
+
+    /// Send a binary message (hybi-01 and later).
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.send_data(OpCode::Binary, data)
+    }
+
+    pub fn send(&mut self, message: &Message) -> Result<(), SendError> {
+        self.send_data(message.opcode(), message.data())
+    }
+
+    fn send_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
+        self.ensure_open()?;
+        self.ensure_opcode(opcode, "binary messages")?;
+        if self.sending.is_some() {
+            return Err(SendError::FragmentInProgress);
+        }
+        self.encode_data(opcode, true, payload, true);
+        Ok(())
+    }
+
+    /// Encode one data frame, compressing it when an extension is in force
+    /// and the payload reaches the threshold. `whole` marks a complete
+    /// message (permessage-deflate compresses only those).
+    fn encode_data(&mut self, opcode: OpCode, fin: bool, payload: &[u8], whole: bool) {
+        let big = payload.len() >= self.config.extensions.compression_threshold;
+        let compressed = match &mut self.compression {
+            Compression::PerMessage(pmd) if big && whole => {
+                pmd.compress(payload, &mut self.scratch);
+                true
+            }
+            Compression::PerFrame(df) if big => {
+                df.compress(payload, &mut self.scratch);
+                true
+            }
+            _ => false,
+        };
+        if compressed {
+            self.encoder
+                .encode(opcode, fin, 0x40, &self.scratch, &mut self.output);
+            self.scratch.clear();
+        } else {
+            self.encoder
+                .encode(opcode, fin, 0, payload, &mut self.output);
+        }
+    }
+
+    /// Send one fragment of a message of `kind`; the first call starts the
+    /// message, `fin` ends it. Control frames may be sent in between.
+    /// permessage-deflate sends fragmented messages uncompressed.
+    pub fn send_fragment(
+        &mut self,
+        kind: MessageKind,
+        data: &[u8],
+        fin: bool,
+    ) -> Result<(), SendError> {
+        self.ensure_open()?;
+        self.ensure_opcode(kind.opcode(), "binary messages")?;
+        let opcode = match self.sending {
+            None => kind.opcode(),
+            Some(k) if k == kind => OpCode::Continuation,
+            Some(_) => return Err(SendError::FragmentInProgress),
+        };
+        if !self.session.draft.has_binary() && !(fin && opcode != OpCode::Continuation) {
+            return Err(SendError::Unsupported(self.session.draft, "fragments"));
+        }
+        self.encode_data(opcode, fin, data, false);
+        self.sending = if fin { None } else { Some(kind) };
+        Ok(())
+    }
+
+    /// Send a message encoded once for many connections. Server frames are
+    /// copied as they are; a client re-encodes (every client frame gets a
+    /// fresh mask).
+    pub fn send_prepared(&mut self, prepared: &PreparedMessage) -> Result<(), SendError> {
+        if self.session.role == Role::Client {
+            return self.send(prepared.message());
+        }
+        self.ensure_open()?;
+        if self.sending.is_some() {
+            return Err(SendError::FragmentInProgress);
+        }
+        let frame = prepared
+            .server_frame(self.session.draft)
+            .ok_or(SendError::Unsupported(
+                self.session.draft,
+                "binary messages",
+            ))?;
+        self.output.extend_from_slice(frame);
+        Ok(())
+    }
+
+    /// Send a ping (hybi-01 and later), payload up to 125 bytes.
+    pub fn send_ping(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.send_control(OpCode::Ping, data)
+    }
+
+    /// Send an unsolicited pong (a heartbeat), payload up to 125 bytes.
+    pub fn send_pong(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.send_control(OpCode::Pong, data)
+    }
+
+    fn send_control(&mut self, opcode: OpCode, data: &[u8]) -> Result<(), SendError> {
+        self.ensure_open()?;
+        self.ensure_opcode(opcode, "ping and pong")?;
+        if data.len() > 125 {
+            return Err(SendError::ControlTooLong);
+        }
+        self.encoder.encode(opcode, true, 0, data, &mut self.output);
+        Ok(())
+    }
+
+    /// Start the close handshake. `code` is checked against the draft's
+    /// code table (`None`: no status); drafts whose close body is opaque
+    /// send an empty one. hixie-75 has no close frame: the connection is
+    /// closed at once (close TCP after writing the pending output).
+    pub fn close(&mut self, code: Option<u16>, reason: &str) -> Result<(), SendError> {
+        self.ensure_open()?;
+        if !self.session.draft.has_close_frame() {
+            self.state = State::Closed;
+            self.clean = true;
+            return Ok(());
+        }
+        let rules = self.session.draft.close_body();
+        let payload = close::build(rules, code, reason)?;
+        self.encoder
+            .encode(OpCode::Close, true, 0, &payload, &mut self.output);
+        self.state = State::Closing;
+        Ok(())
+    }
+
+    /// The close code table of this connection's draft.
+    pub fn close_rules(&self) -> CloseBody {
+        self.session.draft.close_body()
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("session", &self.session)
+            .field("state", &self.state)
+            .field("buffered_in", &self.input.len())
+            .field("buffered_out", &self.output.len())
+            .finish_non_exhaustive()
     }
 }

@@ -1,0 +1,146 @@
+//! Messages as the application sees them, and messages encoded once for
+//! many connections.
+
+use std::sync::OnceLock;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::draft::{Draft, Framing, OpcodeTable};
+use crate::framing::{Encoder, OpCode};
+use crate::session::Role;
+
+/// A complete data message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// Always valid UTF-8 (checked on receipt).
+    Text(Bytes),
+    Binary(Bytes),
+}
+
+impl Message {
+    pub fn text(s: impl Into<String>) -> Message {
+        Message::Text(Bytes::from(s.into()))
+    }
+
+    pub fn binary(b: impl Into<Bytes>) -> Message {
+        Message::Binary(b.into())
+    }
+
+    /// The payload bytes.
+    pub fn data(&self) -> &Bytes {
+        match self {
+            Message::Text(b) | Message::Binary(b) => b,
+        }
+    }
+
+    pub fn into_data(self) -> Bytes {
+        match self {
+            Message::Text(b) | Message::Binary(b) => b,
+        }
+    }
+
+    pub fn is_text(&self) -> bool {
+        matches!(self, Message::Text(_))
+    }
+
+    /// The text of a text message. Received text messages are validated, so
+    /// this only fails for messages built from invalid bytes by the caller.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Message::Text(b) => std::str::from_utf8(b).ok(),
+            Message::Binary(_) => None,
+        }
+    }
+
+    pub(crate) fn opcode(&self) -> OpCode {
+        match self {
+            Message::Text(_) => OpCode::Text,
+            Message::Binary(_) => OpCode::Binary,
+        }
+    }
+}
+
+/// The four wire shapes of an unmasked server frame.
+const FAMILIES: usize = 4;
+
+fn family(draft: Draft) -> usize {
+    match draft.framing() {
+        Framing::Sentinel { .. } => 0,
+        Framing::Binary(b) if b.more_bit => 1,
+        Framing::Binary(b) if b.opcodes == OpcodeTable::A => 2,
+        Framing::Binary(_) => 3,
+    }
+}
+
+/// A representative draft of each family, for encoding.
+const REPRESENTATIVE: [Draft; FAMILIES] =
+    [Draft::Hixie76, Draft::Hybi01, Draft::Hybi06, Draft::Rfc6455];
+
+/// A message encoded at most once per framing family, to be sent to many
+/// connections (broadcast). Server frames are never masked, so one encoding
+/// serves every server connection of a family; the frames are sent
+/// uncompressed, which every compression extension allows.
+#[derive(Debug)]
+pub struct PreparedMessage {
+    message: Message,
+    frames: [OnceLock<Bytes>; FAMILIES],
+}
+
+impl PreparedMessage {
+    pub fn new(message: Message) -> Self {
+        PreparedMessage {
+            message,
+            frames: Default::default(),
+        }
+    }
+
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// The server frame for `draft`, encoded on first use. `None` when the
+    /// draft cannot carry the message (binary on hixie).
+    pub fn server_frame(&self, draft: Draft) -> Option<&Bytes> {
+        if !self.message.is_text() && !draft.has_binary() {
+            return None;
+        }
+        let f = family(draft);
+        Some(self.frames[f].get_or_init(|| {
+            let encoder = Encoder::new(REPRESENTATIVE[f], Role::Server, None);
+            let payload = self.message.data();
+            let mut out = BytesMut::with_capacity(payload.len() + 10);
+            encoder.encode(self.message.opcode(), true, 0, payload, &mut out);
+            out.freeze()
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_encoding_per_family() {
+        let p = PreparedMessage::new(Message::text("Hello"));
+        assert_eq!(
+            &p.server_frame(Draft::Hixie75).unwrap()[..],
+            b"\x00Hello\xff"
+        );
+        assert_eq!(
+            &p.server_frame(Draft::Hybi02).unwrap()[..],
+            b"\x04\x05Hello"
+        );
+        assert_eq!(
+            &p.server_frame(Draft::Hybi05).unwrap()[..],
+            b"\x84\x05Hello"
+        );
+        assert_eq!(
+            &p.server_frame(Draft::Rfc6455).unwrap()[..],
+            b"\x81\x05Hello"
+        );
+        let a = p.server_frame(Draft::Hybi07).unwrap().as_ptr();
+        assert_eq!(a, p.server_frame(Draft::Hybi08).unwrap().as_ptr());
+        let b = PreparedMessage::new(Message::binary(&b"\x01"[..]));
+        assert!(b.server_frame(Draft::Hixie76).is_none());
+    }
+}
