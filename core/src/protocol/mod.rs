@@ -397,7 +397,9 @@ impl Connection {
         }
         let limit = self.config.max_message_size as u64;
         let so_far = self.incoming.as_ref().map_or(0, |i| i.wire_len) as u64;
-        if chunk.frame_len.is_some_and(|len| so_far + len > limit) {
+        // Sentinel frames announce no length: their first chunk counts.
+        let len = chunk.frame_len.unwrap_or(chunk.data.len() as u64);
+        if so_far + len > limit {
             return Err(ProtocolError::MessageTooLarge(limit as usize));
         }
         Ok(())

@@ -1,0 +1,412 @@
+//! Engine against engine: a client-role Connection talks to a server-role
+//! Connection for every draft, with the wire split at every byte boundary.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use polysocket::protocol::{CloseFrame, MessageKind, State};
+use polysocket::{
+    Config, Connection, Draft, Event, Message, PreparedMessage, ProtocolError, Role, Session,
+};
+
+const HYBI04_KEY: [u8; 20] = [0x5a; 20];
+
+fn session(role: Role, draft: Draft) -> Session {
+    let mut s = Session::plain(role, draft);
+    if draft == Draft::Hybi04 {
+        s.hybi04_mask_key = Some(HYBI04_KEY);
+    }
+    s
+}
+
+fn pair_with(draft: Draft, config: Config) -> (Connection, Connection) {
+    let config = Arc::new(config);
+    (
+        Connection::new(config.clone(), session(Role::Client, draft)),
+        Connection::new(config, session(Role::Server, draft)),
+    )
+}
+
+fn pair(draft: Draft) -> (Connection, Connection) {
+    pair_with(draft, Config::default())
+}
+
+/// Deliver `wire` to `to` in pieces of `split` bytes, collecting events.
+fn deliver(to: &mut Connection, wire: &[u8], split: usize) -> Result<Vec<Event>, ProtocolError> {
+    let mut events = Vec::new();
+    for piece in wire.chunks(split.max(1)) {
+        to.receive(piece);
+        while let Some(e) = to.poll()? {
+            events.push(e);
+        }
+    }
+    Ok(events)
+}
+
+/// Deliver `wire` split in two at `at`.
+fn deliver_split_at(to: &mut Connection, wire: &[u8], at: usize) -> Vec<Event> {
+    let mut events = Vec::new();
+    for piece in [&wire[..at], &wire[at..]] {
+        to.receive(piece);
+        while let Some(e) = to.poll().expect("no protocol error") {
+            events.push(e);
+        }
+    }
+    events
+}
+
+/// What every draft can exchange, plus what the richer ones add.
+fn script(conn: &mut Connection) -> Vec<Event> {
+    let draft = conn.draft();
+    let mut expect = Vec::new();
+    conn.send_text("Hello").unwrap();
+    expect.push(Event::Message(Message::text("Hello")));
+    conn.send_text("").unwrap();
+    expect.push(Event::Message(Message::text("")));
+    conn.send_text("κόσμε ✓ \u{10FFFF}").unwrap();
+    expect.push(Event::Message(Message::text("κόσμε ✓ \u{10FFFF}")));
+    if draft.has_binary() {
+        conn.send_binary(&[0, 1, 2, 0xFF, 0x00]).unwrap();
+        expect.push(Event::Message(Message::binary(vec![0, 1, 2, 0xFF, 0x00])));
+        conn.send_ping(b"pi").unwrap();
+        expect.push(Event::Ping(Bytes::from_static(b"pi")));
+        conn.send_fragment(MessageKind::Text, "Hel".as_bytes(), false)
+            .unwrap();
+        conn.send_pong(b"beat").unwrap();
+        expect.push(Event::Pong(Bytes::from_static(b"beat")));
+        // A code point split across fragments.
+        conn.send_fragment(MessageKind::Text, &"lo ✓".as_bytes()[..4], false)
+            .unwrap();
+        conn.send_fragment(MessageKind::Text, &"lo ✓".as_bytes()[4..], true)
+            .unwrap();
+        expect.push(Event::Message(Message::text("Hello ✓")));
+        let big: Vec<u8> = (0..70_000u32).map(|i| (i % 253) as u8).collect();
+        conn.send_binary(&big).unwrap();
+        expect.push(Event::Message(Message::binary(big)));
+    }
+    expect
+}
+
+#[test]
+fn every_draft_both_directions_split_at_every_boundary() {
+    for draft in Draft::ALL {
+        for sender_role in [Role::Client, Role::Server] {
+            let (mut client, mut server) = pair(draft);
+            let (tx, rx) = match sender_role {
+                Role::Client => (&mut client, &mut server),
+                Role::Server => (&mut server, &mut client),
+            };
+            let expect = script(tx);
+            let wire = tx.take_output();
+            // Whole, byte by byte, and odd sizes.
+            for split in [wire.len(), 1, 7, 997] {
+                let (mut c2, mut s2) = pair(draft);
+                let rx2 = if sender_role == Role::Client {
+                    &mut s2
+                } else {
+                    &mut c2
+                };
+                assert_eq!(
+                    deliver(rx2, &wire, split).unwrap(),
+                    expect,
+                    "{draft} {sender_role:?} split {split}"
+                );
+            }
+            // Split in two at every boundary of the small-message prefix.
+            let limit = wire.len().min(200);
+            for at in 0..=limit {
+                let (mut c2, mut s2) = pair(draft);
+                let rx2 = if sender_role == Role::Client {
+                    &mut s2
+                } else {
+                    &mut c2
+                };
+                assert_eq!(
+                    deliver_split_at(rx2, &wire, at),
+                    expect,
+                    "{draft} {sender_role:?} at {at}"
+                );
+            }
+            let _ = rx;
+        }
+    }
+}
+
+#[test]
+fn auto_pong_answers_with_the_same_payload() {
+    for draft in Draft::ALL.into_iter().filter(|d| d.has_ping()) {
+        let (mut client, mut server) = pair(draft);
+        client.send_ping(b"are you there").unwrap();
+        let wire = client.take_output();
+        let events = deliver(&mut server, &wire, wire.len()).unwrap();
+        assert_eq!(
+            events,
+            vec![Event::Ping(Bytes::from_static(b"are you there"))]
+        );
+        let pong = server.take_output();
+        let events = deliver(&mut client, &pong, 1).unwrap();
+        assert_eq!(
+            events,
+            vec![Event::Pong(Bytes::from_static(b"are you there"))]
+        );
+    }
+}
+
+#[test]
+fn close_handshake_every_draft() {
+    for draft in Draft::ALL {
+        for initiator in [Role::Client, Role::Server] {
+            let (mut client, mut server) = pair(draft);
+            let (a, b) = match initiator {
+                Role::Client => (&mut client, &mut server),
+                Role::Server => (&mut server, &mut client),
+            };
+            a.close(Some(1000), "bye").unwrap();
+            if !draft.has_close_frame() {
+                // hixie-75: closing TCP is the close; the peer sees EOF.
+                assert_eq!(a.state(), State::Closed);
+                assert!(a.close_was_clean());
+                assert_eq!(
+                    b.receive_eof(),
+                    Some(Event::Close(CloseFrame {
+                        code: 1005,
+                        reason: String::new()
+                    }))
+                );
+                continue;
+            }
+            assert_eq!(a.state(), State::Closing);
+            assert!(a.send_text("late").is_err());
+            let wire = a.take_output();
+            let events = deliver(b, &wire, 1).unwrap();
+            let expected = match draft.close_body() {
+                polysocket::draft::CloseBody::Coded | polysocket::draft::CloseBody::Rfc6455 => {
+                    CloseFrame {
+                        code: 1000,
+                        reason: "bye".into(),
+                    }
+                }
+                _ => CloseFrame {
+                    code: 1005,
+                    reason: String::new(),
+                },
+            };
+            assert_eq!(events, vec![Event::Close(expected.clone())], "{draft}");
+            assert_eq!(b.state(), State::Closed);
+            // b answered; a completes the handshake.
+            let reply = b.take_output();
+            assert!(!reply.is_empty(), "{draft}: close must be answered");
+            let events = deliver(a, &reply, reply.len()).unwrap();
+            assert!(
+                matches!(events.as_slice(), [Event::Close(_)]),
+                "{draft}: {events:?}"
+            );
+            assert_eq!(a.state(), State::Closed);
+            assert!(a.close_was_clean() && b.close_was_clean());
+            // Nothing more is accepted or produced.
+            assert_eq!(a.receive_eof(), None);
+        }
+    }
+}
+
+#[test]
+fn close_code_is_echoed_and_data_after_close_is_ignored() {
+    let (mut client, mut server) = pair(Draft::Rfc6455);
+    client.close(Some(4000), "private").unwrap();
+    let mut wire = client.take_output().to_vec();
+    // Data after the close frame must be ignored, not fail the connection.
+    let (mut c2, _) = pair(Draft::Rfc6455);
+    c2.send_text("after").unwrap();
+    wire.extend_from_slice(&c2.take_output());
+    let events = deliver(&mut server, &wire, wire.len()).unwrap();
+    assert_eq!(
+        events,
+        vec![Event::Close(CloseFrame {
+            code: 4000,
+            reason: "private".into()
+        })]
+    );
+    assert_eq!(&server.take_output()[..], b"\x88\x02\x0f\xa0");
+}
+
+/// Feed raw client bytes (masked by a client engine or written by hand)
+/// to an RFC 6455 server; return the error and the close frame it queued.
+fn violation(wire: &[u8], config: Config) -> (ProtocolError, Vec<u8>) {
+    let (_, mut server) = pair_with(Draft::Rfc6455, config);
+    let err = deliver(&mut server, wire, wire.len()).unwrap_err();
+    assert_eq!(server.state(), State::Closed);
+    (err, server.take_output().to_vec())
+}
+
+fn close_code(frame: &[u8]) -> u16 {
+    assert_eq!(frame[0], 0x88, "a close frame: {frame:x?}");
+    u16::from_be_bytes([frame[2], frame[3]])
+}
+
+/// A masked client frame built by hand (key 0: payload stays readable).
+fn frame(b0: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mut f = vec![b0, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    f.extend_from_slice(payload);
+    f
+}
+
+#[test]
+fn violations_close_with_the_right_code() {
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        (frame(0xC1, b"x"), 1002), // RSV1 without extension
+        (frame(0x83, b""), 1002),  // reserved opcode
+        (frame(0x80, b"x"), 1002), // continuation, nothing started
+        ([frame(0x01, b"a"), frame(0x81, b"b")].concat(), 1002), // new text mid-message
+        (frame(0x09, b""), 1002),  // fragmented ping
+        (frame(0x81, &[0xCE, 0xBA, 0xED, 0xA0, 0x80]), 1007), // surrogate
+        (frame(0x88, &[0x03]), 1002), // 1-byte close
+        (frame(0x88, &[0x03, 0xEC]), 1002), // 1004 reserved in RFC 6455
+        (frame(0x88, &[0x03, 0xE8, 0xFF]), 1007), // invalid reason
+        (vec![0x81, 0x05, b'H', b'e', b'l', b'l', b'o'], 1002), // unmasked client frame
+    ];
+    for (wire, code) in cases {
+        let (err, out) = violation(&wire, Config::default());
+        assert_eq!(err.close_code(), code, "{err}");
+        assert_eq!(close_code(&out), code, "{err}");
+    }
+}
+
+#[test]
+fn invalid_utf8_fails_fast_mid_frame_and_mid_message() {
+    // First fragment invalid: fail before the rest of the message arrives.
+    let (_, mut server) = pair(Draft::Rfc6455);
+    server.receive(&frame(0x01, &[b'a', 0xF4, 0x90]));
+    assert_eq!(server.poll(), Err(ProtocolError::InvalidUtf8));
+    // Invalid bytes early in a long frame: fail with most of it unsent.
+    let (mut client, mut server) = pair(Draft::Rfc6455);
+    let mut payload = vec![b'a'; 65536];
+    payload[10] = 0xFF;
+    client.send_binary(&payload).unwrap(); // binary engine bypasses text checks
+    let mut wire = client.take_output().to_vec();
+    let header_len = 2 + 8 + 4;
+    wire[0] = 0x81; // turn it into a text frame
+    server.receive(&wire[..header_len + 100]);
+    assert_eq!(server.poll(), Err(ProtocolError::InvalidUtf8));
+    assert_eq!(close_code(&server.take_output()), 1007);
+}
+
+#[test]
+fn message_and_frame_limits_close_with_1009() {
+    let mut config = Config::default();
+    config.max_message_size = 1000;
+    let (mut client, _) = pair(Draft::Rfc6455);
+    client
+        .send_fragment(MessageKind::Binary, &[0; 600], false)
+        .unwrap();
+    client
+        .send_fragment(MessageKind::Binary, &[0; 600], true)
+        .unwrap();
+    let (err, out) = violation(&client.take_output(), config.clone());
+    assert_eq!(err, ProtocolError::MessageTooLarge(1000));
+    assert_eq!(close_code(&out), 1009);
+    // At the limit is fine.
+    let (mut client, mut server) = pair_with(Draft::Rfc6455, config.clone());
+    client.send_binary(&[7; 1000]).unwrap();
+    assert_eq!(
+        deliver(&mut server, &client.take_output(), 100)
+            .unwrap()
+            .len(),
+        1
+    );
+    // A frame header announcing too much fails before the payload arrives.
+    config.max_frame_size = 500;
+    let (mut client, _) = pair(Draft::Rfc6455);
+    client.send_binary(&[0; 501]).unwrap();
+    let wire = client.take_output();
+    let (err, out) = violation(&wire[..8], config);
+    assert_eq!(err, ProtocolError::FrameTooLarge(500));
+    assert_eq!(close_code(&out), 1009);
+}
+
+#[test]
+fn hixie_limits_and_utf8_policy() {
+    let mut config = Config::default();
+    config.max_message_size = 10;
+    let (_, mut server) = pair_with(Draft::Hixie76, config);
+    server.receive(b"\x00hello world!\xff");
+    assert_eq!(server.poll(), Err(ProtocolError::MessageTooLarge(10)));
+    assert_eq!(&server.take_output()[..], b"\xff\x00");
+
+    // Strict by default: invalid text fails.
+    let (_, mut server) = pair(Draft::Hixie76);
+    server.receive(b"\x00a\xc0\x80b\xff");
+    assert_eq!(server.poll(), Err(ProtocolError::InvalidUtf8));
+    // Lenient: replaced, as the drafts of that era did.
+    let mut config = Config::default();
+    config.strict.old_drafts_fail_invalid_utf8 = false;
+    let (_, mut server) = pair_with(Draft::Hixie76, config);
+    server.receive(b"\x00a\xc0\x80b\xff");
+    assert_eq!(
+        server.poll().unwrap(),
+        Some(Event::Message(Message::text("a\u{FFFD}\u{FFFD}b")))
+    );
+}
+
+#[test]
+fn sending_rules() {
+    let (mut client, _) = pair(Draft::Hixie76);
+    assert!(client.send_binary(b"x").is_err());
+    assert!(client.send_ping(b"x").is_err());
+    let (mut client, _) = pair(Draft::Rfc6455);
+    assert!(client.send_ping(&[0; 126]).is_err());
+    assert!(client.close(Some(1005), "").is_err());
+    client
+        .send_fragment(MessageKind::Text, b"a", false)
+        .unwrap();
+    assert!(client.send_text("b").is_err());
+    assert!(client
+        .send_fragment(MessageKind::Binary, b"b", true)
+        .is_err());
+    client.send_ping(b"ok between fragments").unwrap();
+    client.send_fragment(MessageKind::Text, b"b", true).unwrap();
+    client.send_text("c").unwrap();
+}
+
+#[test]
+fn prepared_message_reaches_every_draft() {
+    let text = PreparedMessage::new(Message::text("broadcast"));
+    let bin = PreparedMessage::new(Message::binary(vec![1, 2, 3]));
+    for draft in Draft::ALL {
+        let (mut client, mut server) = pair(draft);
+        server.send_prepared(&text).unwrap();
+        if draft.has_binary() {
+            server.send_prepared(&bin).unwrap();
+        } else {
+            assert!(server.send_prepared(&bin).is_err());
+        }
+        let events = deliver(&mut client, &server.take_output(), 3).unwrap();
+        assert_eq!(
+            events[0],
+            Event::Message(Message::text("broadcast")),
+            "{draft}"
+        );
+        assert_eq!(events.len(), if draft.has_binary() { 2 } else { 1 });
+        // The client side re-masks.
+        client.send_prepared(&text).unwrap();
+        let events = deliver(&mut server, &client.take_output(), 5).unwrap();
+        assert_eq!(
+            events,
+            vec![Event::Message(Message::text("broadcast"))],
+            "{draft}"
+        );
+    }
+}
+
+#[test]
+fn eof_without_close_is_abnormal() {
+    let (_, mut server) = pair(Draft::Rfc6455);
+    assert_eq!(
+        server.receive_eof(),
+        Some(Event::Close(CloseFrame {
+            code: 1006,
+            reason: String::new()
+        }))
+    );
+    assert!(!server.close_was_clean());
+}
