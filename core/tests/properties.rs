@@ -42,6 +42,7 @@ proptest! {
         items in proptest::collection::vec(item(), 1..12),
         fragment_sizes in proptest::collection::vec(1usize..400, 1..8),
         read_sizes in proptest::collection::vec(1usize..700, 1..8),
+        borrowed in any::<bool>(),
     ) {
         let config = Arc::new(Config::default());
         let (tx_role, rx_role) = if client_sends { (Role::Client, Role::Server) } else { (Role::Server, Role::Client) };
@@ -92,8 +93,14 @@ proptest! {
             k += 1;
             rx.receive(&wire[pos..pos + n]);
             pos += n;
-            while let Some(e) = rx.poll().unwrap() {
-                got.push(e);
+            if borrowed {
+                while let Some(e) = rx.poll_ref().unwrap() {
+                    got.push(e.into_owned());
+                }
+            } else {
+                while let Some(e) = rx.poll().unwrap() {
+                    got.push(e);
+                }
             }
         }
         prop_assert_eq!(got, expected);

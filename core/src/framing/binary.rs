@@ -114,6 +114,7 @@ impl BinaryDecoder {
         }
     }
 
+    #[inline]
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Chunk>, ProtocolError> {
         loop {
             match &mut self.state {
@@ -139,8 +140,7 @@ impl BinaryDecoder {
                     if take == 0 && *remaining > 0 {
                         return Ok(None);
                     }
-                    let mut data = buf.split_to(take);
-                    mask.apply(&mut data);
+                    mask.apply(&mut buf[..take]);
                     *remaining -= take as u64;
                     let chunk = Chunk {
                         opcode: header.opcode,
@@ -149,7 +149,8 @@ impl BinaryDecoder {
                         frame_len: Some(header.len),
                         first: *first,
                         last: *remaining == 0,
-                        data: data.freeze(),
+                        len: take,
+                        consumed: take,
                     };
                     *first = false;
                     if chunk.last {
@@ -163,6 +164,7 @@ impl BinaryDecoder {
 
     /// Parse a complete header at the start of `buf` without consuming it:
     /// (header, bytes it occupies, payload mask state), or None if partial.
+    #[inline(always)]
     fn parse_header(
         &self,
         buf: &[u8],
@@ -175,10 +177,7 @@ impl BinaryDecoder {
         if buf.len() < prefix + 2 {
             return Ok(None);
         }
-        // FB2 masks the header too: unmask a private copy of it.
-        let mut head = [0u8; MAX_HEADER];
         let n = (buf.len() - prefix).min(MAX_HEADER);
-        head[..n].copy_from_slice(&buf[prefix..prefix + n]);
         let mut mask = match self.params.mask {
             MaskLayout::Prefix => {
                 let key = [buf[0], buf[1], buf[2], buf[3]];
@@ -190,9 +189,17 @@ impl BinaryDecoder {
             },
             _ => PayloadMask::None,
         };
-        // Unmask the header copy; the payload continues at the running offset.
-        let mut header_mask = mask;
-        header_mask.apply(&mut head[..n]);
+        // FB2 masks the header too: unmask a private copy of it; the payload
+        // continues at the running key offset.
+        let mut copy = [0u8; MAX_HEADER];
+        let head: &[u8] = if prefixed {
+            copy[..n].copy_from_slice(&buf[prefix..prefix + n]);
+            let mut header_mask = mask;
+            header_mask.apply(&mut copy[..n]);
+            &copy[..n]
+        } else {
+            &buf[..n]
+        };
 
         let b0 = head[0];
         let b1 = head[1];
@@ -365,19 +372,41 @@ mod tests {
         Vec::from_hex(s.replace(' ', "")).unwrap()
     }
 
-    fn decode_all(draft: Draft, role: Role, wire: &[u8]) -> Result<Vec<Chunk>, ProtocolError> {
+    fn decode_all(draft: Draft, role: Role, wire: &[u8]) -> Result<Vec<Owned>, ProtocolError> {
         let opts = DecoderOptions::new(&Config::default(), role, draft);
         let mut d = Decoder::new(draft, role, opts, None);
         let mut buf = BytesMut::from(wire);
         let mut out = Vec::new();
-        while let Some(c) = d.decode(&mut buf)? {
+        while let Some(c) = take(&mut d, &mut buf)? {
             out.push(c);
         }
         assert!(buf.is_empty(), "undecoded bytes left");
         Ok(out)
     }
 
-    fn one(draft: Draft, role: Role, wire: &[u8]) -> Chunk {
+    /// A decoded chunk with its payload split off the buffer.
+    #[derive(Debug)]
+    struct Owned {
+        opcode: OpCode,
+        fin: bool,
+        last: bool,
+        data: Vec<u8>,
+    }
+
+    fn take(d: &mut Decoder, buf: &mut BytesMut) -> Result<Option<Owned>, ProtocolError> {
+        Ok(d.decode(buf)?.map(|c| {
+            let data = buf[..c.len].to_vec();
+            buf.advance(c.consumed);
+            Owned {
+                opcode: c.opcode,
+                fin: c.fin,
+                last: c.last,
+                data,
+            }
+        }))
+    }
+
+    fn one(draft: Draft, role: Role, wire: &[u8]) -> Owned {
         let mut c = decode_all(draft, role, wire).unwrap();
         assert_eq!(c.len(), 1);
         c.remove(0)
@@ -459,7 +488,7 @@ mod tests {
         let opts = DecoderOptions::new(&Config::default(), Role::Server, Draft::Hybi04);
         let mut d = Decoder::new(Draft::Hybi04, Role::Server, opts, Some(conn));
         let mut buf = BytesMut::from(&h("37 fa 21 3d 19 25 53 de 36 20 fb")[..]);
-        let c = d.decode(&mut buf).unwrap().unwrap();
+        let c = take(&mut d, &mut buf).unwrap().unwrap();
         assert_eq!((c.opcode, &c.data[..]), (OpCode::Text, &b"Hello"[..]));
     }
 
@@ -532,7 +561,7 @@ mod tests {
                 let mut input = BytesMut::new();
                 for piece in wire.chunks(997) {
                     input.extend_from_slice(piece);
-                    while let Some(c) = d.decode(&mut input).unwrap() {
+                    while let Some(c) = take(&mut d, &mut input).unwrap() {
                         cur.extend_from_slice(&c.data);
                         if c.last {
                             got.push(std::mem::take(&mut cur));
@@ -617,7 +646,7 @@ mod tests {
         let opts = DecoderOptions::new(&cfg, Role::Client, Draft::Rfc6455);
         let mut d = Decoder::new(Draft::Rfc6455, Role::Client, opts, None);
         let mut ok = BytesMut::from(&h("82 7e 03 e8")[..]);
-        assert_eq!(d.decode(&mut ok).unwrap(), None);
+        assert!(d.decode(&mut ok).unwrap().is_none());
         let mut d = Decoder::new(
             Draft::Rfc6455,
             Role::Client,
@@ -625,7 +654,10 @@ mod tests {
             None,
         );
         let mut big = BytesMut::from(&h("82 7e 03 e9")[..]);
-        assert_eq!(d.decode(&mut big), Err(ProtocolError::FrameTooLarge(1000)));
+        assert_eq!(
+            d.decode(&mut big).unwrap_err(),
+            ProtocolError::FrameTooLarge(1000)
+        );
     }
 
     #[test]
@@ -636,7 +668,7 @@ mod tests {
         let opts = DecoderOptions::new(&cfg, Role::Server, Draft::Hybi08);
         let mut d = Decoder::new(Draft::Hybi08, Role::Server, opts, None);
         let mut buf = BytesMut::from(&h("82 7e 00 02 61 62 81 01 63")[..]);
-        assert_eq!(&d.decode(&mut buf).unwrap().unwrap().data[..], b"ab");
-        assert_eq!(&d.decode(&mut buf).unwrap().unwrap().data[..], b"c");
+        assert_eq!(take(&mut d, &mut buf).unwrap().unwrap().data, b"ab");
+        assert_eq!(take(&mut d, &mut buf).unwrap().unwrap().data, b"c");
     }
 }

@@ -9,14 +9,15 @@
 //!
 //! Decoders stream: they yield [`Chunk`]s of unmasked payload as bytes
 //! arrive, so the message layer can validate UTF-8 and enforce limits
-//! before a long frame is complete. A frame that arrived whole is one chunk
-//! split off the input buffer without copying.
+//! before a long frame is complete. A chunk's payload is unmasked in place
+//! at the front of the input buffer and left there: the caller borrows it,
+//! copies it or splits it off without copying, then consumes it.
 
 pub mod binary;
 pub mod mask;
 pub mod sentinel;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 
 use crate::config::Config;
 use crate::draft::{Draft, Framing, MaskLayout};
@@ -42,8 +43,11 @@ impl OpCode {
     }
 }
 
-/// A piece of one frame's payload, unmasked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A piece of one frame's payload, unmasked in place: it is the first
+/// `len` bytes of the buffer given to [`Decoder::decode`]. The caller must
+/// remove `consumed` bytes from the front of that buffer before decoding
+/// again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Chunk {
     pub opcode: OpCode,
     /// The frame is the last of its message.
@@ -57,7 +61,10 @@ pub struct Chunk {
     pub first: bool,
     /// Last chunk of its frame.
     pub last: bool,
-    pub data: Bytes,
+    /// Payload bytes at the front of the buffer.
+    pub len: usize,
+    /// Bytes to consume: the payload plus any frame terminator.
+    pub consumed: usize,
 }
 
 /// What the receiving side requires of the MASK bit (hybi-07+).
@@ -130,7 +137,8 @@ impl Decoder {
         }
     }
 
-    /// Decode the next chunk from `buf`, consuming what it uses.
+    /// Decode the next chunk from `buf`: frame headers are consumed, the
+    /// payload is unmasked in place at the front (see [`Chunk`]).
     /// `Ok(None)`: more bytes are needed.
     #[inline]
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Chunk>, ProtocolError> {

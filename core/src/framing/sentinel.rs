@@ -5,7 +5,7 @@
 //! with the high bit set is followed by a base-128 length and that many
 //! bytes, which are discarded — except hixie-76's `FF 00`, the close frame.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 
 use super::{Chunk, DecoderOptions, OpCode};
 use crate::error::ProtocolError;
@@ -70,7 +70,7 @@ impl SentinelDecoder {
                     };
                     buf.advance(1 + used);
                     if self.closing && kind == 0xFF && len == 0 {
-                        return Ok(Some(text_chunk(OpCode::Close, true, true, Bytes::new())));
+                        return Ok(Some(chunk(OpCode::Close, true, true, 0, 0)));
                     }
                     if len > self.options.max_frame_size {
                         return Err(ProtocolError::FrameTooLarge(
@@ -104,32 +104,25 @@ impl SentinelDecoder {
                     if end.is_none() && take == 0 {
                         return Ok(None);
                     }
-                    let data = buf.split_to(take);
                     let last = end.is_some();
-                    if last {
-                        buf.advance(1);
-                    }
+                    let consumed = take + usize::from(last);
                     let was_first = std::mem::replace(first, false);
                     let discard = *discard;
                     if last {
                         self.state = State::Idle;
                     }
                     if discard {
+                        buf.advance(consumed);
                         continue;
                     }
-                    return Ok(Some(text_chunk(
-                        OpCode::Text,
-                        was_first,
-                        last,
-                        data.freeze(),
-                    )));
+                    return Ok(Some(chunk(OpCode::Text, was_first, last, take, consumed)));
                 }
             }
         }
     }
 }
 
-fn text_chunk(opcode: OpCode, first: bool, last: bool, data: Bytes) -> Chunk {
+fn chunk(opcode: OpCode, first: bool, last: bool, len: usize, consumed: usize) -> Chunk {
     Chunk {
         opcode,
         // A sentinel frame is a whole message: it ends with the frame.
@@ -138,7 +131,8 @@ fn text_chunk(opcode: OpCode, first: bool, last: bool, data: Bytes) -> Chunk {
         frame_len: None,
         first,
         last,
-        data,
+        len,
+        consumed,
     }
 }
 
@@ -202,7 +196,8 @@ mod tests {
         for piece in wire.chunks(split) {
             buf.extend_from_slice(piece);
             while let Some(c) = d.decode(&mut buf)? {
-                cur.extend_from_slice(&c.data);
+                cur.extend_from_slice(&buf[..c.len]);
+                buf.advance(c.consumed);
                 if c.last {
                     out.push((c.opcode, std::mem::take(&mut cur)));
                 }
@@ -263,20 +258,23 @@ mod tests {
         cfg.strict.hixie_strict_frame_type = true;
         let mut d = decoder(true, &cfg);
         assert_eq!(
-            d.decode(&mut BytesMut::from(&[0x05, b'x', 0xFF][..])),
-            Err(ProtocolError::BadFrameType(5))
+            d.decode(&mut BytesMut::from(&[0x05, b'x', 0xFF][..]))
+                .unwrap_err(),
+            ProtocolError::BadFrameType(5)
         );
         let mut cfg = Config::default();
         cfg.max_frame_size = 4;
         let mut d = decoder(true, &cfg);
         assert_eq!(
-            d.decode(&mut BytesMut::from(&b"\x00abcde"[..])),
-            Err(ProtocolError::FrameTooLarge(4))
+            d.decode(&mut BytesMut::from(&b"\x00abcde"[..]))
+                .unwrap_err(),
+            ProtocolError::FrameTooLarge(4)
         );
         let mut d = decoder(true, &cfg);
         assert_eq!(
-            d.decode(&mut BytesMut::from(&[0x80, 0x05][..])),
-            Err(ProtocolError::FrameTooLarge(4))
+            d.decode(&mut BytesMut::from(&[0x80, 0x05][..]))
+                .unwrap_err(),
+            ProtocolError::FrameTooLarge(4)
         );
         // An unterminated frame within the limit streams as partial chunks.
         let mut d = decoder(true, &Config::default());
@@ -284,7 +282,7 @@ mod tests {
             .decode(&mut BytesMut::from(&b"\x00abc"[..]))
             .unwrap()
             .unwrap();
-        assert!(c.first && !c.last && &c.data[..] == b"abc");
+        assert!(c.first && !c.last && c.len == 3 && c.consumed == 3);
     }
 
     #[test]

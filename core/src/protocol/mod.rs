@@ -42,6 +42,41 @@ pub enum Event {
     Close(CloseFrame),
 }
 
+/// An event whose message may borrow the connection's receive buffer (see
+/// [`Connection::poll_ref`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventRef<'a> {
+    /// A text message that arrived in one frame, lent in place.
+    Text(&'a str),
+    /// A binary message that arrived in one frame, lent in place.
+    Binary(&'a [u8]),
+    /// Any other event, owned.
+    Event(Event),
+}
+
+impl EventRef<'_> {
+    /// The owned event (copies a lent message).
+    pub fn into_owned(self) -> Event {
+        match self {
+            EventRef::Text(t) => Event::Message(Message::text(t)),
+            EventRef::Binary(b) => Event::Message(Message::binary(Bytes::copy_from_slice(b))),
+            EventRef::Event(e) => e,
+        }
+    }
+}
+
+/// What the receive path produced.
+enum Step {
+    /// A whole message at the front of the decode buffer: `len` payload
+    /// bytes, `consumed` bytes to remove once handed out.
+    InPlace {
+        kind: MessageKind,
+        len: usize,
+        consumed: usize,
+    },
+    Event(Event),
+}
+
 /// Where the close handshake stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -107,6 +142,8 @@ pub struct Connection {
     stream: Option<Box<Stream>>,
     /// Bytes received and not yet decoded (compressed if deflate-stream).
     input: BytesMut,
+    /// Bytes of a message lent by `poll_ref`, removed on the next call.
+    pending_consume: usize,
     /// Encoded frames not yet written (before deflate-stream).
     output: BytesMut,
     /// Compression output, reused between messages.
@@ -165,6 +202,7 @@ impl Connection {
             compression,
             stream,
             input: BytesMut::new(),
+            pending_consume: 0,
             output: BytesMut::new(),
             scratch: BytesMut::new(),
             incoming: None,
@@ -211,6 +249,7 @@ impl Connection {
     /// Hand over bytes read from the peer. Call [`poll`](Self::poll) next.
     pub fn receive(&mut self, data: &[u8]) {
         if self.state != State::Closed {
+            self.consume_lent();
             self.input.extend_from_slice(data);
         }
     }
@@ -218,7 +257,15 @@ impl Connection {
     /// The receive buffer, for I/O layers that read straight into it
     /// (avoids a copy); equivalent to [`receive`](Self::receive).
     pub fn receive_buffer(&mut self) -> &mut BytesMut {
+        self.consume_lent();
         &mut self.input
+    }
+
+    /// Drop the message `poll_ref` lent, so that appending new bytes can
+    /// reuse the buffer's space instead of growing it.
+    fn consume_lent(&mut self) {
+        let pending = std::mem::take(&mut self.pending_consume);
+        self.decode_buffer().advance(pending);
     }
 
     /// The peer closed its end of the TCP connection. Returns the close to
@@ -245,7 +292,66 @@ impl Connection {
     /// bytes are needed. A protocol violation is returned once, after the
     /// close frame with the matching code was queued; the connection is
     /// then [`State::Closed`].
+    ///
+    /// A message that arrived in one frame is split off the receive buffer
+    /// without copying.
     pub fn poll(&mut self) -> Result<Option<Event>, ProtocolError> {
+        Ok(match self.next_step()? {
+            None => None,
+            Some(Step::Event(event)) => Some(event),
+            Some(Step::InPlace {
+                kind,
+                len,
+                consumed,
+            }) => {
+                let buf = self.decode_buffer();
+                let data = buf.split_to(len).freeze();
+                buf.advance(consumed - len);
+                Some(Event::Message(match kind {
+                    MessageKind::Text => Message::Text(data),
+                    MessageKind::Binary => Message::Binary(data),
+                }))
+            }
+        })
+    }
+
+    /// Like [`poll`](Self::poll), but a message that arrived in one frame
+    /// is lent straight from the receive buffer (no copy, no reference
+    /// counting) until the next call on the connection. For bindings that
+    /// copy payloads into their own objects anyway.
+    pub fn poll_ref(&mut self) -> Result<Option<EventRef<'_>>, ProtocolError> {
+        Ok(match self.next_step()? {
+            None => None,
+            Some(Step::Event(event)) => Some(EventRef::Event(event)),
+            Some(Step::InPlace {
+                kind,
+                len,
+                consumed,
+            }) => {
+                self.pending_consume = consumed;
+                let data = &self.decode_buffer()[..len];
+                Some(match kind {
+                    // SAFETY: validated as UTF-8 before InPlace was returned.
+                    MessageKind::Text => {
+                        EventRef::Text(unsafe { std::str::from_utf8_unchecked(data) })
+                    }
+                    MessageKind::Binary => EventRef::Binary(data),
+                })
+            }
+        })
+    }
+
+    /// The buffer the frame decoder reads: the received bytes, or their
+    /// inflated form under deflate-stream.
+    fn decode_buffer(&mut self) -> &mut BytesMut {
+        match &mut self.stream {
+            Some(s) => &mut s.inflated,
+            None => &mut self.input,
+        }
+    }
+
+    fn next_step(&mut self) -> Result<Option<Step>, ProtocolError> {
+        self.consume_lent();
         if self.state == State::Closed {
             self.input.clear();
             return Ok(None);
@@ -253,21 +359,26 @@ impl Connection {
         if let Err(e) = self.inflate_stream() {
             return Err(self.fail(e));
         }
+        // Lend the buffer to the chunk handlers, which also need `self`.
+        let mut buf = std::mem::take(self.decode_buffer());
+        let result = self.decode_loop(&mut buf);
+        *self.decode_buffer() = buf;
+        match result {
+            Err(e) => Err(self.fail(e)),
+            Ok(step) => Ok(step),
+        }
+    }
+
+    fn decode_loop(&mut self, buf: &mut BytesMut) -> Result<Option<Step>, ProtocolError> {
         loop {
-            let buf = match &mut self.stream {
-                Some(s) => &mut s.inflated,
-                None => &mut self.input,
+            let Some(chunk) = self.decoder.decode(buf)? else {
+                return Ok(None);
             };
-            let chunk = match self.decoder.decode(buf) {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => return Ok(None),
-                Err(e) => return Err(self.fail(e)),
-            };
-            match self.on_chunk(chunk) {
-                Ok(Some(event)) => return Ok(Some(event)),
-                Ok(None) if self.state == State::Closed => return Ok(None),
-                Ok(None) => {}
-                Err(e) => return Err(self.fail(e)),
+            if let Some(step) = self.on_chunk(buf, chunk)? {
+                return Ok(Some(step));
+            }
+            if self.state == State::Closed {
+                return Ok(None);
             }
         }
     }
@@ -283,24 +394,69 @@ impl Connection {
         Ok(())
     }
 
-    fn on_chunk(&mut self, chunk: Chunk) -> Result<Option<Event>, ProtocolError> {
+    /// Handle one chunk whose payload is `buf[..chunk.len]`, consuming it
+    /// (except for a whole message left in place for the caller).
+    #[inline(always)]
+    fn on_chunk(
+        &mut self,
+        buf: &mut BytesMut,
+        chunk: Chunk,
+    ) -> Result<Option<Step>, ProtocolError> {
         if chunk.opcode.is_control() {
-            return self.on_control_chunk(chunk);
+            let result = self.on_control_chunk(&buf[..chunk.len], &chunk);
+            buf.advance(chunk.consumed);
+            return result.map(|e| e.map(Step::Event));
         }
         if chunk.first {
-            self.start_data_frame(&chunk)?;
-            // Fast path: a whole unfragmented, uncompressed message in one
-            // chunk is handed out without copying.
-            if chunk.last && chunk.fin && self.incoming_is_plain_and_empty() {
-                let inc = self.incoming.take().expect("started above");
-                return self.deliver(inc.kind, chunk.data).map(Some);
+            if chunk.last && chunk.fin && chunk.rsv == 0 && self.incoming.is_none() {
+                return self.whole_message(buf, &chunk).map(Some);
             }
+            self.start_data_frame(&chunk)?;
         }
+        let result = self.on_data_chunk(&buf[..chunk.len], &chunk);
+        buf.advance(chunk.consumed);
+        result.map(|e| e.map(Step::Event))
+    }
+
+    /// Fast path: an unfragmented, uncompressed message that arrived whole
+    /// stays in the buffer for `poll`/`poll_ref` to hand out.
+    fn whole_message(&mut self, buf: &mut BytesMut, chunk: &Chunk) -> Result<Step, ProtocolError> {
+        let kind = match chunk.opcode {
+            OpCode::Text => MessageKind::Text,
+            OpCode::Binary => MessageKind::Binary,
+            _ => return Err(ProtocolError::UnexpectedContinuation),
+        };
+        let limit = self.config.max_message_size;
+        if chunk.len > limit {
+            return Err(ProtocolError::MessageTooLarge(limit));
+        }
+        if kind == MessageKind::Text && utf8::validate(&buf[..chunk.len]).is_err() {
+            if self.strict_utf8 {
+                return Err(ProtocolError::InvalidUtf8);
+            }
+            let text = String::from_utf8_lossy(&buf[..chunk.len]).into_owned();
+            buf.advance(chunk.consumed);
+            return Ok(Step::Event(Event::Message(Message::text(text))));
+        }
+        Ok(Step::InPlace {
+            kind,
+            len: chunk.len,
+            consumed: chunk.consumed,
+        })
+    }
+
+    /// A piece of a fragmented or compressed message (or of a frame that
+    /// arrives across reads): inflate, validate and accumulate it.
+    fn on_data_chunk(
+        &mut self,
+        data: &[u8],
+        chunk: &Chunk,
+    ) -> Result<Option<Event>, ProtocolError> {
         let limit = self.config.max_message_size;
         let Some(inc) = self.incoming.as_mut() else {
             return Err(ProtocolError::UnexpectedContinuation);
         };
-        inc.wire_len += chunk.data.len();
+        inc.wire_len += data.len();
         if inc.wire_len > limit {
             return Err(ProtocolError::MessageTooLarge(limit));
         }
@@ -308,20 +464,20 @@ impl Connection {
         let dlimit = self.config.max_decompressed_size;
         match &mut self.compression {
             Compression::PerMessage(pmd) if inc.compressed => {
-                pmd.decompress(&chunk.data, chunk.last && chunk.fin, &mut inc.data, dlimit)?;
+                pmd.decompress(data, chunk.last && chunk.fin, &mut inc.data, dlimit)?;
             }
             Compression::PerFrame(df) if self.frame_compressed => {
                 if chunk.first && chunk.last {
-                    df.decompress(&chunk.data, &mut inc.data, dlimit)?;
+                    df.decompress(data, &mut inc.data, dlimit)?;
                 } else {
-                    self.frame_buf.extend_from_slice(&chunk.data);
+                    self.frame_buf.extend_from_slice(data);
                     if chunk.last {
                         df.decompress(&self.frame_buf, &mut inc.data, dlimit)?;
                         self.frame_buf.clear();
                     }
                 }
             }
-            _ => inc.data.extend_from_slice(&chunk.data),
+            _ => inc.data.extend_from_slice(data),
         }
         if inc.kind == MessageKind::Text && self.strict_utf8 {
             self.utf8
@@ -332,32 +488,20 @@ impl Connection {
             return Ok(None);
         }
         let inc = self.incoming.take().expect("checked above");
-        if inc.kind == MessageKind::Text && self.strict_utf8 {
-            self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
-            return Ok(Some(Event::Message(Message::Text(inc.data.freeze()))));
-        }
-        self.deliver(inc.kind, inc.data.freeze()).map(Some)
-    }
-
-    fn incoming_is_plain_and_empty(&self) -> bool {
-        matches!(&self.incoming, Some(inc) if !inc.compressed && inc.data.is_empty())
-            && !self.frame_compressed
-    }
-
-    /// A complete message: validate text in one shot (or replace invalid
-    /// sequences on the old drafts that did so).
-    fn deliver(&mut self, kind: MessageKind, data: Bytes) -> Result<Event, ProtocolError> {
-        let message = match kind {
+        let data = inc.data.freeze();
+        let message = match inc.kind {
             MessageKind::Binary => Message::Binary(data),
+            MessageKind::Text if self.strict_utf8 => {
+                self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                Message::Text(data)
+            }
+            // Old drafts replaced invalid sequences instead of failing.
             MessageKind::Text => match utf8::validate(&data) {
                 Ok(()) => Message::Text(data),
-                Err(_) if self.strict_utf8 => return Err(ProtocolError::InvalidUtf8),
-                Err(_) => Message::Text(Bytes::from(
-                    String::from_utf8_lossy(&data).into_owned().into_bytes(),
-                )),
+                Err(_) => Message::text(String::from_utf8_lossy(&data).into_owned()),
             },
         };
-        Ok(Event::Message(message))
+        Ok(Some(Event::Message(message)))
     }
 
     /// Checks at the start of a data frame: fragment sequencing, reserved
@@ -398,21 +542,25 @@ impl Connection {
         let limit = self.config.max_message_size as u64;
         let so_far = self.incoming.as_ref().map_or(0, |i| i.wire_len) as u64;
         // Sentinel frames announce no length: their first chunk counts.
-        let len = chunk.frame_len.unwrap_or(chunk.data.len() as u64);
+        let len = chunk.frame_len.unwrap_or(chunk.len as u64);
         if so_far + len > limit {
             return Err(ProtocolError::MessageTooLarge(limit as usize));
         }
         Ok(())
     }
 
-    fn on_control_chunk(&mut self, chunk: Chunk) -> Result<Option<Event>, ProtocolError> {
+    fn on_control_chunk(
+        &mut self,
+        data: &[u8],
+        chunk: &Chunk,
+    ) -> Result<Option<Event>, ProtocolError> {
         if chunk.first && chunk.rsv != 0 {
             return Err(ProtocolError::ReservedBits);
         }
         let payload = if chunk.first && chunk.last {
-            chunk.data
+            Bytes::copy_from_slice(data)
         } else {
-            self.frame_buf.extend_from_slice(&chunk.data);
+            self.frame_buf.extend_from_slice(data);
             if !chunk.last {
                 return Ok(None);
             }
@@ -459,6 +607,7 @@ impl Connection {
         self.state = State::Closed;
         self.incoming = None;
         self.input.clear();
+        self.decode_buffer().clear();
         error
     }
 
