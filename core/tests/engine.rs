@@ -410,3 +410,133 @@ fn eof_without_close_is_abnormal() {
     );
     assert!(!server.close_was_clean());
 }
+
+mod compression {
+    use super::*;
+    use polysocket::extensions::{Agreed, DeflateFrameParams, PmdParams};
+
+    fn pmd(snct: bool, cnct: bool, sbits: u8, cbits: u8) -> Agreed {
+        Agreed::PerMessageDeflate(PmdParams {
+            server_no_context_takeover: snct,
+            client_no_context_takeover: cnct,
+            server_max_window_bits: sbits,
+            client_max_window_bits: cbits,
+        })
+    }
+
+    fn deflate_frame() -> Agreed {
+        Agreed::DeflateFrame(DeflateFrameParams {
+            webkit_name: true,
+            server_max_window_bits: 15,
+            server_no_context_takeover: false,
+            client_max_window_bits: 15,
+            client_no_context_takeover: false,
+        })
+    }
+
+    fn pair_ext(draft: Draft, agreed: Agreed, config: Config) -> (Connection, Connection) {
+        let config = Arc::new(config);
+        let mut c = session(Role::Client, draft);
+        let mut s = session(Role::Server, draft);
+        c.extensions = agreed;
+        s.extensions = agreed;
+        (Connection::new(config.clone(), c), Connection::new(config, s))
+    }
+
+    fn cases() -> Vec<(Draft, Agreed)> {
+        let mut v = Vec::new();
+        for draft in [Draft::Hybi07, Draft::Hybi08, Draft::Rfc6455] {
+            v.push((draft, pmd(false, false, 15, 15)));
+            v.push((draft, pmd(true, true, 8, 9)));
+            v.push((draft, pmd(false, true, 10, 12)));
+            v.push((draft, deflate_frame()));
+        }
+        for draft in [Draft::Hybi04, Draft::Hybi05, Draft::Hybi06, Draft::Hybi07, Draft::Hybi08] {
+            v.push((draft, Agreed::DeflateStream));
+            v.push((draft, deflate_frame()));
+        }
+        v
+    }
+
+    #[test]
+    fn every_extension_both_directions_any_split() {
+        for (draft, agreed) in cases() {
+            for sender in [Role::Client, Role::Server] {
+                let (mut c, mut s) = pair_ext(draft, agreed, Config::default());
+                let tx = if sender == Role::Client { &mut c } else { &mut s };
+                let mut expect = script(tx);
+                // Repeat to exercise context takeover across messages.
+                expect.extend(script(tx));
+                let wire = tx.take_output();
+                for split in [wire.len(), 1, 13, 997] {
+                    let (mut c2, mut s2) = pair_ext(draft, agreed, Config::default());
+                    let rx = if sender == Role::Client { &mut s2 } else { &mut c2 };
+                    let got = deliver(rx, &wire, split).unwrap();
+                    assert_eq!(got, expect, "{draft} {agreed:?} {sender:?} split {split}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn compressed_frames_are_smaller_and_marked() {
+        let (mut c, _) = pair_ext(Draft::Rfc6455, pmd(false, false, 15, 15), Config::default());
+        let text = "compressible ".repeat(1000);
+        c.send_text(&text).unwrap();
+        let wire = c.take_output();
+        assert_eq!(wire[0], 0xC1, "FIN + RSV1 + text");
+        assert!(wire.len() < text.len() / 10, "{} bytes", wire.len());
+    }
+
+    #[test]
+    fn threshold_leaves_small_messages_uncompressed() {
+        let mut config = Config::default();
+        config.extensions.compression_threshold = 100;
+        let (mut c, mut s) = pair_ext(Draft::Rfc6455, pmd(false, false, 15, 15), config);
+        c.send_text("short").unwrap();
+        c.send_text(&"long ".repeat(100)).unwrap();
+        let wire = c.take_output();
+        assert_eq!(wire[0], 0x81, "below the threshold: no RSV1");
+        let events = deliver(&mut s, &wire, 5).unwrap();
+        assert_eq!(events.len(), 2);
+    }
+
+    #[test]
+    fn decompression_bomb_closes_with_1009() {
+        let mut config = Config::default();
+        config.max_decompressed_size = 1 << 20;
+        let (mut c, _) = pair_ext(Draft::Rfc6455, pmd(false, false, 15, 15), Config::default());
+        c.send_binary(&vec![0u8; 16 << 20]).unwrap();
+        let wire = c.take_output();
+        assert!(wire.len() < 100_000);
+        let (_, mut s) = pair_ext(Draft::Rfc6455, pmd(false, false, 15, 15), config);
+        let err = deliver(&mut s, &wire, wire.len()).unwrap_err();
+        assert_eq!(err, ProtocolError::DecompressedTooLarge(1 << 20));
+        assert_eq!(close_code(&s.take_output()), 1009);
+    }
+
+    #[test]
+    fn rsv1_rules_under_permessage_deflate() {
+        // RSV1 on a continuation frame, and on a control frame: 1002.
+        for wire in [
+            [frame(0x41, b"\xf2\x48"), frame(0xC0, b"\xcd")].concat(),
+            frame(0xC9, b""),
+        ] {
+            let (_, mut s) = pair_ext(Draft::Rfc6455, pmd(false, false, 15, 15), Config::default());
+            let err = deliver(&mut s, &wire, wire.len()).unwrap_err();
+            assert_eq!(err, ProtocolError::ReservedBits);
+            assert_eq!(close_code(&s.take_output()), 1002);
+        }
+        // RFC 7692 §7.2.3.1: "Hello" compressed in two fragments.
+        let wire = [frame(0x41, b"\xf2\x48\xcd"), frame(0x80, b"\xc9\xc9\x07\x00")].concat();
+        let (_, mut s) = pair_ext(Draft::Rfc6455, pmd(false, false, 15, 15), Config::default());
+        assert_eq!(deliver(&mut s, &wire, 1).unwrap(), vec![Event::Message(Message::text("Hello"))]);
+        // Invalid UTF-8 after inflation: 1007.
+        let (mut c, _) = pair_ext(Draft::Rfc6455, pmd(false, false, 15, 15), Config::default());
+        c.send_binary(&[b'a', 0xFF, b'b']).unwrap();
+        let mut wire = c.take_output().to_vec();
+        wire[0] = 0xC1;
+        let (_, mut s) = pair_ext(Draft::Rfc6455, pmd(false, false, 15, 15), Config::default());
+        assert_eq!(deliver(&mut s, &wire, wire.len()).unwrap_err(), ProtocolError::InvalidUtf8);
+    }
+}
