@@ -440,7 +440,10 @@ mod compression {
         let mut s = session(Role::Server, draft);
         c.extensions = agreed;
         s.extensions = agreed;
-        (Connection::new(config.clone(), c), Connection::new(config, s))
+        (
+            Connection::new(config.clone(), c),
+            Connection::new(config, s),
+        )
     }
 
     fn cases() -> Vec<(Draft, Agreed)> {
@@ -451,7 +454,13 @@ mod compression {
             v.push((draft, pmd(false, true, 10, 12)));
             v.push((draft, deflate_frame()));
         }
-        for draft in [Draft::Hybi04, Draft::Hybi05, Draft::Hybi06, Draft::Hybi07, Draft::Hybi08] {
+        for draft in [
+            Draft::Hybi04,
+            Draft::Hybi05,
+            Draft::Hybi06,
+            Draft::Hybi07,
+            Draft::Hybi08,
+        ] {
             v.push((draft, Agreed::DeflateStream));
             v.push((draft, deflate_frame()));
         }
@@ -463,14 +472,22 @@ mod compression {
         for (draft, agreed) in cases() {
             for sender in [Role::Client, Role::Server] {
                 let (mut c, mut s) = pair_ext(draft, agreed, Config::default());
-                let tx = if sender == Role::Client { &mut c } else { &mut s };
+                let tx = if sender == Role::Client {
+                    &mut c
+                } else {
+                    &mut s
+                };
                 let mut expect = script(tx);
                 // Repeat to exercise context takeover across messages.
                 expect.extend(script(tx));
                 let wire = tx.take_output();
                 for split in [wire.len(), 1, 13, 997] {
                     let (mut c2, mut s2) = pair_ext(draft, agreed, Config::default());
-                    let rx = if sender == Role::Client { &mut s2 } else { &mut c2 };
+                    let rx = if sender == Role::Client {
+                        &mut s2
+                    } else {
+                        &mut c2
+                    };
                     let got = deliver(rx, &wire, split).unwrap();
                     assert_eq!(got, expect, "{draft} {agreed:?} {sender:?} split {split}");
                 }
@@ -528,15 +545,25 @@ mod compression {
             assert_eq!(close_code(&s.take_output()), 1002);
         }
         // RFC 7692 §7.2.3.1: "Hello" compressed in two fragments.
-        let wire = [frame(0x41, b"\xf2\x48\xcd"), frame(0x80, b"\xc9\xc9\x07\x00")].concat();
+        let wire = [
+            frame(0x41, b"\xf2\x48\xcd"),
+            frame(0x80, b"\xc9\xc9\x07\x00"),
+        ]
+        .concat();
         let (_, mut s) = pair_ext(Draft::Rfc6455, pmd(false, false, 15, 15), Config::default());
-        assert_eq!(deliver(&mut s, &wire, 1).unwrap(), vec![Event::Message(Message::text("Hello"))]);
+        assert_eq!(
+            deliver(&mut s, &wire, 1).unwrap(),
+            vec![Event::Message(Message::text("Hello"))]
+        );
         // Invalid UTF-8 after inflation: 1007.
         let (mut c, _) = pair_ext(Draft::Rfc6455, pmd(false, false, 15, 15), Config::default());
         c.send_binary(&[b'a', 0xFF, b'b']).unwrap();
         let mut wire = c.take_output().to_vec();
         wire[0] = 0xC1;
         let (_, mut s) = pair_ext(Draft::Rfc6455, pmd(false, false, 15, 15), Config::default());
-        assert_eq!(deliver(&mut s, &wire, wire.len()).unwrap_err(), ProtocolError::InvalidUtf8);
+        assert_eq!(
+            deliver(&mut s, &wire, wire.len()).unwrap_err(),
+            ProtocolError::InvalidUtf8
+        );
     }
 }
