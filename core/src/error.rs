@@ -39,7 +39,14 @@ pub enum HandshakeError {
     OriginRefused(String),
     #[error("refused: {1}")]
     Refused(u16, String),
+    /// The request was not complete when an answer was asked for (for
+    /// instance hixie-76's key3 never arrived, which some proxies cause).
+    #[error("the request is incomplete")]
+    Incomplete,
     // Client side.
+    /// Bytes were fed to a handshake that had already completed.
+    #[error("the handshake has already completed")]
+    Finished,
     #[error("server answered with status {0}")]
     UnexpectedStatus(u16),
     #[error("server answer is invalid: {0}")]

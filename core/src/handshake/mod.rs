@@ -1,14 +1,49 @@
-//! SKELETON: opening handshakes (server and client) for every draft.
-//! The types below are the contract with `protocol` and the runtime.
+//! Opening handshakes, server and client, for every draft.
+//!
+//! Both sides are sans-I/O state machines: feed them the bytes read from
+//! the peer (any segmentation, down to one byte) and write what they hand
+//! back. A server detects the draft from the request (DRAFTS.md §10) and
+//! answers in that draft's dialect; a client speaks the draft it is told.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use polysocket::handshake::{ClientHandshake, ClientOptions, ServerHandshake, Progress, AcceptOptions};
+//! use polysocket::{Config, Draft};
+//!
+//! let config = Arc::new(Config::default());
+//! let mut client = ClientHandshake::new(
+//!     config.clone(),
+//!     ClientOptions::new(Draft::Rfc6455, "example.com", "/chat"),
+//! ).unwrap();
+//! let mut server = ServerHandshake::new(config);
+//! assert_eq!(server.feed(client.request_bytes()).unwrap(), Progress::Ready);
+//! let accepted = server.accept(&AcceptOptions::default()).unwrap();
+//! let done = client.feed(&accepted.response).unwrap().unwrap();
+//! assert_eq!(done.session.draft, Draft::Rfc6455);
+//! ```
+
+mod client;
+mod detect;
+mod hixie75;
+pub mod hixie76;
+pub mod hybi;
+mod request;
+mod server;
 
 use bytes::BytesMut;
 
 use crate::session::Session;
 
+pub use client::{ClientHandshake, ClientOptions};
+pub use hybi::accept_key;
+pub use server::{
+    reject_response, AcceptOptions, Hooks, Progress, Rejected, Request, ServerHandshake,
+};
+
 /// A completed handshake: the bytes to write (server: the 101 answer) and
 /// what was agreed. `leftover` holds bytes received after the handshake;
 /// they are the start of the frame stream.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Completed {
     pub response: Vec<u8>,
     pub session: Session,
