@@ -112,5 +112,32 @@ fn frames(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, masking, utf8, frames);
+fn handshakes(c: &mut Criterion) {
+    use polysocket::handshake::{AcceptOptions, ServerHandshake};
+    let config = Arc::new(Config::default());
+    // What Chrome sends, permessage-deflate offer included.
+    let rfc6455 = b"GET /chat HTTP/1.1\r\nHost: localhost:9001\r\nConnection: Upgrade\r\n\
+Pragma: no-cache\r\nCache-Control: no-cache\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) \
+AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36\r\nUpgrade: websocket\r\n\
+Origin: http://localhost:9001\r\nSec-WebSocket-Version: 13\r\nAccept-Encoding: gzip, deflate, br\r\n\
+Accept-Language: en-US,en;q=0.9\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
+    // The hixie-76 draft's own example request.
+    let hixie76 = b"GET /demo HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key2: 12998 5 Y3 1  .P00\r\nSec-WebSocket-Protocol: sample\r\nUpgrade: WebSocket\r\n\
+Sec-WebSocket-Key1: 4 @1  46546xW%0l 1 5\r\nOrigin: http://example.com\r\n\r\n^n:ds[4U";
+    let mut g = c.benchmark_group("handshake");
+    for (name, request) in [("rfc6455_parse_and_answer", &rfc6455[..]), ("hixie76_parse_and_answer", &hixie76[..])] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut hs = ServerHandshake::new(config.clone());
+                hs.feed(black_box(request)).unwrap();
+                black_box(hs.accept(&AcceptOptions::default()).unwrap())
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, masking, utf8, frames, handshakes);
 criterion_main!(benches);
