@@ -127,7 +127,10 @@ Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
 Sec-WebSocket-Key2: 12998 5 Y3 1  .P00\r\nSec-WebSocket-Protocol: sample\r\nUpgrade: WebSocket\r\n\
 Sec-WebSocket-Key1: 4 @1  46546xW%0l 1 5\r\nOrigin: http://example.com\r\n\r\n^n:ds[4U";
     let mut g = c.benchmark_group("handshake");
-    for (name, request) in [("rfc6455_parse_and_answer", &rfc6455[..]), ("hixie76_parse_and_answer", &hixie76[..])] {
+    for (name, request) in [
+        ("rfc6455_parse_and_answer", &rfc6455[..]),
+        ("hixie76_parse_and_answer", &hixie76[..]),
+    ] {
         g.bench_function(name, |b| {
             b.iter(|| {
                 let mut hs = ServerHandshake::new(config.clone());

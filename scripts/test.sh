@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Sets up what a fresh Debian machine lacks, then runs every test of the
+# workspace. .ci/run calls this; so can you.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+    [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "error: cargo not found. Install Rust >= 1.85 (rustup) and re-run." >&2
+    exit 1
+fi
+echo "== $(cargo --version), $(rustc --version)"
+
+# The protocol core: unit, integration, property and fuzz-regression tests.
+echo "== cargo test -p polysocket"
+cargo test -p polysocket
+
+# Benchmarks and examples must keep compiling (they are run by hand).
+echo "== cargo build --benches --examples"
+cargo build -p polysocket --benches --examples --release
