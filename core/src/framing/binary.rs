@@ -114,14 +114,29 @@ impl BinaryDecoder {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Chunk>, ProtocolError> {
         loop {
             match &mut self.state {
                 State::Header => match self.parse_header(buf)? {
                     None => return Ok(None),
-                    Some((header, consumed, mask)) => {
+                    Some((header, consumed, mut mask)) => {
                         buf.advance(consumed);
+                        // Common case: the whole payload is here; no state to keep.
+                        if header.len <= buf.len() as u64 {
+                            let len = header.len as usize;
+                            mask.apply(&mut buf[..len]);
+                            return Ok(Some(Chunk {
+                                opcode: header.opcode,
+                                fin: header.fin,
+                                rsv: header.rsv,
+                                frame_len: Some(header.len),
+                                first: true,
+                                last: true,
+                                len,
+                                consumed: len,
+                            }));
+                        }
                         self.state = State::Payload {
                             header,
                             remaining: header.len,

@@ -140,7 +140,7 @@ impl Decoder {
     /// Decode the next chunk from `buf`: frame headers are consumed, the
     /// payload is unmasked in place at the front (see [`Chunk`]).
     /// `Ok(None)`: more bytes are needed.
-    #[inline]
+    #[inline(always)]
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Chunk>, ProtocolError> {
         match self {
             Decoder::Sentinel(d) => d.decode(buf),

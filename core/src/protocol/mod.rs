@@ -13,6 +13,7 @@
 
 mod close;
 mod message;
+mod receive;
 
 use std::sync::Arc;
 
@@ -22,10 +23,10 @@ use crate::config::Config;
 use crate::draft::{CloseBody, Draft};
 use crate::error::{ProtocolError, SendError};
 use crate::extensions::{Agreed, DeflateFrame, DeflateStream, PerMessageDeflate};
-use crate::framing::{Chunk, Decoder, DecoderOptions, Encoder, OpCode};
+use crate::framing::{Decoder, DecoderOptions, Encoder, OpCode};
 use crate::handshake::Completed;
 use crate::session::{Role, Session};
-use crate::utf8::{self, Utf8Validator};
+use receive::{Received, Receiver};
 
 pub use close::{CloseFrame, ABNORMAL, NO_STATUS};
 pub use message::{Message, PreparedMessage};
@@ -105,7 +106,7 @@ impl MessageKind {
 }
 
 /// Per-message or per-frame compression in force.
-enum Compression {
+pub(crate) enum Compression {
     None,
     PerMessage(Box<PerMessageDeflate>),
     PerFrame(Box<DeflateFrame>),
@@ -114,20 +115,10 @@ enum Compression {
 /// deflate-stream: both directions of the byte stream are deflated.
 struct Stream {
     codec: DeflateStream,
-    /// Inflated bytes waiting for the frame decoder.
-    inflated: BytesMut,
+    /// Received bytes not yet inflated.
+    raw: BytesMut,
     /// Deflated bytes waiting to be written.
     deflated: BytesMut,
-}
-
-/// A data message being reassembled.
-struct Incoming {
-    kind: MessageKind,
-    /// permessage-deflate: the message's first frame had RSV1.
-    compressed: bool,
-    data: BytesMut,
-    /// Bytes received on the wire for this message (before inflation).
-    wire_len: usize,
 }
 
 /// One WebSocket connection's protocol state, for either role and any
@@ -136,26 +127,14 @@ struct Incoming {
 pub struct Connection {
     config: Arc<Config>,
     session: Session,
-    decoder: Decoder,
+    rx: Receiver,
     encoder: Encoder,
     compression: Compression,
     stream: Option<Box<Stream>>,
-    /// Bytes received and not yet decoded (compressed if deflate-stream).
-    input: BytesMut,
-    /// Bytes of a message lent by `poll_ref`, removed on the next call.
-    pending_consume: usize,
     /// Encoded frames not yet written (before deflate-stream).
     output: BytesMut,
     /// Compression output, reused between messages.
     scratch: BytesMut,
-    incoming: Option<Incoming>,
-    utf8: Utf8Validator,
-    /// Invalid UTF-8 fails the connection (else it is replaced: old drafts).
-    strict_utf8: bool,
-    /// A control frame, or a deflate-frame compressed frame, split across reads.
-    frame_buf: BytesMut,
-    /// deflate-frame: the frame being received has RSV1.
-    frame_compressed: bool,
     /// The kind of the fragmented message being sent, if any.
     sending: Option<MessageKind>,
     state: State,
@@ -188,27 +167,25 @@ impl Connection {
                 Compression::None,
                 Some(Box::new(Stream {
                     codec: DeflateStream::new(level),
-                    inflated: BytesMut::new(),
+                    raw: BytesMut::new(),
                     deflated: BytesMut::new(),
                 })),
             ),
         };
+        let strict_utf8 = draft >= Draft::Hybi08 || config.strict.old_drafts_fail_invalid_utf8;
         Connection {
-            decoder: Decoder::new(draft, role, options, key),
+            rx: Receiver::new(
+                Decoder::new(draft, role, options, key),
+                &config,
+                strict_utf8,
+            ),
             encoder: Encoder::new(draft, role, key),
-            strict_utf8: draft >= Draft::Hybi08 || config.strict.old_drafts_fail_invalid_utf8,
             config,
             session,
             compression,
             stream,
-            input: BytesMut::new(),
-            pending_consume: 0,
             output: BytesMut::new(),
             scratch: BytesMut::new(),
-            incoming: None,
-            utf8: Utf8Validator::new(),
-            frame_buf: BytesMut::new(),
-            frame_compressed: false,
             sending: None,
             state: State::Open,
             clean: false,
@@ -219,7 +196,7 @@ impl Connection {
     /// followed the handshake already received.
     pub fn from_completed(config: Arc<Config>, completed: Completed) -> Self {
         let mut conn = Connection::new(config, completed.session);
-        conn.input = completed.leftover;
+        *conn.receive_buffer() = completed.leftover;
         conn
     }
 
@@ -249,23 +226,18 @@ impl Connection {
     /// Hand over bytes read from the peer. Call [`poll`](Self::poll) next.
     pub fn receive(&mut self, data: &[u8]) {
         if self.state != State::Closed {
-            self.consume_lent();
-            self.input.extend_from_slice(data);
+            self.receive_buffer().extend_from_slice(data);
         }
     }
 
     /// The receive buffer, for I/O layers that read straight into it
     /// (avoids a copy); equivalent to [`receive`](Self::receive).
     pub fn receive_buffer(&mut self) -> &mut BytesMut {
-        self.consume_lent();
-        &mut self.input
-    }
-
-    /// Drop the message `poll_ref` lent, so that appending new bytes can
-    /// reuse the buffer's space instead of growing it.
-    fn consume_lent(&mut self) {
-        let pending = std::mem::take(&mut self.pending_consume);
-        self.decode_buffer().advance(pending);
+        self.rx.consume_lent();
+        match &mut self.stream {
+            Some(s) => &mut s.raw,
+            None => &mut self.rx.buf,
+        }
     }
 
     /// The peer closed its end of the TCP connection. Returns the close to
@@ -296,22 +268,21 @@ impl Connection {
     /// A message that arrived in one frame is split off the receive buffer
     /// without copying.
     pub fn poll(&mut self) -> Result<Option<Event>, ProtocolError> {
-        Ok(match self.next_step()? {
+        Ok(match self.next()? {
             None => None,
-            Some(Step::Event(event)) => Some(event),
             Some(Step::InPlace {
                 kind,
                 len,
                 consumed,
             }) => {
-                let buf = self.decode_buffer();
-                let data = buf.split_to(len).freeze();
-                buf.advance(consumed - len);
+                let data = self.rx.buf.split_to(len).freeze();
+                self.rx.buf.advance(consumed - len);
                 Some(Event::Message(match kind {
                     MessageKind::Text => Message::Text(data),
                     MessageKind::Binary => Message::Binary(data),
                 }))
             }
+            Some(Step::Event(e)) => Some(e),
         })
     }
 
@@ -320,16 +291,15 @@ impl Connection {
     /// counting) until the next call on the connection. For bindings that
     /// copy payloads into their own objects anyway.
     pub fn poll_ref(&mut self) -> Result<Option<EventRef<'_>>, ProtocolError> {
-        Ok(match self.next_step()? {
+        Ok(match self.next()? {
             None => None,
-            Some(Step::Event(event)) => Some(EventRef::Event(event)),
             Some(Step::InPlace {
                 kind,
                 len,
                 consumed,
             }) => {
-                self.pending_consume = consumed;
-                let data = &self.decode_buffer()[..len];
+                self.rx.lent = consumed;
+                let data = &self.rx.buf[..len];
                 Some(match kind {
                     // SAFETY: validated as UTF-8 before InPlace was returned.
                     MessageKind::Text => {
@@ -338,244 +308,65 @@ impl Connection {
                     MessageKind::Binary => EventRef::Binary(data),
                 })
             }
+            Some(Step::Event(e)) => Some(EventRef::Event(e)),
         })
     }
 
-    /// The buffer the frame decoder reads: the received bytes, or their
-    /// inflated form under deflate-stream.
-    fn decode_buffer(&mut self) -> &mut BytesMut {
-        match &mut self.stream {
-            Some(s) => &mut s.inflated,
-            None => &mut self.input,
-        }
-    }
-
-    fn next_step(&mut self) -> Result<Option<Step>, ProtocolError> {
-        self.consume_lent();
+    /// The next received item; control frames are acted on here.
+    fn next(&mut self) -> Result<Option<Step>, ProtocolError> {
+        self.rx.consume_lent();
         if self.state == State::Closed {
-            self.input.clear();
+            self.rx.clear();
             return Ok(None);
         }
         if let Err(e) = self.inflate_stream() {
             return Err(self.fail(e));
         }
-        // Lend the buffer to the chunk handlers, which also need `self`.
-        let mut buf = std::mem::take(self.decode_buffer());
-        let result = self.decode_loop(&mut buf);
-        *self.decode_buffer() = buf;
-        match result {
-            Err(e) => Err(self.fail(e)),
-            Ok(step) => Ok(step),
-        }
-    }
-
-    fn decode_loop(&mut self, buf: &mut BytesMut) -> Result<Option<Step>, ProtocolError> {
-        loop {
-            let Some(chunk) = self.decoder.decode(buf)? else {
-                return Ok(None);
-            };
-            if let Some(step) = self.on_chunk(buf, chunk)? {
-                return Ok(Some(step));
+        let step = match self.rx.next(&mut self.compression) {
+            Ok(None) => return Ok(None),
+            Ok(Some(Received::InPlace {
+                kind,
+                len,
+                consumed,
+            })) => Step::InPlace {
+                kind,
+                len,
+                consumed,
+            },
+            Ok(Some(Received::Message(m))) => Step::Event(Event::Message(m)),
+            Ok(Some(Received::Control(opcode, payload))) => {
+                match self.on_control(opcode, payload) {
+                    Ok(event) => Step::Event(event),
+                    Err(e) => return Err(self.fail(e)),
+                }
             }
-            if self.state == State::Closed {
-                return Ok(None);
-            }
-        }
+            Err(e) => return Err(self.fail(e)),
+        };
+        Ok(Some(step))
     }
 
     fn inflate_stream(&mut self) -> Result<(), ProtocolError> {
         if let Some(s) = &mut self.stream {
-            if !self.input.is_empty() {
+            if !s.raw.is_empty() {
                 let limit = self.config.max_decompressed_size;
-                s.codec.decompress(&self.input, &mut s.inflated, limit)?;
-                self.input.clear();
+                s.codec.decompress(&s.raw, &mut self.rx.buf, limit)?;
+                s.raw.clear();
             }
         }
         Ok(())
     }
 
-    /// Handle one chunk whose payload is `buf[..chunk.len]`, consuming it
-    /// (except for a whole message left in place for the caller).
-    #[inline(always)]
-    fn on_chunk(
-        &mut self,
-        buf: &mut BytesMut,
-        chunk: Chunk,
-    ) -> Result<Option<Step>, ProtocolError> {
-        if chunk.opcode.is_control() {
-            let result = self.on_control_chunk(&buf[..chunk.len], &chunk);
-            buf.advance(chunk.consumed);
-            return result.map(|e| e.map(Step::Event));
-        }
-        if chunk.first {
-            if chunk.last && chunk.fin && chunk.rsv == 0 && self.incoming.is_none() {
-                return self.whole_message(buf, &chunk).map(Some);
-            }
-            self.start_data_frame(&chunk)?;
-        }
-        let result = self.on_data_chunk(&buf[..chunk.len], &chunk);
-        buf.advance(chunk.consumed);
-        result.map(|e| e.map(Step::Event))
-    }
-
-    /// Fast path: an unfragmented, uncompressed message that arrived whole
-    /// stays in the buffer for `poll`/`poll_ref` to hand out.
-    fn whole_message(&mut self, buf: &mut BytesMut, chunk: &Chunk) -> Result<Step, ProtocolError> {
-        let kind = match chunk.opcode {
-            OpCode::Text => MessageKind::Text,
-            OpCode::Binary => MessageKind::Binary,
-            _ => return Err(ProtocolError::UnexpectedContinuation),
-        };
-        let limit = self.config.max_message_size;
-        if chunk.len > limit {
-            return Err(ProtocolError::MessageTooLarge(limit));
-        }
-        if kind == MessageKind::Text && utf8::validate(&buf[..chunk.len]).is_err() {
-            if self.strict_utf8 {
-                return Err(ProtocolError::InvalidUtf8);
-            }
-            let text = String::from_utf8_lossy(&buf[..chunk.len]).into_owned();
-            buf.advance(chunk.consumed);
-            return Ok(Step::Event(Event::Message(Message::text(text))));
-        }
-        Ok(Step::InPlace {
-            kind,
-            len: chunk.len,
-            consumed: chunk.consumed,
-        })
-    }
-
-    /// A piece of a fragmented or compressed message (or of a frame that
-    /// arrives across reads): inflate, validate and accumulate it.
-    fn on_data_chunk(
-        &mut self,
-        data: &[u8],
-        chunk: &Chunk,
-    ) -> Result<Option<Event>, ProtocolError> {
-        let limit = self.config.max_message_size;
-        let Some(inc) = self.incoming.as_mut() else {
-            return Err(ProtocolError::UnexpectedContinuation);
-        };
-        inc.wire_len += data.len();
-        if inc.wire_len > limit {
-            return Err(ProtocolError::MessageTooLarge(limit));
-        }
-        let before = inc.data.len();
-        let dlimit = self.config.max_decompressed_size;
-        match &mut self.compression {
-            Compression::PerMessage(pmd) if inc.compressed => {
-                pmd.decompress(data, chunk.last && chunk.fin, &mut inc.data, dlimit)?;
-            }
-            Compression::PerFrame(df) if self.frame_compressed => {
-                if chunk.first && chunk.last {
-                    df.decompress(data, &mut inc.data, dlimit)?;
-                } else {
-                    self.frame_buf.extend_from_slice(data);
-                    if chunk.last {
-                        df.decompress(&self.frame_buf, &mut inc.data, dlimit)?;
-                        self.frame_buf.clear();
-                    }
-                }
-            }
-            _ => inc.data.extend_from_slice(data),
-        }
-        if inc.kind == MessageKind::Text && self.strict_utf8 {
-            self.utf8
-                .feed(&inc.data[before..])
-                .map_err(|_| ProtocolError::InvalidUtf8)?;
-        }
-        if !(chunk.last && chunk.fin) {
-            return Ok(None);
-        }
-        let inc = self.incoming.take().expect("checked above");
-        let data = inc.data.freeze();
-        let message = match inc.kind {
-            MessageKind::Binary => Message::Binary(data),
-            MessageKind::Text if self.strict_utf8 => {
-                self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
-                Message::Text(data)
-            }
-            // Old drafts replaced invalid sequences instead of failing.
-            MessageKind::Text => match utf8::validate(&data) {
-                Ok(()) => Message::Text(data),
-                Err(_) => Message::text(String::from_utf8_lossy(&data).into_owned()),
-            },
-        };
-        Ok(Some(Event::Message(message)))
-    }
-
-    /// Checks at the start of a data frame: fragment sequencing, reserved
-    /// bits against the negotiated extension, and the message size limit.
-    fn start_data_frame(&mut self, chunk: &Chunk) -> Result<(), ProtocolError> {
-        let rsv1 = chunk.rsv & 0x40 != 0;
-        if chunk.rsv & 0x30 != 0 {
-            return Err(ProtocolError::ReservedBits);
-        }
-        let continuation = chunk.opcode == OpCode::Continuation;
-        match (&self.compression, rsv1) {
-            (_, false) => {}
-            (Compression::PerMessage(_), true) if !continuation => {}
-            (Compression::PerFrame(_), true) => {}
-            _ => return Err(ProtocolError::ReservedBits),
-        }
-        self.frame_compressed = rsv1 && matches!(self.compression, Compression::PerFrame(_));
-        if continuation {
-            if self.incoming.is_none() {
-                return Err(ProtocolError::UnexpectedContinuation);
-            }
-        } else {
-            if self.incoming.is_some() {
-                return Err(ProtocolError::ExpectedContinuation);
-            }
-            let kind = if chunk.opcode == OpCode::Text {
-                MessageKind::Text
-            } else {
-                MessageKind::Binary
-            };
-            self.incoming = Some(Incoming {
-                kind,
-                compressed: rsv1 && matches!(self.compression, Compression::PerMessage(_)),
-                data: BytesMut::new(),
-                wire_len: 0,
-            });
-        }
-        let limit = self.config.max_message_size as u64;
-        let so_far = self.incoming.as_ref().map_or(0, |i| i.wire_len) as u64;
-        // Sentinel frames announce no length: their first chunk counts.
-        let len = chunk.frame_len.unwrap_or(chunk.len as u64);
-        if so_far + len > limit {
-            return Err(ProtocolError::MessageTooLarge(limit as usize));
-        }
-        Ok(())
-    }
-
-    fn on_control_chunk(
-        &mut self,
-        data: &[u8],
-        chunk: &Chunk,
-    ) -> Result<Option<Event>, ProtocolError> {
-        if chunk.first && chunk.rsv != 0 {
-            return Err(ProtocolError::ReservedBits);
-        }
-        let payload = if chunk.first && chunk.last {
-            Bytes::copy_from_slice(data)
-        } else {
-            self.frame_buf.extend_from_slice(data);
-            if !chunk.last {
-                return Ok(None);
-            }
-            self.frame_buf.split().freeze()
-        };
-        match chunk.opcode {
+    fn on_control(&mut self, opcode: OpCode, payload: Bytes) -> Result<Event, ProtocolError> {
+        match opcode {
             OpCode::Ping => {
                 if self.config.auto_pong && self.state == State::Open {
                     self.encoder
                         .encode(OpCode::Pong, true, 0, &payload, &mut self.output);
                 }
-                Ok(Some(Event::Ping(payload)))
+                Ok(Event::Ping(payload))
             }
-            OpCode::Pong => Ok(Some(Event::Pong(payload))),
-            _ => self.on_close(payload).map(Some),
+            OpCode::Pong => Ok(Event::Pong(payload)),
+            _ => self.on_close(payload),
         }
     }
 
@@ -589,7 +380,7 @@ impl Connection {
         }
         self.state = State::Closed;
         self.clean = true;
-        self.incoming = None;
+        self.rx.abandon_message();
         Ok(Event::Close(frame))
     }
 
@@ -605,9 +396,10 @@ impl Connection {
                 .encode(OpCode::Close, true, 0, &payload, &mut self.output);
         }
         self.state = State::Closed;
-        self.incoming = None;
-        self.input.clear();
-        self.decode_buffer().clear();
+        self.rx.clear();
+        if let Some(s) = &mut self.stream {
+            s.raw.clear();
+        }
         error
     }
 
@@ -810,7 +602,7 @@ impl std::fmt::Debug for Connection {
         f.debug_struct("Connection")
             .field("session", &self.session)
             .field("state", &self.state)
-            .field("buffered_in", &self.input.len())
+            .field("buffered_in", &self.rx.buf.len())
             .field("buffered_out", &self.output.len())
             .finish_non_exhaustive()
     }
