@@ -375,6 +375,7 @@ impl BinaryEncoder {
 }
 
 #[cfg(test)]
+#[allow(clippy::field_reassign_with_default)] // tests tweak one limit at a time
 mod tests {
     use super::*;
     use crate::config::Config;

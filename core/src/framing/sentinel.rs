@@ -168,6 +168,7 @@ pub fn encode(opcode: OpCode, payload: &[u8], out: &mut BytesMut) {
 }
 
 #[cfg(test)]
+#[allow(clippy::field_reassign_with_default)] // tests tweak one limit at a time
 mod tests {
     use super::*;
     use crate::config::Config;

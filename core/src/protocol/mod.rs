@@ -523,7 +523,9 @@ impl Connection {
             Some(k) if k == kind => OpCode::Continuation,
             Some(_) => return Err(SendError::FragmentInProgress),
         };
-        if !self.session.draft.has_binary() && !(fin && opcode != OpCode::Continuation) {
+        // The hixie drafts have no fragments: only a whole message goes.
+        let whole = fin && opcode != OpCode::Continuation;
+        if !(whole || self.session.draft.has_binary()) {
             return Err(SendError::Unsupported(self.session.draft, "fragments"));
         }
         self.encode_data(opcode, fin, data, false);
