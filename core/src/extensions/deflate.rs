@@ -10,7 +10,7 @@ use std::mem::MaybeUninit;
 
 use bytes::BytesMut;
 use flate2::{Decompress, FlushDecompress, Status as InflateStatus};
-use zlib_rs::{Deflate, DeflateConfig, DeflateFlush, Status as DeflateStatus, Strategy};
+use zlib_rs::{Deflate, DeflateConfig, DeflateFlush, Status as DeflateStatus};
 
 use crate::error::ProtocolError;
 use crate::session::Role;
@@ -52,20 +52,14 @@ pub(crate) struct Deflater {
 
 impl Deflater {
     /// `window_bits` is the agreed maximum (8..=15, clamped). zlib refuses a
-    /// raw 256-byte window, so for 8 the compressor emits literals only
-    /// (Huffman-only strategy): with no back-references no distance can
-    /// exceed 256, whatever window zlib keeps internally.
+    /// raw 256-byte window, but zlib (and zlib-rs, its port) never emits a
+    /// distance beyond its MAX_DIST = 2^bits - 262: at window 9 that is 250,
+    /// within 256, so window 9 serves an agreed 8 with full compression.
     pub(crate) fn new(level: u32, window_bits: u8) -> Self {
         let window_bits = window_bits.clamp(8, 15);
-        let strategy = if window_bits == 8 {
-            Strategy::HuffmanOnly
-        } else {
-            Strategy::Default
-        };
         let config = DeflateConfig {
             level: level.min(9) as i32,
             window_bits: -i32::from(window_bits.max(9)),
-            strategy,
             ..DeflateConfig::default()
         };
         Deflater {

@@ -352,7 +352,7 @@ fn check_pmd_answer(
 }
 
 /// Server side: accept a deflate-frame offer (its parameters bind our
-/// compressor; window 8 is served Huffman-only) and answer with the name
+/// compressor; window 8 is served at window 9, see `Deflater::new`) and answer with the name
 /// the client used, asking nothing of the client's compressor.
 fn accept_deflate_frame(webkit: bool, offer: &Element<'_>) -> Option<(String, DeflateFrameParams)> {
     let [bits, nct] = read_params(offer, DEFLATE_FRAME_PARAMS).ok()?;
