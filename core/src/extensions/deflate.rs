@@ -268,17 +268,13 @@ mod tests {
     }
 
     #[test]
-    fn window_8_output_is_literals_only() {
-        // Repetitive input would be nearly all matches with LZ77; literals
-        // cost at least two bits each (tests/extensions.rs decodes and
-        // checks every distance).
+    fn window_8_still_compresses() {
+        // Served at window 9: matches within 250 bytes are used
+        // (tests/extensions.rs decodes and checks every distance).
         let input = b"abcabcabcabcabcabcabcabcabcabc".repeat(100);
         let mut d = Deflater::new(9, 8);
         let out = deflate(&mut d, &input);
-        assert!(
-            out.len() > input.len() / 4,
-            "literals only cannot shrink this much"
-        );
+        assert!(out.len() < input.len() / 20, "{} bytes", out.len());
         let mut i = Inflater::new();
         let mut plain = BytesMut::new();
         i.inflate(&out, &mut plain, usize::MAX).unwrap();
