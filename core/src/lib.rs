@@ -17,6 +17,8 @@
 //!   compression.
 //! * [`extensions`]: negotiation and codecs of the compression extensions.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod draft;
 pub mod error;
