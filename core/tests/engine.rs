@@ -568,3 +568,28 @@ mod compression {
         );
     }
 }
+
+#[test]
+fn auto_pong_can_be_turned_off() {
+    let mut config = Config::default();
+    config.auto_pong = false;
+    let (mut client, mut server) = pair_with(Draft::Rfc6455, config);
+    client.send_ping(b"manual").unwrap();
+    let events = deliver(&mut server, &client.take_output(), 1).unwrap();
+    assert_eq!(events, vec![Event::Ping(Bytes::from_static(b"manual"))]);
+    assert!(!server.has_output(), "no automatic pong");
+    server.send_pong(b"manual").unwrap();
+    let events = deliver(&mut client, &server.take_output(), 1).unwrap();
+    assert_eq!(events, vec![Event::Pong(Bytes::from_static(b"manual"))]);
+}
+
+#[test]
+fn no_pong_after_our_close() {
+    let (mut client, mut server) = pair(Draft::Rfc6455);
+    server.close(Some(1001), "going away").unwrap();
+    let _ = server.take_output();
+    client.send_ping(b"late").unwrap();
+    let events = deliver(&mut server, &client.take_output(), 3).unwrap();
+    assert_eq!(events, vec![Event::Ping(Bytes::from_static(b"late"))]);
+    assert!(!server.has_output(), "nothing may follow a close frame");
+}
