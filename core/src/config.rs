@@ -1,6 +1,6 @@
 //! One configuration struct holding every limit and switch of the engine.
 //!
-//! Behaviours that DRAFTS.md marks uncertain ([U]) are switches here rather
+//! Behaviours that DRAFTS.md marks uncertain (\[U\]) are switches here rather
 //! than hard-coded choices.
 
 use crate::draft::DraftSet;
@@ -115,7 +115,7 @@ impl Default for PerMessageDeflateConfig {
 }
 
 /// Switches for behaviours that differ between implementations of the old
-/// drafts (DRAFTS.md [U] notes). The defaults are what real clients need.
+/// drafts (DRAFTS.md \[U\] notes). The defaults are what real clients need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Strictness {
     /// Reject non-minimal length encodings (e.g. `7E 00 05`) with 1002.

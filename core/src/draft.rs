@@ -17,15 +17,43 @@ use std::str::FromStr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum Draft {
+    /// hixie-75: no challenge, `WebSocket-*` answer headers, sentinel framing
+    /// (text only) and no close frame: closing TCP is the close. Chrome 4/5 and
+    /// Safari 5.0.0 era clients.
     Hixie75 = 0,
+    /// hixie-76, identical on the wire to hybi-00: the Key1/Key2 + 8-byte key3
+    /// challenge answered with an MD5 body, sentinel framing plus the `FF 00`
+    /// close frame. Chrome 6-13, Safari 5.0.1+ and iOS 4.2-5, Firefox 4
+    /// (disabled by default) and Opera 11.
     Hixie76 = 1,
+    /// hybi-01: the hixie-76 handshake, indistinguishable from it unless the
+    /// client sends the unofficial `Sec-WebSocket-Draft: 1`, with the first
+    /// binary framing (MORE bit, opcode table A, no masking, opaque close body).
     Hybi01 = 2,
+    /// hybi-02 and hybi-03: hybi-01 announced by `Sec-WebSocket-Draft: 2` (both
+    /// drafts send 2; websocket-ruby's client sends 3, which is accepted too).
+    /// hybi-03 answers a close by echoing its body.
     Hybi02 = 3,
+    /// hybi-04 (Version 4): `Sec-WebSocket-Key`/`Accept` plus the server's
+    /// `Sec-WebSocket-Nonce`, the FIN bit, and client frames masked whole
+    /// (header included) with a SHA-1 derived 20-byte key behind a 4-byte
+    /// nonce. The first draft with `Sec-WebSocket-Extensions`.
     Hybi04 = 4,
+    /// hybi-05 (Version 5): hybi-04 without the nonce; client frames are masked
+    /// whole by the random 4-byte key in front of them. Opaque close body.
     Hybi05 = 5,
+    /// hybi-06 (Version 6): hybi-05 framing, but a close body starts with a
+    /// 2-byte status code followed by a UTF-8 reason.
     Hybi06 = 6,
+    /// hybi-07 (Version 7): the RFC 6455 frame layout (MASK bit, key after the
+    /// length, only the payload masked) and the final opcode table B.
     Hybi07 = 7,
+    /// hybi-08..12 (Version 8): hybi-07 framing; drafts 08-10 send
+    /// `Sec-WebSocket-Origin`, drafts 11-12 `Origin`. Close code 1004 ("frame
+    /// too large") is still valid.
     Hybi08 = 8,
+    /// RFC 6455 and hybi-13..17 (Version 13), the final protocol: masking is
+    /// enforced in both directions and the full close code table applies.
     Rfc6455 = 9,
 }
 
@@ -69,7 +97,9 @@ pub enum MaskLayout {
 pub struct BinaryFraming {
     /// hybi-01..03 use a MORE bit (inverse of FIN).
     pub more_bit: bool,
+    /// The opcode numbering: table A before hybi-07, table B from it on.
     pub opcodes: OpcodeTable,
+    /// How client→server frames are masked; server→client frames never are.
     pub mask: MaskLayout,
 }
 
@@ -79,8 +109,12 @@ pub enum Framing {
     /// `0x00 text 0xFF` and length-prefixed frames; `closing` is hixie-76's
     /// `0xFF 0x00` close handshake.
     Sentinel {
+        /// hixie-76: `FF 00` is the close frame. On hixie-75 it is an empty
+        /// length-prefixed frame, discarded like any other.
         closing: bool,
     },
+    /// hybi-01 and later: length-prefixed frames with a header, described by
+    /// their parameters.
     Binary(BinaryFraming),
 }
 
@@ -154,6 +188,8 @@ impl Draft {
         })
     }
 
+    /// The opening handshake the draft uses: hixie-75's; the Key1/Key2 challenge
+    /// for hixie-76 and hybi-01..03; Key/Accept from hybi-04 on.
     pub fn handshake_family(self) -> HandshakeFamily {
         match self {
             Draft::Hixie75 => HandshakeFamily::Hixie75,
@@ -162,6 +198,8 @@ impl Draft {
         }
     }
 
+    /// The framing family and, for the binary framings, their parameters.
+    /// The mask layout is that of client→server frames.
     pub fn framing(self) -> Framing {
         let binary = |more_bit, opcodes, mask| {
             Framing::Binary(BinaryFraming {
@@ -182,6 +220,9 @@ impl Draft {
         }
     }
 
+    /// What a close frame carries: nothing on hixie, an opaque echoed body on
+    /// hybi-01..05, code and reason on hybi-06..08 (1004 still valid), the
+    /// RFC 6455 code table on Version 13.
     pub fn close_body(self) -> CloseBody {
         match self {
             Draft::Hixie75 | Draft::Hixie76 => CloseBody::None,
@@ -254,24 +295,34 @@ impl FromStr for Draft {
 pub struct DraftSet(u16);
 
 impl DraftSet {
+    /// Every draft polysocket speaks; the default of [`Config::drafts`](crate::Config::drafts).
     pub const ALL: DraftSet = DraftSet((1 << Draft::ALL.len()) - 1);
+    /// No draft at all: a server with it refuses every request.
     pub const NONE: DraftSet = DraftSet(0);
 
+    /// Exactly the drafts listed (duplicates are harmless).
     pub fn only(drafts: &[Draft]) -> DraftSet {
         drafts.iter().fold(DraftSet::NONE, |s, &d| s.with(d))
     }
+    /// Whether `d` is enabled: a server refuses requests of other drafts with
+    /// [`HandshakeError::DraftDisabled`](crate::HandshakeError::DraftDisabled).
     pub fn contains(self, d: Draft) -> bool {
         self.0 & (1 << d as u8) != 0
     }
+    /// The set with `d` added (a new value: `DraftSet` is `Copy`).
     pub fn with(self, d: Draft) -> DraftSet {
         DraftSet(self.0 | (1 << d as u8))
     }
+    /// The set with `d` removed, e.g. `DraftSet::ALL.without(Draft::Hixie75)` to
+    /// refuse the draft that has no challenge at all.
     pub fn without(self, d: Draft) -> DraftSet {
         DraftSet(self.0 & !(1 << d as u8))
     }
+    /// Whether no draft is enabled.
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
+    /// The enabled drafts, oldest first (in [`Draft::ALL`] order).
     pub fn iter(self) -> impl Iterator<Item = Draft> {
         Draft::ALL.into_iter().filter(move |d| self.contains(*d))
     }

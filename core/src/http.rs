@@ -25,9 +25,13 @@ pub struct Headers {
 }
 
 impl Headers {
+    /// An empty list, e.g. to hand headers parsed elsewhere to
+    /// [`ServerHandshake::from_parsed`](crate::handshake::ServerHandshake::from_parsed).
     pub fn new() -> Self {
         Headers::default()
     }
+    /// Appends a header line, after any with the same name (it never
+    /// replaces one). Name and value are stored as given.
     pub fn push(&mut self, name: impl Into<String>, value: impl Into<String>) {
         self.text.push_str(&name.into());
         let name_end = self.text.len();
@@ -51,6 +55,7 @@ impl Headers {
             })
             .map(|(_, name_end, value_end)| self.text.get(name_end..value_end).unwrap_or_default())
     }
+    /// Every `(name, value)` line, in order, names in their original case.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.spans().map(|(start, name_end, value_end)| {
             (
@@ -69,9 +74,11 @@ impl Headers {
             span
         })
     }
+    /// The number of header lines; a repeated header counts once per line.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
+    /// Whether there is no header line at all.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -144,11 +151,13 @@ pub fn split_list(list: &str) -> impl Iterator<Item = &str> {
 /// A parsed request line and header block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {
+    /// The method as sent (case-sensitive: `get` is not `GET`).
     pub method: String,
     /// The request target as sent (origin form `/path?query`, or absolute).
     pub target: String,
     /// The minor HTTP version: 1 for HTTP/1.1, 0 for HTTP/1.0.
     pub minor_version: u8,
+    /// The header lines, in order.
     pub headers: Headers,
 }
 
@@ -157,8 +166,12 @@ pub struct RequestHead {
 pub struct ResponseHead {
     /// The minor HTTP version: 1 for HTTP/1.1, 0 for HTTP/1.0.
     pub minor_version: u8,
+    /// The status code; 101 accepts the upgrade.
     pub status: u16,
+    /// The reason phrase as sent, possibly empty. The client handshake
+    /// ignores it; hixie-75's exact prefix is compared on the raw bytes.
     pub reason: String,
+    /// The header lines, in order.
     pub headers: Headers,
 }
 

@@ -18,7 +18,10 @@ pub enum Role {
 /// The outcome of a successful opening handshake.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
+    /// Which end this engine is: decides who masks, and which of the
+    /// agreed `server_*`/`client_*` extension parameters are ours.
     pub role: Role,
+    /// The draft negotiated, which fixes framing, masking and close rules.
     pub draft: Draft,
     /// The subprotocol both sides agreed on, if any.
     pub subprotocol: Option<String>,

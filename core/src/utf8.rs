@@ -36,6 +36,7 @@ fn sequence_len(lead: u8) -> usize {
 }
 
 impl Utf8Validator {
+    /// A validator at the start of a message.
     pub fn new() -> Self {
         Self::default()
     }
@@ -86,6 +87,8 @@ impl Utf8Validator {
         }
     }
 
+    /// Drop a pending partial code point without judging it, e.g. when a
+    /// message is abandoned.
     pub fn reset(&mut self) {
         self.partial_len = 0;
     }

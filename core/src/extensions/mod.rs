@@ -26,7 +26,10 @@ pub use permessage_deflate::PerMessageDeflate;
 /// Parameters agreed for permessage-deflate (RFC 7692).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PmdParams {
+    /// The server resets its compressor after every message: its messages
+    /// never refer back to earlier ones, and can be inflated on their own.
     pub server_no_context_takeover: bool,
+    /// The client resets its compressor after every message.
     pub client_no_context_takeover: bool,
     /// 8..=15
     pub server_max_window_bits: u8,
@@ -42,19 +45,31 @@ pub struct DeflateFrameParams {
     pub webkit_name: bool,
     /// Constrains the server's compressor (from the client's offer).
     pub server_max_window_bits: u8,
+    /// The server resets its compressor after every frame (from the
+    /// client's offer).
     pub server_no_context_takeover: bool,
     /// Constrains the client's compressor (from the server's answer).
     pub client_max_window_bits: u8,
+    /// The client resets its compressor after every frame (from the
+    /// server's answer).
     pub client_no_context_takeover: bool,
 }
 
 /// The compression extension in force on a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Agreed {
+    /// No compression: every RSV bit must stay clear.
     #[default]
     None,
+    /// permessage-deflate (RFC 7692): RSV1 on a message's first frame marks
+    /// the whole message compressed.
     PerMessageDeflate(PmdParams),
+    /// deflate-frame / x-webkit-deflate-frame: RSV1 marks each compressed
+    /// frame, continuations included.
     DeflateFrame(DeflateFrameParams),
+    /// deflate-stream (Versions 4-8): the whole byte stream in each
+    /// direction, frame headers included, is one raw DEFLATE stream. No
+    /// parameters.
     DeflateStream,
 }
 

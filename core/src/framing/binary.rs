@@ -105,6 +105,11 @@ pub struct BinaryDecoder {
 }
 
 impl BinaryDecoder {
+    /// A decoder for frames laid out as `params` describes, as they arrive:
+    /// `params.mask` must be [`MaskLayout::None`] for server→client frames of
+    /// hybi-04..06 ([`Decoder::new`](super::Decoder::new) sees to it).
+    /// `conn_key` is hybi-04's connection mask key (all zero when `None`),
+    /// used only with [`MaskLayout::PrefixSha1`].
     pub fn new(params: BinaryFraming, options: DecoderOptions, conn_key: Option<[u8; 20]>) -> Self {
         BinaryDecoder {
             params,
@@ -114,6 +119,9 @@ impl BinaryDecoder {
         }
     }
 
+    /// See [`Decoder::decode`](super::Decoder::decode): headers (and a
+    /// hybi-04..06 mask prefix) are consumed, the payload is unmasked in place
+    /// and yielded as it arrives; `Ok(None)` when more bytes are needed.
     #[inline(always)]
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Chunk>, ProtocolError> {
         loop {
@@ -310,6 +318,8 @@ pub struct BinaryEncoder {
 }
 
 impl BinaryEncoder {
+    /// An encoder for `params` framing; `masking` is how this side masks
+    /// ([`Masking::None`] for a server).
     pub fn new(params: BinaryFraming, masking: Masking) -> Self {
         BinaryEncoder { params, masking }
     }

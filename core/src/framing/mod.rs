@@ -12,6 +12,8 @@
 //! before a long frame is complete. A chunk's payload is unmasked in place
 //! at the front of the input buffer and left there: the caller borrows it,
 //! copies it or splits it off without copying, then consumes it.
+//!
+//! [`BinaryFraming`]: crate::draft::BinaryFraming
 
 pub mod binary;
 pub mod mask;
@@ -29,15 +31,27 @@ pub use mask::{apply_mask, apply_mask20};
 /// A frame's opcode, independent of the draft's numbering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OpCode {
+    /// A further fragment of the message in progress (0 in both tables).
     Continuation,
+    /// The first or only frame of a UTF-8 text message (4 in table A, 1 in
+    /// table B; hixie's `0x00` sentinel frame).
     Text,
+    /// The first or only frame of a binary message (5 in table A, 2 in
+    /// table B). hixie has none.
     Binary,
+    /// Starts or answers the close handshake (1 in table A, 8 in table B;
+    /// hixie-76's `FF 00`).
     Close,
+    /// Asks for a pong with the same payload (2 in table A, 9 in table B).
     Ping,
+    /// Answers a ping, or serves as an unsolicited heartbeat (3 in table A,
+    /// 0xA in table B).
     Pong,
 }
 
 impl OpCode {
+    /// Close, ping and pong: at most 125 payload bytes, never fragmented,
+    /// never compressed, and allowed between the fragments of a message.
     pub fn is_control(self) -> bool {
         matches!(self, OpCode::Close | OpCode::Ping | OpCode::Pong)
     }
@@ -49,6 +63,8 @@ impl OpCode {
 /// again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Chunk {
+    /// The frame's opcode: [`OpCode::Continuation`] for the later fragments of
+    /// a message, not the message's kind.
     pub opcode: OpCode,
     /// The frame is the last of its message.
     pub fin: bool,
@@ -70,7 +86,11 @@ pub struct Chunk {
 /// What the receiving side requires of the MASK bit (hybi-07+).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MaskRule {
+    /// Unmasked frames fail with [`ProtocolError::BadMask`]: a server on
+    /// Version 13, and on 7/8 by default.
     Required,
+    /// Masked frames fail with [`ProtocolError::BadMask`]: a client on
+    /// Version 13, and on 7/8 with `reject_server_mask_v7_v8`.
     Forbidden,
     /// Accepted either way; masked payloads are unmasked.
     Optional,
@@ -79,9 +99,18 @@ pub enum MaskRule {
 /// The limits and switches a decoder enforces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecoderOptions {
+    /// Largest frame payload accepted, in bytes
+    /// ([`Config::max_frame_size`]); longer frames fail with
+    /// [`ProtocolError::FrameTooLarge`].
     pub max_frame_size: u64,
+    /// Refuse non-minimal length encodings
+    /// ([`Strictness::minimal_length`](crate::Strictness::minimal_length)).
     pub minimal_length: bool,
+    /// What the MASK bit must be. Only hybi-07+ frames have one; the
+    /// hybi-04..06 prefix is implied by the direction.
     pub mask_rule: MaskRule,
+    /// hixie: fail on a sentinel frame type other than 0x00 instead of
+    /// discarding the frame.
     pub hixie_strict_frame_type: bool,
 }
 
@@ -108,7 +137,9 @@ impl DecoderOptions {
 /// A frame decoder for one connection's receiving direction.
 #[derive(Debug)]
 pub enum Decoder {
+    /// hixie-75 and hixie-76 frames.
     Sentinel(sentinel::SentinelDecoder),
+    /// hybi-01 and later frames.
     Binary(binary::BinaryDecoder),
 }
 
@@ -166,7 +197,13 @@ pub enum Masking {
 /// A frame encoder for one connection's sending direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoder {
-    Sentinel { closing: bool },
+    /// hixie-75/76: only text frames (`00 … FF`) and, when `closing`, the
+    /// `FF 00` close.
+    Sentinel {
+        /// hixie-76: the `FF 00` close frame exists.
+        closing: bool,
+    },
+    /// hybi-01 and later frames.
     Binary(binary::BinaryEncoder),
 }
 

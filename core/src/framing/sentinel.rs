@@ -37,6 +37,8 @@ pub struct SentinelDecoder {
 }
 
 impl SentinelDecoder {
+    /// `closing`: hixie-76, where `FF 00` is the close frame; on hixie-75 it is
+    /// an empty length-prefixed frame and is discarded.
     pub fn new(closing: bool, options: DecoderOptions) -> Self {
         SentinelDecoder {
             closing,
@@ -45,6 +47,10 @@ impl SentinelDecoder {
         }
     }
 
+    /// See [`Decoder::decode`](super::Decoder::decode). Text chunks have no
+    /// `frame_len` (the end is only known at `0xFF`) and are final with their
+    /// frame: each sentinel frame is one whole message. Other frames are
+    /// skipped without yielding anything, except hixie-76's close.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Chunk>, ProtocolError> {
         loop {
             match &mut self.state {

@@ -18,6 +18,8 @@ use super::{hixie76, hybi, Completed};
 /// What a client asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientOptions {
+    /// The draft to speak. The answer is validated by this draft's rules;
+    /// there is no fallback to another draft.
     pub draft: Draft,
     /// The Host header, with `:port` when it is not the default.
     pub host: String,
@@ -31,6 +33,9 @@ pub struct ClientOptions {
     /// Subprotocols to offer, preferred first. hixie drafts carry a single
     /// opaque value: several entries are sent space-separated as one.
     pub subprotocols: Vec<String>,
+    /// Extra request headers (cookies, `Authorization`, ...), written after the
+    /// WebSocket ones. Names must be tokens, values ISO-8859-1 without CR, LF
+    /// or NUL.
     pub extra_headers: Vec<(String, String)>,
     /// Versions 4-8: send `Sec-WebSocket-Origin` (drafts 04-10, the
     /// default) instead of `Origin` (drafts 11-12).
@@ -41,6 +46,9 @@ pub struct ClientOptions {
 }
 
 impl ClientOptions {
+    /// Options for `draft`, `host` and `resource`, with defaults: plain TCP,
+    /// the default origin, no subprotocols, no extra headers,
+    /// `sec_origin_header` and `draft_header` on.
     pub fn new(draft: Draft, host: impl Into<String>, resource: impl Into<String>) -> Self {
         ClientOptions {
             draft,

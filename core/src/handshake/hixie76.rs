@@ -7,6 +7,7 @@ use rand::{Rng as _, RngCore as _};
 /// Why a `Sec-WebSocket-Key1/2` value is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyError {
+    /// No ASCII digit in the value, so it encodes no number.
     NoDigits,
     /// More than 10 digits: no conforming key has them, and they could
     /// overflow the arithmetic.
@@ -20,6 +21,8 @@ pub enum KeyError {
 }
 
 impl KeyError {
+    /// A short reason, used as the text of
+    /// [`HandshakeError::InvalidHeader`](crate::HandshakeError::InvalidHeader).
     pub fn as_str(self) -> &'static str {
         match self {
             KeyError::NoDigits => "no digits",

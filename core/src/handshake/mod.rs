@@ -45,7 +45,15 @@ pub use server::{
 /// they are the start of the frame stream.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Completed {
+    /// Server: the whole 101 answer to write, with hixie-76's 16-byte MD5
+    /// body. Client: empty (the request was already sent).
     pub response: Vec<u8>,
+    /// The draft, role, subprotocol and extension agreed on: what a
+    /// [`Connection`](crate::Connection) needs.
     pub session: Session,
+    /// Bytes received after the handshake (after hixie-76's key3 on a
+    /// server, after the answer on a client): the start of the frame
+    /// stream, which [`Connection::from_completed`](crate::Connection::from_completed)
+    /// takes over.
     pub leftover: BytesMut,
 }

@@ -31,6 +31,7 @@ pub(super) enum Challenge {
 }
 
 impl Request {
+    /// The request method: always `GET`, since detection refuses any other.
     pub fn method(&self) -> &str {
         &self.method
     }
@@ -73,6 +74,8 @@ impl Request {
         self.resource().split_once('?').map(|(_, q)| q)
     }
 
+    /// Every request header, in order, names as received (lookups are
+    /// case-insensitive).
     pub fn headers(&self) -> &Headers {
         &self.headers
     }
@@ -82,6 +85,8 @@ impl Request {
         self.headers.get(name)
     }
 
+    /// The draft detected from `Sec-WebSocket-Version`, or from Key1/Key2 and
+    /// `Sec-WebSocket-Draft`, or hixie-75 when neither is present.
     pub fn draft(&self) -> Draft {
         self.draft
     }
@@ -99,6 +104,8 @@ impl Request {
             .or_else(|| self.headers.get("Sec-WebSocket-Origin"))
     }
 
+    /// The `Host` header, with its port if the client sent one. Detection
+    /// requires it, so a detected request always has one.
     pub fn host(&self) -> Option<&str> {
         self.headers.get("Host")
     }

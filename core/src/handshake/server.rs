@@ -65,7 +65,10 @@ pub trait Hooks {
 /// A refused handshake: why, and the HTTP answer to write before closing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {
+    /// Why the request was refused.
     pub error: HandshakeError,
+    /// The complete HTTP refusal to write before closing (see
+    /// [`reject_response`]).
     pub response: Vec<u8>,
 }
 
@@ -89,6 +92,8 @@ enum State {
 }
 
 impl ServerHandshake {
+    /// A handshake awaiting the request bytes. `config` bounds the head and
+    /// chooses the drafts and extensions accepted.
     pub fn new(config: Arc<Config>) -> Self {
         ServerHandshake {
             config,

@@ -17,6 +17,9 @@ pub struct CloseFrame {
     /// The peer's status code, or 1005 when it sent none (1006 when the
     /// connection dropped without a close frame).
     pub code: u16,
+    /// The UTF-8 reason after the code, often empty. On hybi-01..05, whose
+    /// close body is opaque, the whole body (invalid UTF-8 replaced); empty
+    /// on hixie and for 1006.
     pub reason: String,
 }
 

@@ -14,14 +14,18 @@ use crate::session::Role;
 pub enum Message {
     /// Always valid UTF-8 (checked on receipt).
     Text(Bytes),
+    /// Arbitrary bytes (hybi-01 and later; hixie has no binary messages).
     Binary(Bytes),
 }
 
 impl Message {
+    /// A text message; a `String` is taken over without copying.
     pub fn text(s: impl Into<String>) -> Message {
         Message::Text(Bytes::from(s.into()))
     }
 
+    /// A binary message; `Bytes`, `Vec<u8>` and `&'static [u8]` are taken over
+    /// without copying.
     pub fn binary(b: impl Into<Bytes>) -> Message {
         Message::Binary(b.into())
     }
@@ -33,12 +37,14 @@ impl Message {
         }
     }
 
+    /// The payload bytes, without copying.
     pub fn into_data(self) -> Bytes {
         match self {
             Message::Text(b) | Message::Binary(b) => b,
         }
     }
 
+    /// Whether this is [`Message::Text`]; hixie drafts can carry only those.
     pub fn is_text(&self) -> bool {
         matches!(self, Message::Text(_))
     }
@@ -87,6 +93,7 @@ pub struct PreparedMessage {
 }
 
 impl PreparedMessage {
+    /// Wraps `message`; each framing family's frame is encoded on first use.
     pub fn new(message: Message) -> Self {
         PreparedMessage {
             message,
@@ -94,6 +101,8 @@ impl PreparedMessage {
         }
     }
 
+    /// The message itself, which clients send instead of a shared frame (each
+    /// client frame needs its own mask).
     pub fn message(&self) -> &Message {
         &self.message
     }

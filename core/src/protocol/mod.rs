@@ -34,9 +34,13 @@ pub use message::{Message, PreparedMessage};
 /// What the peer did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    /// A complete data message: reassembled from its fragments, inflated,
+    /// and for text UTF-8 validated.
     Message(Message),
     /// Already answered with a pong when `Config::auto_pong` is on.
     Ping(Bytes),
+    /// A pong: the answer to a ping of ours, or an unsolicited heartbeat.
+    /// Nothing to do.
     Pong(Bytes),
     /// The peer's close frame (already answered), or the end of a
     /// connection that dropped (see [`Connection::receive_eof`]).
@@ -81,6 +85,7 @@ enum Step {
 /// Where the close handshake stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
+    /// Messages flow both ways; the initial state.
     Open,
     /// We sent a close frame and wait for the peer's.
     Closing,
@@ -92,7 +97,9 @@ pub enum State {
 /// Kind of data message, for fragmented sending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageKind {
+    /// Text: the fragments together must be valid UTF-8.
     Text,
+    /// Binary (hybi-01 and later).
     Binary,
 }
 
@@ -200,18 +207,23 @@ impl Connection {
         conn
     }
 
+    /// What the handshake agreed on: role, draft, subprotocol, extension.
     pub fn session(&self) -> &Session {
         &self.session
     }
 
+    /// The negotiated draft, which fixes framing, masking and close rules.
     pub fn draft(&self) -> Draft {
         self.session.draft
     }
 
+    /// Whether this end is the server or the client (who masks).
     pub fn role(&self) -> Role {
         self.session.role
     }
 
+    /// Where the close handshake stands. Once [`State::Closed`], write the
+    /// pending output and close the TCP connection.
     pub fn state(&self) -> State {
         self.state
     }
@@ -437,6 +449,8 @@ impl Connection {
         }
     }
 
+    /// Whether there are bytes to write, i.e. whether
+    /// [`pending_output`](Self::pending_output) would return any.
     pub fn has_output(&self) -> bool {
         !self.output.is_empty() || self.stream.as_ref().is_some_and(|s| !s.deflated.is_empty())
     }
@@ -467,6 +481,8 @@ impl Connection {
         self.send_data(OpCode::Binary, data)
     }
 
+    /// Send a text or binary message. A [`Message::Text`] is sent as it is,
+    /// without UTF-8 validation.
     pub fn send(&mut self, message: &Message) -> Result<(), SendError> {
         self.send_data(message.opcode(), message.data())
     }
