@@ -229,11 +229,6 @@ pub enum ProtocolError {
     /// data after a final block); the text is the inflater's. Close 1002.
     #[error("compressed data is invalid: {0}")]
     Compression(String),
-    /// A kind of frame the draft (given) does not have. Close 1003
-    /// (unsupported data). The built-in decoders do not produce it: hixie
-    /// frames of unknown types are discarded instead.
-    #[error("binary messages, pings and fragments do not exist in {0}")]
-    Unsupported(Draft),
 }
 
 impl ProtocolError {
@@ -244,7 +239,6 @@ impl ProtocolError {
             | ProtocolError::MessageTooLarge(_)
             | ProtocolError::DecompressedTooLarge(_) => 1009,
             ProtocolError::InvalidUtf8 | ProtocolError::InvalidCloseReason => 1007,
-            ProtocolError::Unsupported(_) => 1003,
             _ => 1002,
         }
     }
@@ -275,11 +269,6 @@ pub enum SendError {
     /// unfinished: its frames may not be interleaved with another message's.
     #[error("a fragmented message is already being sent")]
     FragmentInProgress,
-    /// A fragmented message was to be continued but none was started.
-    /// [`send_fragment`](crate::Connection::send_fragment) starts one
-    /// itself, so the engine does not return this at present.
-    #[error("no fragmented message is being sent")]
-    NoFragmentInProgress,
 }
 
 /// Any error of the engine.
