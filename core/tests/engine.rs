@@ -593,3 +593,22 @@ fn no_pong_after_our_close() {
     assert_eq!(events, vec![Event::Ping(Bytes::from_static(b"late"))]);
     assert!(!server.has_output(), "nothing may follow a close frame");
 }
+
+#[test]
+fn extensions_are_ignored_on_drafts_that_cannot_have_them() {
+    use polysocket::extensions::Agreed;
+    for draft in [Draft::Hixie75, Draft::Hixie76, Draft::Hybi01, Draft::Hybi02] {
+        let config = Arc::new(Config::default());
+        let mut c = session(Role::Client, draft);
+        c.extensions = Agreed::DeflateStream;
+        let mut client = Connection::new(config.clone(), c);
+        let mut server = Connection::new(config, session(Role::Server, draft));
+        client.send_text("plain").unwrap();
+        let events = deliver(&mut server, &client.take_output(), 1).unwrap();
+        assert_eq!(
+            events,
+            vec![Event::Message(Message::text("plain"))],
+            "{draft}"
+        );
+    }
+}

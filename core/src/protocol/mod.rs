@@ -153,14 +153,23 @@ impl Connection {
     /// A connection speaking what `session` agreed on.
     ///
     /// A hybi-04 session must carry its connection mask key; sessions built
-    /// by hand without one (tests) use the all-zero key on both sides.
+    /// by hand without one (tests) use the all-zero key on both sides. An
+    /// extension on a draft older than hybi-04 is ignored: no handshake can
+    /// agree on one there.
     pub fn new(config: Arc<Config>, session: Session) -> Self {
         let draft = session.draft;
         let role = session.role;
         let options = DecoderOptions::new(&config, role, draft);
         let key = session.hybi04_mask_key;
         let level = config.extensions.compression_level;
-        let (compression, stream) = match &session.extensions {
+        // Drafts before hybi-04 cannot negotiate extensions (the sentinel
+        // framing has no RSV1): a hand-built session that claims one gets none.
+        let agreed = if draft.has_extensions() {
+            session.extensions
+        } else {
+            Agreed::None
+        };
+        let (compression, stream) = match &agreed {
             Agreed::None => (Compression::None, None),
             Agreed::PerMessageDeflate(p) => (
                 Compression::PerMessage(Box::new(PerMessageDeflate::new(p, role, level))),
