@@ -27,6 +27,8 @@ pub mod framing;
 pub mod handshake;
 pub mod http;
 pub mod protocol;
+#[cfg(feature = "runtime")]
+pub mod runtime;
 pub mod session;
 pub mod utf8;
 
