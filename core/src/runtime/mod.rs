@@ -1,9 +1,21 @@
 //! The tokio runtime: servers and clients that do all I/O, handshakes and
 //! framing in Rust on top of the sans-I/O engine (feature `runtime`).
+//!
+//! * [`server`]: [`Server`] with a [`Handler`] called on each connection's
+//!   task, a [`ServerHandle`] for other threads, limits and policy.
+//! * [`events`]: [`EventQueue`], a handler that queues events for a
+//!   foreign event loop behind a wake-up descriptor (the bindings).
+//! * [`tls`], [`stream`]: `wss://` from PEM files.
 
 mod error;
+pub mod events;
+pub mod server;
 pub mod stream;
 pub mod tls;
 
 pub use error::RuntimeError;
+pub use events::{EventQueue, ServerEvent};
+pub use server::{
+    serve_listener, CloseInfo, Conn, ConnId, Handler, OpenInfo, Server, ServerConfig, ServerHandle,
+};
 pub use stream::Stream;

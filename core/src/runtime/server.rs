@@ -1,0 +1,1071 @@
+//! The server: accept, handshake with a timeout, one tokio task per
+//! connection, limits and policy, graceful shutdown.
+//!
+//! The application sees a [`Handler`], called on the connection's task
+//! with a [`Conn`] that sends straight into the engine (no channel, no
+//! lock: a native echo costs one encode). Other threads act through a
+//! [`ServerHandle`]: its commands reach the connection's task through a
+//! channel whose queued bytes count against the send-buffer limit.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::time::Instant;
+use tokio_rustls::rustls;
+use tokio_rustls::TlsAcceptor;
+
+use super::{RuntimeError, Stream};
+use crate::config::Config;
+use crate::draft::Draft;
+use crate::error::HandshakeError;
+use crate::extensions::Agreed;
+use crate::handshake::{reject_response, Hooks, Progress, Request, ServerHandshake};
+use crate::http::{parse_request, Headers, RequestHead};
+use crate::protocol::{CloseFrame, Connection, Event, Message, PreparedMessage, State};
+
+/// Identifies a connection for the lifetime of its server.
+pub type ConnId = u64;
+
+/// Close code sent to a peer whose send buffer overflowed (it stopped
+/// reading) or that exceeded its message rate: policy violation.
+pub const POLICY_CLOSE: u16 = 1008;
+
+/// Limits and policy of a server. Every limit of the protocol engine is in
+/// [`ServerConfig::protocol`].
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The engine's limits and switches (drafts, sizes, extensions).
+    pub protocol: Arc<Config>,
+    /// Connections open at once; further ones are answered 503. 0: no limit.
+    pub max_connections: usize,
+    /// Connections open at once from one IP address; further ones are
+    /// answered 429. 0: no limit.
+    pub max_connections_per_ip: usize,
+    /// Messages a connection may send per minute; the next one closes it
+    /// with 1008. 0: no limit.
+    pub max_messages_per_minute: u32,
+    /// Accepted `Origin` values (exact, case-insensitive; `*` any); others
+    /// are refused with 403. `None`: every origin (and none) is accepted.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Time for a client to complete its opening handshake (slowloris).
+    pub handshake_timeout: Duration,
+    /// Send a ping after this long without hearing from the peer.
+    pub ping_interval: Option<Duration>,
+    /// Drop the connection (1006) when nothing arrives this long after a
+    /// keepalive ping.
+    pub pong_timeout: Duration,
+    /// Bytes queued for a peer (encoded and not yet written, plus commands
+    /// not yet applied) beyond which the peer is deemed stuck: the
+    /// connection is aborted and reported closed with 1008.
+    pub max_send_buffer: usize,
+    /// Time to wait for the peer's close frame after sending ours.
+    pub close_timeout: Duration,
+    /// Serve `wss://` with this TLS configuration.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Worker threads of the runtime [`Server::start`] creates (0: one per
+    /// core).
+    pub workers: usize,
+    /// Bytes read from the socket at a time.
+    pub read_chunk: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            protocol: Arc::new(Config::default()),
+            max_connections: 0,
+            max_connections_per_ip: 0,
+            max_messages_per_minute: 0,
+            allowed_origins: None,
+            handshake_timeout: Duration::from_secs(10),
+            ping_interval: None,
+            pong_timeout: Duration::from_secs(20),
+            max_send_buffer: 64 * 1024 * 1024,
+            close_timeout: Duration::from_secs(5),
+            tls: None,
+            workers: 0,
+            read_chunk: 64 * 1024,
+        }
+    }
+}
+
+/// What is known about a connection once its handshake succeeded.
+#[derive(Debug, Clone)]
+pub struct OpenInfo {
+    /// The connection's id.
+    pub id: ConnId,
+    /// The draft the client spoke.
+    pub draft: Draft,
+    /// The request path (without query).
+    pub path: String,
+    /// The query string, without `?` (empty when absent).
+    pub query: String,
+    /// The request's headers.
+    pub headers: Headers,
+    /// `Origin` (or `Sec-WebSocket-Origin`), if sent.
+    pub origin: Option<String>,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The agreed subprotocol.
+    pub subprotocol: Option<String>,
+    /// The agreed compression extension.
+    pub extensions: Agreed,
+    /// Served over TLS.
+    pub secure: bool,
+}
+
+/// How a connection ended, as reported to [`Handler::on_close`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseInfo {
+    /// The peer's code (1005 none, 1006 dropped), or the code we closed
+    /// with when we failed the connection.
+    pub code: u16,
+    /// The peer's reason, or why we closed.
+    pub reason: String,
+    /// The close handshake completed.
+    pub clean: bool,
+}
+
+/// The application's side of a server. Methods run on the connection's
+/// task, on a runtime worker thread: they must not block.
+pub trait Handler: Send + Sync + 'static {
+    /// Decide on a handshake after the configured origin check: refuse with
+    /// an error (its HTTP status is sent), or accept with an optional
+    /// subprotocol chosen from `offered`.
+    fn accept(
+        &self,
+        request: &Request,
+        offered: &[&str],
+    ) -> Result<Option<String>, HandshakeError> {
+        let _ = (request, offered);
+        Ok(None)
+    }
+    /// Answer a plain HTTP request (one without `Upgrade`), e.g. with a
+    /// page whose script opens the WebSocket: the full HTTP response bytes.
+    /// `None` (the default) answers 400 as for any failed handshake.
+    fn http(&self, request: &RequestHead) -> Option<Vec<u8>> {
+        let _ = request;
+        None
+    }
+    /// The connection is open.
+    fn on_open(&self, conn: &mut Conn<'_>, info: &Arc<OpenInfo>) {
+        let _ = (conn, info);
+    }
+    /// A complete message arrived.
+    fn on_message(&self, conn: &mut Conn<'_>, message: Message);
+    /// A ping arrived (already answered when auto-pong is on).
+    fn on_ping(&self, conn: &mut Conn<'_>, data: Bytes) {
+        let _ = (conn, data);
+    }
+    /// A pong arrived.
+    fn on_pong(&self, conn: &mut Conn<'_>, data: Bytes) {
+        let _ = (conn, data);
+    }
+    /// The connection is gone; called exactly once per opened connection.
+    fn on_close(&self, id: ConnId, close: &CloseInfo) {
+        let _ = (id, close);
+    }
+}
+
+/// A connection as seen from inside its own task: sends go straight into
+/// the engine and are written when the handler returns.
+pub struct Conn<'a> {
+    id: ConnId,
+    conn: &'a mut Connection,
+}
+
+impl Conn<'_> {
+    /// The connection's id.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The draft in use.
+    pub fn draft(&self) -> Draft {
+        self.conn.draft()
+    }
+
+    /// Send a message; false when the connection is closing or the draft
+    /// cannot carry it (binary on hixie).
+    pub fn send(&mut self, message: &Message) -> bool {
+        self.conn.send(message).is_ok()
+    }
+
+    /// Send a message encoded once for many connections.
+    pub fn send_prepared(&mut self, message: &PreparedMessage) -> bool {
+        self.conn.send_prepared(message).is_ok()
+    }
+
+    /// Send a ping (hybi-01 and later).
+    pub fn ping(&mut self, data: &[u8]) -> bool {
+        self.conn.send_ping(data).is_ok()
+    }
+
+    /// Start the close handshake.
+    pub fn close(&mut self, code: Option<u16>, reason: &str) -> bool {
+        self.conn.close(code, reason).is_ok()
+    }
+}
+
+/// What other threads ask a connection's task to do.
+enum Command {
+    Send(Message),
+    Prepared(Arc<PreparedMessage>),
+    Ping(Bytes),
+    Close(Option<u16>, String),
+}
+
+impl Command {
+    fn queued_bytes(&self) -> usize {
+        match self {
+            Command::Send(m) => m.data().len(),
+            Command::Prepared(p) => p.message().data().len(),
+            Command::Ping(d) => d.len(),
+            Command::Close(_, r) => r.len(),
+        }
+    }
+}
+
+/// A connection's entry in the registry: how to reach its task.
+struct Entry {
+    tx: mpsc::UnboundedSender<Command>,
+    /// Bytes of commands sent and not yet applied by the task.
+    queued: Arc<AtomicUsize>,
+    /// Set when the send buffer overflowed; the task aborts.
+    overflow: Arc<Notify>,
+    draft: Draft,
+}
+
+/// State shared by the accept loop, the connection tasks and handles.
+struct Shared {
+    config: ServerConfig,
+    handler: Arc<dyn Handler>,
+    conns: RwLock<HashMap<ConnId, Entry>>,
+    groups: Mutex<HashMap<String, HashSet<ConnId>>>,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    open: AtomicUsize,
+    next_id: AtomicU64,
+    /// `true` once stop was asked for: connections send 1001 and end.
+    stopping: watch::Sender<bool>,
+    /// Every connection task and the accept loop ended.
+    finished: Notify,
+    running: AtomicUsize,
+    accepting: AtomicBool,
+}
+
+/// A handle to a running server, usable from any thread.
+#[derive(Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
+
+impl ServerHandle {
+    fn command(&self, id: ConnId, command: Command) -> bool {
+        let conns = self.shared.conns.read().expect("registry lock");
+        let Some(entry) = conns.get(&id) else {
+            return false;
+        };
+        let size = command.queued_bytes();
+        let queued = entry.queued.fetch_add(size, Ordering::AcqRel) + size;
+        if queued > self.shared.config.max_send_buffer {
+            entry.queued.fetch_sub(size, Ordering::AcqRel);
+            entry.overflow.notify_one();
+            return false;
+        }
+        if entry.tx.send(command).is_err() {
+            entry.queued.fetch_sub(size, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Send a message to a connection. False when it is gone, closing, or
+    /// its send buffer is full (it is then aborted and reported closed).
+    pub fn send(&self, id: ConnId, message: Message) -> bool {
+        self.command(id, Command::Send(message))
+    }
+
+    /// Send one message to many connections, encoded once per framing
+    /// family. Returns how many connections it was queued for.
+    pub fn broadcast(&self, ids: &[ConnId], message: Message) -> usize {
+        let prepared = Arc::new(PreparedMessage::new(message));
+        ids.iter()
+            .filter(|id| self.command(**id, Command::Prepared(prepared.clone())))
+            .count()
+    }
+
+    /// Send one message to every member of `group`.
+    pub fn broadcast_group(&self, group: &str, message: Message) -> usize {
+        let ids = self.members(group);
+        self.broadcast(&ids, message)
+    }
+
+    /// Send a ping.
+    pub fn ping(&self, id: ConnId, data: Bytes) -> bool {
+        self.command(id, Command::Ping(data))
+    }
+
+    /// Start the close handshake of a connection.
+    pub fn close(&self, id: ConnId, code: Option<u16>, reason: &str) -> bool {
+        self.command(id, Command::Close(code, reason.to_string()))
+    }
+
+    /// Add a connection to a group (created on first use).
+    pub fn join(&self, id: ConnId, group: &str) {
+        if self
+            .shared
+            .conns
+            .read()
+            .expect("registry lock")
+            .contains_key(&id)
+        {
+            let mut groups = self.shared.groups.lock().expect("groups lock");
+            groups.entry(group.to_string()).or_default().insert(id);
+        }
+    }
+
+    /// Remove a connection from a group (dropped when empty).
+    pub fn leave(&self, id: ConnId, group: &str) {
+        let mut groups = self.shared.groups.lock().expect("groups lock");
+        if let Some(members) = groups.get_mut(group) {
+            members.remove(&id);
+            if members.is_empty() {
+                groups.remove(group);
+            }
+        }
+    }
+
+    /// The members of a group.
+    pub fn members(&self, group: &str) -> Vec<ConnId> {
+        let groups = self.shared.groups.lock().expect("groups lock");
+        groups
+            .get(group)
+            .map(|m| m.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// The ids of the open connections.
+    pub fn connections(&self) -> Vec<ConnId> {
+        let conns = self.shared.conns.read().expect("registry lock");
+        conns.keys().copied().collect()
+    }
+
+    /// The draft a connection speaks.
+    pub fn draft(&self, id: ConnId) -> Option<Draft> {
+        let conns = self.shared.conns.read().expect("registry lock");
+        conns.get(&id).map(|e| e.draft)
+    }
+
+    /// How many connections are open (handshakes in progress included).
+    pub fn connection_count(&self) -> usize {
+        self.shared.open.load(Ordering::Acquire)
+    }
+
+    /// Graceful shutdown: stop accepting, send 1001 to every connection,
+    /// let the close handshakes finish (up to the close timeout).
+    pub fn stop(&self) {
+        self.shared.accepting.store(false, Ordering::Release);
+        self.shared.stopping.send_replace(true);
+    }
+
+    /// Wait until the server stopped: the accept loop and every connection
+    /// task ended.
+    pub async fn stopped(&self) {
+        loop {
+            let finished = self.shared.finished.notified();
+            if self.shared.running.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            finished.await;
+        }
+    }
+
+    /// Serve a socket accepted elsewhere (the Tornado drop-in hands sockets
+    /// over), with a handshake already started: built with
+    /// [`ServerHandshake::new`] and fed the bytes already read, or with
+    /// [`ServerHandshake::from_parsed`]. Must be called within the server's
+    /// runtime (see [`Server::runtime`]).
+    pub fn adopt(
+        &self,
+        stream: std::net::TcpStream,
+        handshake: ServerHandshake,
+    ) -> Result<(), RuntimeError> {
+        stream.set_nonblocking(true)?;
+        let peer = stream.peer_addr()?;
+        let stream = TcpStream::from_std(stream)?;
+        let shared = self.shared.clone();
+        if !admit(&shared, peer.ip()) {
+            return Err(RuntimeError::Config("connection limit reached".into()));
+        }
+        spawn_task(&self.shared, async move {
+            let guard = Admitted::new(shared.clone(), peer.ip());
+            let _ = serve(shared, guard, Stream::Plain(stream), peer, handshake).await;
+        });
+        Ok(())
+    }
+}
+
+/// Counts a task as running until dropped; the last one wakes `stopped`.
+struct Running(Arc<Shared>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.finished.notify_waiters();
+        }
+    }
+}
+
+fn spawn_task(shared: &Arc<Shared>, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+    shared.running.fetch_add(1, Ordering::AcqRel);
+    let running = Running(shared.clone());
+    tokio::spawn(async move {
+        let _running = running;
+        fut.await;
+    });
+}
+
+/// Reserve a connection slot for `ip`; false when a limit is reached.
+fn admit(shared: &Shared, ip: IpAddr) -> bool {
+    let config = &shared.config;
+    let open = shared.open.fetch_add(1, Ordering::AcqRel) + 1;
+    if config.max_connections > 0 && open > config.max_connections {
+        shared.open.fetch_sub(1, Ordering::AcqRel);
+        return false;
+    }
+    let mut per_ip = shared.per_ip.lock().expect("per-ip lock");
+    let count = per_ip.entry(ip).or_default();
+    if config.max_connections_per_ip > 0 && *count >= config.max_connections_per_ip {
+        drop(per_ip);
+        shared.open.fetch_sub(1, Ordering::AcqRel);
+        return false;
+    }
+    *count += 1;
+    true
+}
+
+/// A reserved connection slot, released when dropped.
+struct Admitted {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Admitted {
+    fn new(shared: Arc<Shared>, ip: IpAddr) -> Self {
+        Admitted { shared, ip }
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.shared.open.fetch_sub(1, Ordering::AcqRel);
+        let mut per_ip = self.shared.per_ip.lock().expect("per-ip lock");
+        if let Some(count) = per_ip.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A running server and the runtime it owns.
+pub struct Server {
+    handle: ServerHandle,
+    local_addr: SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Server {
+    /// Bind `addr` and serve on a new multi-threaded tokio runtime.
+    pub fn start(
+        addr: SocketAddr,
+        config: ServerConfig,
+        handler: Arc<dyn Handler>,
+    ) -> Result<Server, RuntimeError> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        Server::start_with_listener(listener, config, handler)
+    }
+
+    /// Serve on an already bound listener.
+    pub fn start_with_listener(
+        listener: std::net::TcpListener,
+        config: ServerConfig,
+        handler: Arc<dyn Handler>,
+    ) -> Result<Server, RuntimeError> {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        if config.workers > 0 {
+            builder.worker_threads(config.workers);
+        }
+        let runtime = builder.enable_all().thread_name("polysocket").build()?;
+        let local_addr = listener.local_addr()?;
+        listener.set_nonblocking(true)?;
+        let handle = {
+            let _guard = runtime.enter();
+            let listener = TcpListener::from_std(listener)?;
+            serve_listener(listener, config, handler)?
+        };
+        Ok(Server {
+            handle,
+            local_addr,
+            runtime: Some(runtime),
+        })
+    }
+
+    /// A handle usable from any thread.
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The tokio runtime the server runs on (to spawn related work, or to
+    /// enter it before [`ServerHandle::adopt`]).
+    pub fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime.as_ref().expect("runtime lives until drop")
+    }
+
+    /// Block until the server stopped (after [`ServerHandle::stop`]).
+    pub fn wait(&self) {
+        let handle = self.handle.clone();
+        self.runtime()
+            .block_on(async move { handle.stopped().await });
+    }
+
+    /// Stop gracefully and wait for every connection to finish.
+    pub fn shutdown(self) {
+        self.handle.stop();
+        self.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.handle.stop();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(self.handle.shared.config.close_timeout);
+        }
+    }
+}
+
+/// Serve on `listener` within the current tokio runtime (for applications
+/// that run their own). Returns at once; see [`ServerHandle::stopped`].
+pub fn serve_listener(
+    listener: TcpListener,
+    config: ServerConfig,
+    handler: Arc<dyn Handler>,
+) -> Result<ServerHandle, RuntimeError> {
+    if config.read_chunk == 0 {
+        return Err(RuntimeError::Config("read_chunk must be positive".into()));
+    }
+    let (stopping, _) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        config,
+        handler,
+        conns: RwLock::new(HashMap::new()),
+        groups: Mutex::new(HashMap::new()),
+        per_ip: Mutex::new(HashMap::new()),
+        open: AtomicUsize::new(0),
+        next_id: AtomicU64::new(1),
+        stopping,
+        finished: Notify::new(),
+        running: AtomicUsize::new(0),
+        accepting: AtomicBool::new(true),
+    });
+    let acceptor = shared.config.tls.clone().map(TlsAcceptor::from);
+    let accept_shared = shared.clone();
+    spawn_task(&shared, accept_loop(accept_shared, listener, acceptor));
+    Ok(ServerHandle { shared })
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, acceptor: Option<TlsAcceptor>) {
+    let mut stopping = shared.stopping.subscribe();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = stop_requested(&mut stopping) => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                // Out of descriptors and the like: back off briefly.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        if !shared.accepting.load(Ordering::Acquire) {
+            return;
+        }
+        let _ = tcp.set_nodelay(true);
+        let task_shared = shared.clone();
+        let acceptor = acceptor.clone();
+        spawn_task(&shared, async move {
+            if !admit(&task_shared, peer.ip()) {
+                refuse_over_limit(tcp, &task_shared, peer.ip()).await;
+                return;
+            }
+            let guard = Admitted::new(task_shared.clone(), peer.ip());
+            let timeout = task_shared.config.handshake_timeout;
+            let stream = match acceptor {
+                None => Stream::Plain(tcp),
+                Some(acceptor) => match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => Stream::ServerTls(Box::new(tls)),
+                    _ => return,
+                },
+            };
+            let handshake = ServerHandshake::new(task_shared.config.protocol.clone());
+            let _ = serve(task_shared, guard, stream, peer, handshake).await;
+        });
+    }
+}
+
+/// Answer a connection over a limit with 503 (server full) or 429 (too
+/// many from this address) and close it.
+async fn refuse_over_limit(mut tcp: TcpStream, shared: &Shared, ip: IpAddr) {
+    let per_ip_full = shared.config.max_connections_per_ip > 0
+        && shared
+            .per_ip
+            .lock()
+            .expect("per-ip lock")
+            .get(&ip)
+            .is_some_and(|n| *n >= shared.config.max_connections_per_ip);
+    let error = if per_ip_full {
+        HandshakeError::Refused(429, "too many connections from this address".into())
+    } else {
+        HandshakeError::Refused(503, "connection limit reached".into())
+    };
+    let answer = reject_response(&error, &shared.config.protocol);
+    let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(&answer)).await;
+}
+
+/// The configured origin check, then the application's decision.
+struct ServerHooks<'a> {
+    shared: &'a Shared,
+    subprotocol: std::cell::RefCell<Option<String>>,
+}
+
+impl Hooks for ServerHooks<'_> {
+    fn check(&self, req: &Request) -> Result<(), HandshakeError> {
+        if let Some(allowed) = &self.shared.config.allowed_origins {
+            let origin = req.origin().unwrap_or("");
+            let ok = allowed
+                .iter()
+                .any(|a| a == "*" || a.eq_ignore_ascii_case(origin));
+            if !ok {
+                return Err(HandshakeError::OriginRefused(origin.to_string()));
+            }
+        }
+        let offered = req.subprotocols();
+        let chosen = self.shared.handler.accept(req, &offered)?;
+        *self.subprotocol.borrow_mut() = chosen;
+        Ok(())
+    }
+
+    fn select_subprotocol(&self, _req: &Request, _offered: &[&str]) -> Option<String> {
+        self.subprotocol.borrow_mut().take()
+    }
+}
+
+/// Read until the handshake is ready, answer it, then run the connection.
+async fn serve(
+    shared: Arc<Shared>,
+    admitted: Admitted,
+    mut stream: Stream,
+    peer: SocketAddr,
+    mut handshake: ServerHandshake,
+) -> Result<(), RuntimeError> {
+    let config = shared.config.clone();
+    let deadline = Instant::now() + config.handshake_timeout;
+    let mut buf = vec![0u8; 4096];
+    // What was read, to answer a plain HTTP request (bounded by the
+    // handshake's own head limit, which fails first).
+    let mut received = Vec::new();
+    let mut progress = handshake.feed(&[]);
+    loop {
+        match progress {
+            Ok(Progress::Ready) => break,
+            Ok(Progress::NeedMore) => {}
+            Err(error) => {
+                let plain = parse_request(&received, &config.protocol)
+                    .ok()
+                    .flatten()
+                    .filter(|(head, _)| head.headers.get("upgrade").is_none());
+                let answer = plain
+                    .and_then(|(head, _)| shared.handler.http(&head))
+                    .unwrap_or_else(|| reject_response(&error, &config.protocol));
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), stream.write_all(&answer)).await;
+                return Err(error.into());
+            }
+        }
+        let n = match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) => return Ok(()),
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Err(RuntimeError::Timeout("opening handshake")),
+        };
+        received.extend_from_slice(&buf[..n]);
+        progress = handshake.feed(&buf[..n]);
+    }
+    drop(received);
+    drop(buf);
+    let request = handshake.request().expect("ready").clone();
+    let hooks = ServerHooks {
+        shared: &shared,
+        subprotocol: Default::default(),
+    };
+    let completed = match handshake.complete(&hooks, stream.is_tls()) {
+        Ok(c) => c,
+        Err(rejected) => {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), stream.write_all(&rejected.response))
+                    .await;
+            return Err(rejected.error.into());
+        }
+    };
+    tokio::time::timeout_at(deadline, stream.write_all(&completed.response))
+        .await
+        .map_err(|_| RuntimeError::Timeout("writing the handshake answer"))??;
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let info = Arc::new(OpenInfo {
+        id,
+        draft: completed.session.draft,
+        path: request.path().to_string(),
+        query: request.query().unwrap_or("").to_string(),
+        headers: request.headers().clone(),
+        origin: request.origin().map(str::to_string),
+        peer,
+        subprotocol: completed.session.subprotocol.clone(),
+        extensions: completed.session.extensions,
+        secure: stream.is_tls(),
+    });
+    let conn = Connection::from_completed(config.protocol.clone(), completed);
+    run_connection(shared, admitted, stream, conn, info).await
+}
+
+/// The per-minute message budget of a connection.
+struct RateLimit {
+    max: u32,
+    window_start: Instant,
+    count: u32,
+}
+
+impl RateLimit {
+    fn allow(&mut self, now: Instant) -> bool {
+        if self.max == 0 {
+            return true;
+        }
+        if now.duration_since(self.window_start) >= Duration::from_secs(60) {
+            self.window_start = now;
+            self.count = 0;
+        }
+        self.count += 1;
+        self.count <= self.max
+    }
+}
+
+/// Unregisters a connection when its task ends, however it ends.
+struct Registered {
+    shared: Arc<Shared>,
+    id: ConnId,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.shared
+            .conns
+            .write()
+            .expect("registry lock")
+            .remove(&self.id);
+        let mut groups = self.shared.groups.lock().expect("groups lock");
+        groups.retain(|_, members| {
+            members.remove(&self.id);
+            !members.is_empty()
+        });
+    }
+}
+
+async fn run_connection(
+    shared: Arc<Shared>,
+    _admitted: Admitted,
+    mut stream: Stream,
+    mut conn: Connection,
+    info: Arc<OpenInfo>,
+) -> Result<(), RuntimeError> {
+    let id = info.id;
+    let config = &shared.config;
+    let handler = shared.handler.clone();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let overflow = Arc::new(Notify::new());
+    shared.conns.write().expect("registry lock").insert(
+        id,
+        Entry {
+            tx,
+            queued: queued.clone(),
+            overflow: overflow.clone(),
+            draft: info.draft,
+        },
+    );
+    let _registered = Registered {
+        shared: shared.clone(),
+        id,
+    };
+    let mut stopping = shared.stopping.subscribe();
+    let mut rate = RateLimit {
+        max: config.max_messages_per_minute,
+        window_start: Instant::now(),
+        count: 0,
+    };
+    handler.on_open(
+        &mut Conn {
+            id,
+            conn: &mut conn,
+        },
+        &info,
+    );
+    let mut outcome: Option<CloseInfo> = None;
+    let mut last_heard = Instant::now();
+    let mut ping_sent = false;
+    let mut close_deadline: Option<Instant> = None;
+    let mut eof = false;
+
+    loop {
+        // Write what the engine produced; a peer that does not read stalls
+        // the write, which the overflow signal cuts short.
+        if conn.has_output() {
+            let written = tokio::select! {
+                r = write_out(&mut stream, &mut conn) => r,
+                _ = overflow.notified() => Err(std::io::ErrorKind::WouldBlock.into()),
+            };
+            if let Err(e) = written {
+                if e.kind() == std::io::ErrorKind::WouldBlock {
+                    outcome.get_or_insert_with(|| overflowed(config.max_send_buffer));
+                }
+                break;
+            }
+        }
+        if conn.state() == State::Closed || eof {
+            break;
+        }
+        if conn.state() == State::Closing && close_deadline.is_none() {
+            close_deadline = Some(Instant::now() + config.close_timeout);
+        }
+        // The hixie drafts have no ping: no keepalive there.
+        let keepalive = config.ping_interval.filter(|_| conn.draft().has_ping());
+        let keepalive_at = keepalive.map(|interval| {
+            if ping_sent {
+                last_heard + interval + config.pong_timeout
+            } else {
+                last_heard + interval
+            }
+        });
+        let wake_at = match (keepalive_at, close_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        tokio::select! {
+            biased;
+            _ = overflow.notified() => {
+                outcome = Some(overflowed(config.max_send_buffer));
+                break;
+            }
+            command = rx.recv() => {
+                let Some(command) = command else { break };
+                apply(&mut conn, command, &queued);
+                // Apply everything already queued before writing once.
+                while let Ok(command) = rx.try_recv() {
+                    apply(&mut conn, command, &queued);
+                }
+            }
+            read = read_into(&mut stream, &mut conn, config.read_chunk) => {
+                match read {
+                    Ok(0) => {
+                        eof = true;
+                        if let Some(Event::Close(frame)) = conn.receive_eof() {
+                            outcome = Some(CloseInfo { code: frame.code, reason: frame.reason, clean: conn.close_was_clean() });
+                        }
+                    }
+                    Ok(_) => {
+                        last_heard = Instant::now();
+                        ping_sent = false;
+                        if let Some(close) = dispatch(&shared, &mut conn, id, &mut rate) {
+                            outcome = Some(close);
+                        }
+                    }
+                    Err(_) => {
+                        outcome.get_or_insert_with(|| dropped("read error"));
+                        break;
+                    }
+                }
+            }
+            _ = stop_requested(&mut stopping), if conn.state() == State::Open => {
+                let _ = conn.close(Some(1001), "server shutting down");
+                if conn.state() == State::Closed {
+                    outcome = Some(CloseInfo { code: 1001, reason: "server shutting down".into(), clean: true });
+                }
+            }
+            _ = sleep_until(wake_at), if wake_at.is_some() => {
+                let now = Instant::now();
+                if close_deadline.is_some_and(|d| now >= d) {
+                    outcome.get_or_insert_with(|| dropped("close handshake timed out"));
+                    break;
+                }
+                if ping_sent {
+                    outcome = Some(dropped("keepalive pong timed out"));
+                    break;
+                }
+                let _ = conn.send_ping(b"");
+                ping_sent = true;
+            }
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+    let close = outcome.unwrap_or_else(|| dropped("connection ended"));
+    handler.on_close(id, &close);
+    Ok(())
+}
+
+/// Resolves once a stop was asked for (at once if it already was).
+async fn stop_requested(stopping: &mut watch::Receiver<bool>) {
+    loop {
+        let stop = *stopping.borrow_and_update();
+        if stop || stopping.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn overflowed(limit: usize) -> CloseInfo {
+    CloseInfo {
+        code: POLICY_CLOSE,
+        reason: format!("send buffer over {limit} bytes: peer not reading"),
+        clean: false,
+    }
+}
+
+fn dropped(reason: &str) -> CloseInfo {
+    CloseInfo {
+        code: crate::protocol::ABNORMAL,
+        reason: reason.to_string(),
+        clean: false,
+    }
+}
+
+fn apply(conn: &mut Connection, command: Command, queued: &AtomicUsize) {
+    queued.fetch_sub(command.queued_bytes(), Ordering::AcqRel);
+    let _ = match command {
+        Command::Send(m) => conn.send(&m),
+        Command::Prepared(p) => conn.send_prepared(&p),
+        Command::Ping(d) => conn.send_ping(&d),
+        Command::Close(code, reason) => conn.close(code, &reason),
+    };
+}
+
+/// Read once into the engine's receive buffer. Plain sockets wait for
+/// readability first so that an idle connection holds no read buffer.
+async fn read_into(
+    stream: &mut Stream,
+    conn: &mut Connection,
+    chunk: usize,
+) -> std::io::Result<usize> {
+    if let Stream::Plain(tcp) = stream {
+        loop {
+            tcp.readable().await?;
+            let buf = conn.receive_buffer();
+            buf.reserve(chunk);
+            match tcp.try_read_buf(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                other => return other,
+            }
+        }
+    }
+    let buf = conn.receive_buffer();
+    buf.reserve(chunk);
+    stream.read_buf(buf).await
+}
+
+async fn write_out(stream: &mut Stream, conn: &mut Connection) -> std::io::Result<()> {
+    while conn.has_output() {
+        let n = stream.write(conn.pending_output()).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        conn.advance_output(n);
+    }
+    stream.flush().await
+}
+
+/// Hand every complete event to the handler. Returns how the connection
+/// ended if it did.
+fn dispatch(
+    shared: &Shared,
+    conn: &mut Connection,
+    id: ConnId,
+    rate: &mut RateLimit,
+) -> Option<CloseInfo> {
+    let handler = &shared.handler;
+    loop {
+        let event = match conn.poll() {
+            Ok(Some(event)) => event,
+            Ok(None) => {
+                release_idle_buffer(conn);
+                return None;
+            }
+            Err(e) => {
+                return Some(CloseInfo {
+                    code: e.close_code(),
+                    reason: e.to_string(),
+                    clean: false,
+                })
+            }
+        };
+        match event {
+            Event::Message(m) => {
+                if !rate.allow(Instant::now()) {
+                    let _ = conn.close(Some(POLICY_CLOSE), "message rate limit exceeded");
+                    return Some(CloseInfo {
+                        code: POLICY_CLOSE,
+                        reason: "message rate limit exceeded".into(),
+                        clean: false,
+                    });
+                }
+                handler.on_message(&mut Conn { id, conn }, m);
+            }
+            Event::Ping(d) => handler.on_ping(&mut Conn { id, conn }, d),
+            Event::Pong(d) => handler.on_pong(&mut Conn { id, conn }, d),
+            Event::Close(CloseFrame { code, reason }) => {
+                return Some(CloseInfo {
+                    code,
+                    reason,
+                    clean: true,
+                })
+            }
+        }
+    }
+}
+
+/// An idle connection should not pin a large read buffer: when everything
+/// received was consumed, give the capacity back.
+fn release_idle_buffer(conn: &mut Connection) {
+    let buf = conn.receive_buffer();
+    if buf.is_empty() && buf.capacity() > 0 {
+        *buf = bytes::BytesMut::new();
+    }
+}
