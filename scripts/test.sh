@@ -13,10 +13,11 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 echo "== $(cargo --version), $(rustc --version)"
 
-# The protocol core: unit, integration, property and fuzz-regression tests.
-echo "== cargo test -p polysocket"
-cargo test -p polysocket
+# The protocol core and its tokio runtime: unit, integration, property,
+# fuzz-regression and real-socket tests (one feature set: one build).
+echo "== cargo test -p polysocket --features runtime"
+cargo test -p polysocket --features runtime
 
 # Benchmarks and examples must keep compiling (they are run by hand).
 echo "== cargo build --benches --examples"
-cargo build -p polysocket --benches --examples --release
+cargo build -p polysocket --features runtime --benches --examples --release

@@ -31,6 +31,10 @@ pub enum ServerEvent {
     Close(ConnId, CloseInfo),
 }
 
+/// Decides a handshake for an [`EventQueue`] (see [`Handler::accept`]).
+pub type Acceptor =
+    Box<dyn Fn(&Request, &[&str]) -> Result<Option<String>, HandshakeError> + Send + Sync>;
+
 /// A queue of [`ServerEvent`]s with a wake-up descriptor.
 pub struct EventQueue {
     events: Mutex<Vec<ServerEvent>>,
@@ -39,9 +43,7 @@ pub struct EventQueue {
     wake_tx: UnixStream,
     wake_rx: UnixStream,
     /// Decides handshakes (subprotocol, refusals); accepts all when absent.
-    acceptor: Option<
-        Box<dyn Fn(&Request, &[&str]) -> Result<Option<String>, HandshakeError> + Send + Sync>,
-    >,
+    acceptor: Option<Acceptor>,
 }
 
 impl EventQueue {
@@ -51,12 +53,7 @@ impl EventQueue {
     }
 
     /// A queue with a handshake decision (run on the runtime's threads).
-    #[allow(clippy::type_complexity)]
-    pub fn with_acceptor(
-        acceptor: Option<
-            Box<dyn Fn(&Request, &[&str]) -> Result<Option<String>, HandshakeError> + Send + Sync>,
-        >,
-    ) -> std::io::Result<Arc<EventQueue>> {
+    pub fn with_acceptor(acceptor: Option<Acceptor>) -> std::io::Result<Arc<EventQueue>> {
         let (wake_tx, wake_rx) = UnixStream::pair()?;
         wake_tx.set_nonblocking(true)?;
         wake_rx.set_nonblocking(true)?;

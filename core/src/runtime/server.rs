@@ -732,10 +732,28 @@ async fn serve(
             return Err(rejected.error.into());
         }
     };
+    // Registered before the answer goes out: once a client sees its 101,
+    // the server's handle can reach it.
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let overflow = Arc::new(Notify::new());
+    shared.conns.write().expect("registry lock").insert(
+        id,
+        Entry {
+            tx,
+            queued: queued.clone(),
+            overflow: overflow.clone(),
+            draft: completed.session.draft,
+        },
+    );
+    let registered = Registered {
+        shared: shared.clone(),
+        id,
+    };
     tokio::time::timeout_at(deadline, stream.write_all(&completed.response))
         .await
         .map_err(|_| RuntimeError::Timeout("writing the handshake answer"))??;
-    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let info = Arc::new(OpenInfo {
         id,
         draft: completed.session.draft,
@@ -749,7 +767,22 @@ async fn serve(
         secure: stream.is_tls(),
     });
     let conn = Connection::from_completed(config.protocol.clone(), completed);
-    run_connection(shared, admitted, stream, conn, info).await
+    let channel = Channel {
+        rx,
+        queued,
+        overflow,
+        _registered: registered,
+    };
+    run_connection(shared, admitted, stream, conn, info, channel).await
+}
+
+/// The receiving end of a connection's command channel, and its
+/// registration (removed when dropped).
+struct Channel {
+    rx: mpsc::UnboundedReceiver<Command>,
+    queued: Arc<AtomicUsize>,
+    overflow: Arc<Notify>,
+    _registered: Registered,
 }
 
 /// The per-minute message budget of a connection.
@@ -800,26 +833,17 @@ async fn run_connection(
     mut stream: Stream,
     mut conn: Connection,
     info: Arc<OpenInfo>,
+    channel: Channel,
 ) -> Result<(), RuntimeError> {
     let id = info.id;
     let config = &shared.config;
     let handler = shared.handler.clone();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let queued = Arc::new(AtomicUsize::new(0));
-    let overflow = Arc::new(Notify::new());
-    shared.conns.write().expect("registry lock").insert(
-        id,
-        Entry {
-            tx,
-            queued: queued.clone(),
-            overflow: overflow.clone(),
-            draft: info.draft,
-        },
-    );
-    let _registered = Registered {
-        shared: shared.clone(),
-        id,
-    };
+    let Channel {
+        mut rx,
+        queued,
+        overflow,
+        _registered,
+    } = channel;
     let mut stopping = shared.stopping.subscribe();
     let mut rate = RateLimit {
         max: config.max_messages_per_minute,
@@ -930,7 +954,18 @@ async fn run_connection(
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
-    let close = outcome.unwrap_or_else(|| dropped("connection ended"));
+    // hixie-75 closes by closing TCP: a close we started ends clean there.
+    let close = outcome.unwrap_or_else(|| {
+        if conn.close_was_clean() {
+            CloseInfo {
+                code: crate::protocol::NO_STATUS,
+                reason: String::new(),
+                clean: true,
+            }
+        } else {
+            dropped("connection ended")
+        }
+    });
     handler.on_close(id, &close);
     Ok(())
 }

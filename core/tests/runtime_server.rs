@@ -1,0 +1,517 @@
+//! The runtime server over real sockets: the event queue, limits and
+//! policy, faults, broadcast and shutdown. The clients are small blocking
+//! drivers of the engine's client role.
+#![allow(clippy::field_reassign_with_default)] // tests tweak one limit at a time
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use polysocket::handshake::{ClientHandshake, ClientOptions, ServerHandshake};
+use polysocket::protocol::{CloseFrame, State};
+use polysocket::runtime::{
+    CloseInfo, Conn, ConnId, EventQueue, Handler, Server, ServerConfig, ServerEvent,
+};
+use polysocket::{Config, Connection, Draft, Event, Message};
+
+/// A blocking client driving the engine over std::net.
+struct Client {
+    stream: TcpStream,
+    conn: Connection,
+}
+
+impl Client {
+    fn connect(addr: SocketAddr, draft: Draft) -> Client {
+        Client::try_connect(addr, draft, None).expect("handshake")
+    }
+
+    fn try_connect(addr: SocketAddr, draft: Draft, origin: Option<&str>) -> Result<Client, String> {
+        let config = Arc::new(Config::default());
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut opts = ClientOptions::new(draft, addr.to_string(), "/chat?room=1");
+        opts.origin = origin.map(str::to_string);
+        let mut hs = ClientHandshake::new(config.clone(), opts).unwrap();
+        stream.write_all(hs.request_bytes()).unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("closed during handshake".into());
+            }
+            match hs.feed(&buf[..n]) {
+                Ok(Some(done)) => {
+                    let conn = Connection::from_completed(config, done);
+                    return Ok(Client { stream, conn });
+                }
+                Ok(None) => {}
+                Err(e) => return Err(format!("{} {e}", hs.response_status().unwrap_or(0))),
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        let out = self.conn.take_output();
+        self.stream.write_all(&out).unwrap();
+    }
+
+    fn send(&mut self, text: &str) {
+        self.conn.send_text(text).unwrap();
+        self.flush();
+    }
+
+    /// The next event, or None when the server closed TCP.
+    fn recv(&mut self) -> Option<Event> {
+        let mut buf = [0u8; 65536];
+        loop {
+            match self.conn.poll() {
+                Ok(Some(e)) => {
+                    self.flush();
+                    return Some(e);
+                }
+                Ok(None) => {}
+                Err(e) => panic!("client saw a protocol error: {e}"),
+            }
+            let n = self.stream.read(&mut buf).expect("read");
+            if n == 0 {
+                return self.conn.receive_eof();
+            }
+            self.conn.receive(&buf[..n]);
+        }
+    }
+
+    fn recv_message(&mut self) -> Message {
+        match self.recv() {
+            Some(Event::Message(m)) => m,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    fn expect_close(&mut self) -> CloseFrame {
+        loop {
+            match self.recv() {
+                Some(Event::Close(f)) => return f,
+                Some(_) => {}
+                None => panic!("connection ended without a close"),
+            }
+        }
+    }
+}
+
+/// Raw HTTP exchange: the status line of the answer.
+fn raw_status(addr: SocketAddr, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+fn upgrade_request(origin: &str) -> String {
+    format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\r\n"
+    )
+}
+
+struct Echo {
+    closes: Mutex<Vec<(ConnId, CloseInfo)>>,
+}
+
+impl Echo {
+    fn new() -> Arc<Echo> {
+        Arc::new(Echo {
+            closes: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn wait_close(&self) -> CloseInfo {
+        let start = Instant::now();
+        loop {
+            if let Some((_, c)) = self.closes.lock().unwrap().first() {
+                return c.clone();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no close reported"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Handler for Echo {
+    fn on_message(&self, conn: &mut Conn<'_>, message: Message) {
+        conn.send(&message);
+    }
+
+    fn on_close(&self, id: ConnId, close: &CloseInfo) {
+        self.closes.lock().unwrap().push((id, close.clone()));
+    }
+}
+
+fn start(config: ServerConfig, handler: Arc<dyn Handler>) -> Server {
+    let mut config = config;
+    config.workers = 2;
+    Server::start("127.0.0.1:0".parse().unwrap(), config, handler).unwrap()
+}
+
+fn drain_until(queue: &EventQueue, count: usize) -> Vec<ServerEvent> {
+    let start = Instant::now();
+    let mut events = Vec::new();
+    while events.len() < count {
+        queue.drain_into(&mut events);
+        assert!(start.elapsed() < Duration::from_secs(10), "only {events:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    events
+}
+
+#[test]
+fn event_queue_sees_every_draft_and_sends_back() {
+    let queue = EventQueue::new().unwrap();
+    let server = start(ServerConfig::default(), queue.clone());
+    let handle = server.handle();
+    for draft in Draft::ALL {
+        let mut client = Client::connect(server.local_addr(), draft);
+        client.send("hello");
+        let events = drain_until(&queue, 2);
+        let ServerEvent::Open(info) = &events[0] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(info.draft, draft);
+        assert_eq!(
+            (info.path.as_str(), info.query.as_str()),
+            ("/chat", "room=1")
+        );
+        let ServerEvent::Message(id, Message::Text(t)) = &events[1] else {
+            panic!("{events:?}")
+        };
+        assert_eq!((*id, &t[..]), (info.id, &b"hello"[..]));
+        assert!(handle.send(info.id, Message::text("from the app")));
+        assert_eq!(client.recv_message(), Message::text("from the app"));
+        assert!(handle.close(info.id, Some(1000), "bye"));
+        if draft.has_close_frame() {
+            let frame = client.expect_close();
+            if draft.close_body() == polysocket::draft::CloseBody::Rfc6455 {
+                assert_eq!((frame.code, frame.reason.as_str()), (1000, "bye"));
+            }
+        } else {
+            assert_eq!(
+                client.recv(),
+                Some(Event::Close(CloseFrame {
+                    code: 1005,
+                    reason: String::new()
+                }))
+            );
+        }
+        let events = drain_until(&queue, 1);
+        assert!(
+            matches!(&events[0], ServerEvent::Close(id, c) if *id == info.id && c.clean),
+            "{draft}: {events:?}"
+        );
+    }
+}
+
+#[test]
+fn wake_up_descriptor_becomes_readable_once_per_batch() {
+    let queue = EventQueue::new().unwrap();
+    let server = start(ServerConfig::default(), queue.clone());
+    let mut client = Client::connect(server.local_addr(), Draft::Rfc6455);
+    for i in 0..50 {
+        client.conn.send_text(&i.to_string()).unwrap();
+    }
+    client.flush();
+    let fd = queue.fileno();
+    let mut pollfd = [libc_pollfd(fd)];
+    assert!(poll(&mut pollfd, 5000), "the descriptor signals events");
+    let events = drain_until(&queue, 51);
+    assert_eq!(events.len(), 51);
+    assert!(!poll(&mut pollfd, 0), "drained: nothing pending");
+}
+
+#[test]
+fn limits_answer_with_http_statuses() {
+    let mut config = ServerConfig::default();
+    config.max_connections_per_ip = 2;
+    config.allowed_origins = Some(vec!["http://good.example".into()]);
+    let server = start(config, Echo::new());
+    let addr = server.local_addr();
+    assert!(raw_status(addr, &upgrade_request("http://evil.example")).starts_with("HTTP/1.1 403"));
+    let _a = Client::try_connect(addr, Draft::Rfc6455, Some("http://good.example")).unwrap();
+    let _b = Client::try_connect(addr, Draft::Rfc6455, Some("http://good.example")).unwrap();
+    let third = Client::try_connect(addr, Draft::Rfc6455, Some("http://good.example"));
+    assert!(third.err().unwrap().starts_with("429"));
+    drop(_a);
+    // The slot frees once the server notices the drop.
+    let start_t = Instant::now();
+    loop {
+        if Client::try_connect(addr, Draft::Rfc6455, Some("http://good.example")).is_ok() {
+            break;
+        }
+        assert!(start_t.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let mut config = ServerConfig::default();
+    config.max_connections = 1;
+    let server = start(config, Echo::new());
+    let _only = Client::connect(server.local_addr(), Draft::Rfc6455);
+    let refused = Client::try_connect(server.local_addr(), Draft::Rfc6455, None);
+    assert!(refused.err().unwrap().starts_with("503"));
+    assert!(raw_status(server.local_addr(), "GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 503"));
+}
+
+#[test]
+fn bad_handshakes_get_the_right_status() {
+    let server = start(ServerConfig::default(), Echo::new());
+    let addr = server.local_addr();
+    assert!(raw_status(addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").starts_with("HTTP/1.1 400"));
+    let v99 = upgrade_request("o").replace("Version: 13", "Version: 99");
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(v99.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 426"), "{answer}");
+    assert!(
+        answer.contains("Sec-WebSocket-Version: 13, 8, 7, 6, 5, 4"),
+        "{answer}"
+    );
+    let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000));
+    assert!(raw_status(addr, &huge).starts_with("HTTP/1.1 431"));
+}
+
+#[test]
+fn slowloris_is_cut_off_by_the_handshake_timeout() {
+    let mut config = ServerConfig::default();
+    config.handshake_timeout = Duration::from_millis(300);
+    let server = start(config, Echo::new());
+    let mut s = TcpStream::connect(server.local_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "closed without an answer");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // The server still serves others.
+    let mut c = Client::connect(server.local_addr(), Draft::Rfc6455);
+    c.send("alive");
+    assert_eq!(c.recv_message(), Message::text("alive"));
+}
+
+#[test]
+fn protocol_violation_closes_with_its_code_and_others_keep_going() {
+    let echo = Echo::new();
+    let server = start(ServerConfig::default(), echo.clone());
+    let mut good = Client::connect(server.local_addr(), Draft::Rfc6455);
+    let mut bad = Client::connect(server.local_addr(), Draft::Rfc6455);
+    // Masked text frame with invalid UTF-8 (key 0).
+    bad.stream
+        .write_all(&[0x81, 0x82, 0, 0, 0, 0, 0xC0, 0x80])
+        .unwrap();
+    assert_eq!(bad.expect_close().code, 1007);
+    assert_eq!(echo.wait_close().code, 1007);
+    good.send("still here");
+    assert_eq!(good.recv_message(), Message::text("still here"));
+}
+
+#[test]
+fn abrupt_disconnect_mid_frame_is_reported_abnormal() {
+    let echo = Echo::new();
+    let server = start(ServerConfig::default(), echo.clone());
+    let mut c = Client::connect(server.local_addr(), Draft::Rfc6455);
+    // A fragment-sent message is never compressed: the frame stays 10 kB.
+    c.conn
+        .send_fragment(
+            polysocket::protocol::MessageKind::Binary,
+            &[7u8; 10_000],
+            true,
+        )
+        .unwrap();
+    let out = c.conn.take_output();
+    c.stream.write_all(&out[..5000]).unwrap();
+    drop(c);
+    let close = echo.wait_close();
+    assert_eq!((close.code, close.clean), (1006, false));
+}
+
+#[test]
+fn message_rate_limit_closes_with_1008() {
+    let mut config = ServerConfig::default();
+    config.max_messages_per_minute = 5;
+    let server = start(config, Echo::new());
+    let mut c = Client::connect(server.local_addr(), Draft::Rfc6455);
+    for i in 0..6 {
+        c.conn.send_text(&i.to_string()).unwrap();
+    }
+    c.flush();
+    for _ in 0..5 {
+        c.recv_message();
+    }
+    assert_eq!(c.expect_close().code, 1008);
+}
+
+#[test]
+fn a_peer_that_stops_reading_is_cut_off_not_buffered_forever() {
+    let echo = Echo::new();
+    let mut config = ServerConfig::default();
+    config.max_send_buffer = 256 * 1024;
+    let server = start(config, echo.clone());
+    let handle = server.handle();
+    let stuck = Client::connect(server.local_addr(), Draft::Rfc6455);
+    let id = handle.connections()[0];
+    let chunk = Message::binary(vec![0u8; 64 * 1024]);
+    let mut refused_at = None;
+    for i in 0..10_000 {
+        if !handle.send(id, chunk.clone()) {
+            refused_at = Some(i);
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    assert!(refused_at.is_some(), "the send buffer must be bounded");
+    let close = echo.wait_close();
+    assert_eq!((close.code, close.clean), (1008, false), "{close:?}");
+    drop(stuck);
+    // Others are unaffected.
+    let mut c = Client::connect(server.local_addr(), Draft::Rfc6455);
+    c.send("ok");
+    assert_eq!(c.recv_message(), Message::text("ok"));
+}
+
+#[test]
+fn broadcast_reaches_every_draft_in_a_group() {
+    let queue = EventQueue::new().unwrap();
+    let server = start(ServerConfig::default(), queue.clone());
+    let handle = server.handle();
+    let drafts = [
+        Draft::Hixie76,
+        Draft::Hybi02,
+        Draft::Hybi06,
+        Draft::Hybi08,
+        Draft::Rfc6455,
+    ];
+    let mut clients: Vec<Client> = drafts
+        .iter()
+        .map(|d| Client::connect(server.local_addr(), *d))
+        .collect();
+    let events = drain_until(&queue, drafts.len());
+    for e in &events {
+        let ServerEvent::Open(info) = e else { panic!() };
+        handle.join(info.id, "room");
+    }
+    assert_eq!(
+        handle.broadcast_group("room", Message::text("to all")),
+        drafts.len()
+    );
+    for c in &mut clients {
+        assert_eq!(c.recv_message(), Message::text("to all"));
+    }
+}
+
+#[test]
+fn graceful_shutdown_sends_1001_to_everyone() {
+    let echo = Echo::new();
+    let server = start(ServerConfig::default(), echo.clone());
+    let mut a = Client::connect(server.local_addr(), Draft::Rfc6455);
+    let mut b = Client::connect(server.local_addr(), Draft::Hixie76);
+    let handle = server.handle();
+    let stopper = std::thread::spawn(move || server.shutdown());
+    assert_eq!(a.expect_close().code, 1001);
+    assert_eq!(
+        b.expect_close().code,
+        1005,
+        "hixie-76 closes without a code"
+    );
+    stopper.join().unwrap();
+    assert_eq!(handle.connection_count(), 0);
+}
+
+#[test]
+fn keepalive_drops_a_silent_peer() {
+    let echo = Echo::new();
+    let mut config = ServerConfig::default();
+    config.ping_interval = Some(Duration::from_millis(100));
+    config.pong_timeout = Duration::from_millis(200);
+    let server = start(config, echo.clone());
+    // Connected but never reads or answers: the ping goes unanswered.
+    let _silent = Client::connect(server.local_addr(), Draft::Rfc6455);
+    let close = echo.wait_close();
+    assert_eq!((close.code, close.clean), (1006, false), "{close:?}");
+}
+
+#[test]
+fn adopted_socket_with_bytes_already_read() {
+    let echo = Echo::new();
+    let server = start(ServerConfig::default(), echo);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client = std::thread::spawn(move || {
+        let mut c = Client::connect(addr, Draft::Hixie76);
+        c.send("adopted");
+        c.recv_message()
+    });
+    let (mut sock, _) = listener.accept().unwrap();
+    // Another framework read the head already.
+    let mut head = vec![0u8; 16];
+    let n = sock.read(&mut head).unwrap();
+    let mut hs = ServerHandshake::new(Arc::new(Config::default()));
+    hs.feed(&head[..n]).unwrap();
+    let _guard = server.runtime().enter();
+    server.handle().adopt(sock, hs).unwrap();
+    assert_eq!(client.join().unwrap(), Message::text("adopted"));
+}
+
+#[test]
+fn plain_http_can_be_answered_by_the_handler() {
+    struct Page;
+    impl Handler for Page {
+        fn http(&self, _r: &polysocket::http::RequestHead) -> Option<Vec<u8>> {
+            Some(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi".to_vec())
+        }
+        fn on_message(&self, _c: &mut Conn<'_>, _m: Message) {}
+    }
+    let server = start(ServerConfig::default(), Arc::new(Page));
+    assert!(
+        raw_status(server.local_addr(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .starts_with("HTTP/1.1 200")
+    );
+    // An upgrade still goes through.
+    let c = Client::connect(server.local_addr(), Draft::Rfc6455);
+    assert_eq!(c.conn.state(), State::Open);
+}
+
+// Minimal poll(2) for the wake-up descriptor test.
+#[repr(C)]
+struct PollFd {
+    fd: i32,
+    events: i16,
+    revents: i16,
+}
+
+fn libc_pollfd(fd: i32) -> PollFd {
+    PollFd {
+        fd,
+        events: 1,
+        revents: 0,
+    }
+}
+
+extern "C" {
+    #[link_name = "poll"]
+    fn sys_poll(fds: *mut PollFd, nfds: u64, timeout: i32) -> i32;
+}
+
+fn poll(fds: &mut [PollFd], timeout_ms: i32) -> bool {
+    // SAFETY: fds is a valid array of pollfd-layout structs.
+    unsafe { sys_poll(fds.as_mut_ptr(), fds.len() as u64, timeout_ms) > 0 }
+}
