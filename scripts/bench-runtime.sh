@@ -252,6 +252,19 @@ for row, label in ECHO + [SETUP]:
     print(f"| {label} | {fmt(c[PS], 2)} | {fmt(c[FW], 2)} | {fmt(c[TT], 2)} | **{fmt(ratio(c[PS], c[FW]), 2)}** | "
           f"{fmt(busy[PS], 2)} / {fmt(busy[FW], 2)} / {fmt(busy[TT], 2)} | {fmt(lg[PS], 2)} / {fmt(lg[FW], 2)} / {fmt(lg[TT], 2)} |")
 print()
+print("Fairness (median round): messages each connection got echoed in the window, min / median / max.")
+print()
+print("| row | polysocket | fastwebsockets | tokio-tungstenite |")
+print("|---|---|---|---|")
+for row, label in ECHO[1:]:
+    cells = []
+    for s in ALL:
+        rs = sorted(pick(row, s), key=lambda r: r["msgs_per_s"])
+        r = rs[len(rs) // 2] if rs else None
+        cells.append("—" if not r or r.get("conn_msgs_min") is None else
+                     f"{int(r['conn_msgs_min']):,} / {int(r['conn_msgs_median']):,} / {int(r['conn_msgs_max']):,}")
+    print(f"| {label} | " + " | ".join(cells) + " |")
+print()
 print(f"| {int(E['IDLE_CONNS']):,} idle connections | RSS before | RSS with them open | **KiB per connection** | echoed after the hold | errors |")
 print("|---|---|---|---|---|---|")
 for s in ALL:
