@@ -3,7 +3,7 @@
 # tokio-tungstenite and fastwebsockets echo servers, all built in this run,
 # all driven by the same load generator (benches/src/bin/loadgen.rs).
 #
-#   scripts/bench-runtime.sh            # full run (about 5 minutes here, built)
+#   scripts/bench-runtime.sh            # full run (about 4 minutes here, once built)
 #   ROUNDS=1 DURATION=1 scripts/bench-runtime.sh   # quick look
 #
 # Fairness: every server runs a multi-threaded tokio runtime with WORKERS
