@@ -464,6 +464,26 @@ impl Connection {
         !self.output.is_empty() || self.stream.as_ref().is_some_and(|s| !s.deflated.is_empty())
     }
 
+    /// Give back the memory of empty buffers larger than `keep` bytes (the
+    /// receive, output and compression buffers), so that a connection that
+    /// once carried a large message does not pin that memory while idle.
+    pub fn release_buffers(&mut self, keep: usize) {
+        fn release(buf: &mut BytesMut, keep: usize) {
+            if buf.is_empty() && buf.capacity() > keep {
+                *buf = BytesMut::new();
+            }
+        }
+        if self.rx.lent == 0 {
+            release(&mut self.rx.buf, keep);
+        }
+        release(&mut self.output, keep);
+        release(&mut self.scratch, keep);
+        if let Some(s) = &mut self.stream {
+            release(&mut s.raw, keep);
+            release(&mut s.deflated, keep);
+        }
+    }
+
     fn ensure_open(&self) -> Result<(), SendError> {
         if self.state == State::Open {
             Ok(())

@@ -925,6 +925,7 @@ async fn run_connection(
                         if let Some(close) = dispatch(&shared, &mut conn, id, &mut rate) {
                             outcome = Some(close);
                         }
+                        conn.release_buffers(KEEP_BUFFER);
                     }
                     Err(_) => {
                         outcome.get_or_insert_with(|| dropped("read error"));
@@ -1013,8 +1014,14 @@ fn apply(conn: &mut Connection, command: Command, queued: &AtomicUsize) {
     };
 }
 
-/// Read once into the engine's receive buffer. Plain sockets wait for
-/// readability first so that an idle connection holds no read buffer.
+thread_local! {
+    /// Per-worker read buffer: plain sockets are read into it and only the
+    /// bytes received are copied to the connection, so an idle connection
+    /// holds no read buffer of its own.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Read once into the engine's receive buffer.
 async fn read_into(
     stream: &mut Stream,
     conn: &mut Connection,
@@ -1023,9 +1030,16 @@ async fn read_into(
     if let Stream::Plain(tcp) = stream {
         loop {
             tcp.readable().await?;
-            let buf = conn.receive_buffer();
-            buf.reserve(chunk);
-            match tcp.try_read_buf(buf) {
+            let read: std::io::Result<usize> = SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                if scratch.len() < chunk {
+                    scratch.resize(chunk, 0);
+                }
+                let n = tcp.try_read(&mut scratch[..chunk])?;
+                conn.receive(&scratch[..n]);
+                Ok(n)
+            });
+            match read {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 other => return other,
             }
@@ -1044,6 +1058,7 @@ async fn write_out(stream: &mut Stream, conn: &mut Connection) -> std::io::Resul
         }
         conn.advance_output(n);
     }
+    conn.release_buffers(KEEP_BUFFER);
     stream.flush().await
 }
 
@@ -1059,10 +1074,7 @@ fn dispatch(
     loop {
         let event = match conn.poll() {
             Ok(Some(event)) => event,
-            Ok(None) => {
-                release_idle_buffer(conn);
-                return None;
-            }
+            Ok(None) => return None,
             Err(e) => {
                 return Some(CloseInfo {
                     code: e.close_code(),
@@ -1096,11 +1108,6 @@ fn dispatch(
     }
 }
 
-/// An idle connection should not pin a large read buffer: when everything
-/// received was consumed, give the capacity back.
-fn release_idle_buffer(conn: &mut Connection) {
-    let buf = conn.receive_buffer();
-    if buf.is_empty() && buf.capacity() > 0 {
-        *buf = bytes::BytesMut::new();
-    }
-}
+/// Buffers above this size are given back once empty, so that one large
+/// message does not pin its memory on an idle connection.
+const KEEP_BUFFER: usize = 64 * 1024;
