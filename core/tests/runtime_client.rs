@@ -258,7 +258,7 @@ async fn roundtrip(draft: Draft) {
     } else {
         assert!(matches!(
             ws.send_binary(b"x").await,
-            Err(RuntimeError::Config(_))
+            Err(RuntimeError::Send(polysocket::SendError::Unsupported(..)))
         ));
         ws.send_fragment(MessageKind::Text, b"whole", true)
             .await

@@ -274,7 +274,7 @@ fn deadline_after(d: Duration) -> Instant {
 fn send_error(e: SendError) -> RuntimeError {
     match e {
         SendError::Closed => RuntimeError::Closed,
-        other => RuntimeError::Config(other.to_string()),
+        other => RuntimeError::Send(other),
     }
 }
 

@@ -553,7 +553,12 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.handle.stop();
         if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_timeout(self.handle.shared.config.close_timeout);
+            // Blocking to wait is not allowed inside another runtime.
+            if tokio::runtime::Handle::try_current().is_ok() {
+                runtime.shutdown_background();
+            } else {
+                runtime.shutdown_timeout(self.handle.shared.config.close_timeout);
+            }
         }
     }
 }
