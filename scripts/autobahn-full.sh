@@ -26,6 +26,16 @@ if [[ $# -gt 1 || "${1:-}" == -* ]]; then
     exit 2
 fi
 
+# Install first, on its own: on a first install, install.sh prints the port's
+# progress on stdout, which run.sh would take for the path of wstest.
+mkdir -p "$ROOT/target/autobahn"
+if [[ "${POLYSOCKET_AB_UNDER_HARNESS:-}" != 1 ]] \
+    && ! AB_QUIET=1 bash "$AUTOBAHN_DIR/install.sh" >"$ROOT/target/autobahn/install.log" 2>&1; then
+    tail -n 20 "$ROOT/target/autobahn/install.log" >&2
+    echo "autobahn-full.sh: installing the Autobahn|Testsuite failed" >&2
+    exit 2
+fi
+
 if [[ $# -eq 0 && "${POLYSOCKET_AB_UNDER_HARNESS:-}" != 1 ]]; then
     mkdir -p "$OUT"
     POLYSOCKET_AB_UNDER_HARNESS=1 exec "$PY" tests/harness/echo_server.py \
