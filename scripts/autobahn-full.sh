@@ -15,7 +15,7 @@ cd "$ROOT"
 OUT="$ROOT/target/autobahn/full"
 AUTOBAHN_DIR="${AUTOBAHN_DIR:-$ROOT/../shared/tools/autobahn}"
 PY="${PYTHON:-python3}"
-DEFAULT_SERVER="target/release/examples/echo_blocking --host 127.0.0.1 --port {port}"
+DEFAULT_SERVER="target/release/examples/echo --host 127.0.0.1 --port {port}"
 
 if [[ ! -x "$AUTOBAHN_DIR/run.sh" ]]; then
     echo "autobahn-full.sh: $AUTOBAHN_DIR/run.sh not found (set AUTOBAHN_DIR)" >&2

@@ -6,7 +6,7 @@
 #
 # Without URL it starts the echo server itself on a free port of 127.0.0.1
 # (POLYSOCKET_ECHO_CMD, a command template with {port}; default: the
-# echo_blocking example, built if needed) and stops it at the end. Prints the
+# tokio echo example, built if needed) and stops it at the end. Prints the
 # per-behaviour summary and fails on any FAILED, NON-STRICT or UNIMPLEMENTED
 # case (INFORMATIONAL is accepted). The report is in target/autobahn/ci/.
 #

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Cross-language interop tests: the echo server (POLYSOCKET_ECHO_CMD, a
-# command template with {port}; default the echo_blocking example) against
+# command template with {port}; default the tokio echo example) against
 # Python websockets and websocket-client, Node ws, headless Chromium and raw
 # sockets (pytest, tests/), then the Autobahn|Testsuite CI subset
 # (scripts/autobahn.sh).
@@ -69,8 +69,8 @@ fi
 
 # --- the echo server ---------------------------------------------------------------
 if [ -z "${POLYSOCKET_ECHO_CMD:-}" ]; then
-    echo "== cargo build --release -p polysocket --example echo_blocking"
-    cargo build --release -q -p polysocket --example echo_blocking
+    echo "== cargo build --release -p polysocket --features runtime --example echo"
+    cargo build --release -q -p polysocket --features runtime --example echo
 else
     echo "== echo server: $POLYSOCKET_ECHO_CMD"
 fi

@@ -98,7 +98,9 @@ async fn every_draft_through_the_runtime_client_and_server() {
             _ => assert_eq!(frame.code, 1005, "{draft}"),
         }
     }
-    tokio::task::spawn_blocking(move || server.shutdown()).await.unwrap();
+    tokio::task::spawn_blocking(move || server.shutdown())
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,5 +145,7 @@ async fn wss_every_draft() {
         matches!(err, polysocket::runtime::RuntimeError::Tls(_)),
         "{err}"
     );
-    tokio::task::spawn_blocking(move || server.shutdown()).await.unwrap();
+    tokio::task::spawn_blocking(move || server.shutdown())
+        .await
+        .unwrap();
 }

@@ -4,14 +4,13 @@
 The server command is one template, taken from the environment variable
 POLYSOCKET_ECHO_CMD, with ``{port}`` where the port goes; it runs from the
 repository root. Without the variable the harness builds and runs the
-blocking example:
+tokio echo example:
 
-    target/release/examples/echo_blocking --host 127.0.0.1 --port {port}
+    target/release/examples/echo --host 127.0.0.1 --port {port}
 
-e.g. for the tokio runtime server:
+e.g. for the engine's blocking example instead:
 
-    POLYSOCKET_ECHO_CMD='cargo run --release -q -p polysocket --features runtime
-        --example echo -- --host 127.0.0.1 --port {port}'
+    POLYSOCKET_ECHO_CMD='target/release/examples/echo_blocking --host 127.0.0.1 --port {port}'
 
 The server gets a free port on 127.0.0.1 and its own process group; the
 harness waits until the port accepts connections (or the process exits) and
@@ -37,9 +36,9 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV_VAR = "POLYSOCKET_ECHO_CMD"
-DEFAULT_BINARY = "target/release/examples/echo_blocking"
+DEFAULT_BINARY = "target/release/examples/echo"
 DEFAULT_CMD = DEFAULT_BINARY + " --host 127.0.0.1 --port {port}"
-BUILD_CMD = ["cargo", "build", "--release", "-q", "-p", "polysocket", "--example", "echo_blocking"]
+BUILD_CMD = ["cargo", "build", "--release", "-q", "-p", "polysocket", "--features", "runtime", "--example", "echo"]
 # A command that compiles first (cargo run) may take minutes before it listens.
 START_TIMEOUT = float(os.environ.get("POLYSOCKET_ECHO_START_TIMEOUT", "600"))
 

@@ -862,7 +862,8 @@ async fn run_connection(
         },
         &info,
     );
-    let mut outcome: Option<CloseInfo> = None;
+    // Frames the client pipelined behind its request are already here.
+    let mut outcome: Option<CloseInfo> = dispatch(&shared, &mut conn, id, &mut rate);
     let mut last_heard = Instant::now();
     let mut ping_sent = false;
     let mut close_deadline: Option<Instant> = None;
