@@ -3,10 +3,12 @@
 import asyncio
 import hashlib
 import os
+import random
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedOK
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.protocol import State
 
 MAX = 32 * 1024 * 1024
@@ -32,6 +34,56 @@ def test_permessage_deflate_negotiated(ws_url):
             assert [type(e).__name__ for e in ws.protocol.extensions] == ["PerMessageDeflate"]
             await ws.send("compressed ✓ " * 100)
             assert await ws.recv() == "compressed ✓ " * 100
+    run(go())
+
+
+DEFLATE_OFFERS = {
+    "server_no_context_takeover": dict(server_no_context_takeover=True),
+    "client_no_context_takeover": dict(client_no_context_takeover=True),
+    "server_max_window_bits=9": dict(server_max_window_bits=9),
+    "server_max_window_bits=8": dict(server_max_window_bits=8),
+    "client_max_window_bits=10": dict(client_max_window_bits=10),
+    "both_no_context_takeover,window_bits=12": dict(
+        server_no_context_takeover=True, client_no_context_takeover=True,
+        server_max_window_bits=12, client_max_window_bits=12),
+}
+
+
+@pytest.mark.parametrize("offer", sorted(DEFLATE_OFFERS))
+def test_permessage_deflate_parameters(ws_url, offer):
+    """Each offer is accepted with its parameters, and a conversation whose
+    messages repeat each other (so that context takeover and the window size
+    matter) echoes intact."""
+    params = DEFLATE_OFFERS[offer]
+
+    async def go():
+        factory = ClientPerMessageDeflateFactory(**params)
+        async with client(ws_url, extensions=[factory], compression=None) as ws:
+            answer = ws.response.headers["Sec-WebSocket-Extensions"]
+            assert answer.split(";")[0].strip() == "permessage-deflate", answer
+            for name in ("server_no_context_takeover", "server_max_window_bits"):
+                if name in params:  # the server must confirm these (RFC 7692 7.1)
+                    assert name in answer, answer
+            rng = random.Random(offer)
+            for i in range(30):
+                text = "".join(rng.choice(["alpha ", "beta ", "gamma ", "κόσμε ", "%d " % i])
+                               for _ in range(rng.randrange(1, 3000)))
+                await ws.send(text)
+                assert await ws.recv() == text
+                blob = text.encode() + os.urandom(rng.randrange(0, 1000))
+                await ws.send(blob)
+                assert await ws.recv() == blob
+    run(go())
+
+
+def test_burst_without_waiting_keeps_order(ws_url):
+    async def go():
+        async with client(ws_url, max_queue=None) as ws:
+            msgs = ["burst %d " % i * (i % 50 + 1) for i in range(500)]
+            for m in msgs:
+                await ws.send(m)
+            for m in msgs:
+                assert await ws.recv() == m
     run(go())
 
 

@@ -89,6 +89,68 @@ def test_frames_pipelined_behind_the_request(port):
         assert c.read_message() == (OP_BINARY, b"\x00\x01")
 
 
+# --- hybi-05/06 and hybi-02: the early binary framings, written here from the
+# draft texts (opcode table A: 1 close, 2 ping, 3 pong, 4 text, 5 binary) ------
+
+def table_a_header(first_bit, opcode, n):
+    h = bytes([first_bit | opcode])
+    if n < 126:
+        return h + bytes([n])
+    if n < 1 << 16:
+        return h + bytes([126]) + struct.pack("!H", n)
+    return h + bytes([127]) + struct.pack("!Q", n)
+
+
+def hybi05_frame(opcode, payload, fin=True):
+    """hybi-05/06 section 4.3: a 4-byte masking key in front, then the whole
+    frame (header included) XORed with it."""
+    key = os.urandom(4)
+    body = table_a_header(0x80 if fin else 0, opcode, len(payload)) + payload
+    return key + bytes(b ^ key[i % 4] for i, b in enumerate(body))
+
+
+@pytest.mark.parametrize("version", [5, 6])
+def test_hybi05_06_whole_frame_masking(port, version):
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    with Conn(port) as c:
+        c.send(upgrade_request(version, key).replace(b"\r\nOrigin:", b"\r\nSec-WebSocket-Origin:"))
+        r = c.read_response()
+        assert r.status == 101 and r.header("Sec-WebSocket-Accept") == accept_for(key), r
+        text = "hybi-0%d ✓" % version
+        c.send(hybi05_frame(4, text.encode()))
+        assert c.read_exact(2 + len(text.encode())) == table_a_header(0x80, 4, len(text.encode())) + text.encode()
+        blob = os.urandom(300)  # a 16-bit length
+        c.send(hybi05_frame(5, blob[:100], fin=False) + hybi05_frame(0, blob[100:]))
+        assert c.read_exact(4 + 300) == table_a_header(0x80, 5, 300) + blob
+        c.send(hybi05_frame(2, b"ping"))
+        assert c.read_exact(6) == b"\x83\x04ping"
+        c.send(hybi05_frame(1, struct.pack("!H", 1000) + b"bye"))
+        answer = c.read_to_eof()
+        if version == 5:  # an opaque close body, echoed
+            assert answer == b"\x81\x05\x03\xe8bye"
+        else:  # hybi-06: status code + reason; the code is answered
+            assert answer[:4] == b"\x81\x02\x03\xe8" or answer[:2] == b"\x81\x05"
+            assert answer[2:4] == b"\x03\xe8"
+
+
+def test_hybi02_more_bit_framing(port):
+    """hybi-02: the hixie-76 handshake plus Sec-WebSocket-Draft: 2, then
+    unmasked frames whose first bit means MORE (fragments follow)."""
+    with Conn(port) as c:
+        c.send(HIXIE76_REQUEST.replace(b"\r\n\r\n", b"\r\nSec-WebSocket-Draft: 2\r\n\r\n")
+               + HIXIE76_KEY3)
+        r = c.read_response(body=16)
+        assert r.status == 101 and r.body == HIXIE76_ANSWER, r
+        c.send(table_a_header(0, 4, 5) + b"hello")
+        assert c.read_exact(7) == b"\x04\x05hello"
+        c.send(table_a_header(0x80, 4, 3) + b"abc" + table_a_header(0, 0, 3) + b"def")
+        assert c.read_exact(8) == b"\x04\x06abcdef"
+        c.send(table_a_header(0, 2, 1) + b"p")
+        assert c.read_exact(3) == b"\x03\x01p"
+        c.send(table_a_header(0, 1, 2) + b"zz")
+        assert c.read_to_eof() == b"\x01\x02zz"
+
+
 # --- protocol errors: the close code, then the server closes TCP -------------
 
 def expect_close(c, code):
