@@ -15,6 +15,20 @@ sys.path.insert(0, os.path.join(HERE, "harness"))
 
 from echo_server import EchoServer, ServerError  # noqa: E402
 
+# The scale test holds 10,000 connections: raise the descriptor limit
+# before the echo server starts, so that it inherits the limit too.
+try:
+    import resource
+
+    _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _want = 65536
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (_want, max(_hard, _want)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (_hard, _hard))
+except ImportError:
+    pass
+
 
 @pytest.fixture(scope="session")
 def echo_server():
