@@ -684,11 +684,24 @@ impl Hooks for ServerHooks<'_> {
 async fn serve(
     shared: Arc<Shared>,
     admitted: Admitted,
+    stream: Stream,
+    peer: SocketAddr,
+    handshake: ServerHandshake,
+) -> Result<(), RuntimeError> {
+    // Two awaits in sequence: the handshake's state is gone (not kept in
+    // the task) while the connection runs, which is most of its life.
+    let (stream, conn, info, channel) = open(&shared, stream, peer, handshake).await?;
+    run_connection(shared, admitted, stream, conn, info, channel).await
+}
+
+/// The opening handshake: read, answer, register.
+async fn open(
+    shared: &Arc<Shared>,
     mut stream: Stream,
     peer: SocketAddr,
     mut handshake: ServerHandshake,
-) -> Result<(), RuntimeError> {
-    let config = shared.config.clone();
+) -> Result<(Stream, Connection, Arc<OpenInfo>, Channel), RuntimeError> {
+    let config = &shared.config;
     let deadline = Instant::now() + config.handshake_timeout;
     let mut buf = vec![0u8; 4096];
     // What was read, to answer a plain HTTP request (bounded by the
@@ -713,7 +726,7 @@ async fn serve(
             }
         }
         let n = match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Ok(Ok(0)) => return Ok(()),
+            Ok(Ok(0)) => return Err(RuntimeError::Closed),
             Ok(Ok(n)) => n,
             Ok(Err(e)) => return Err(e.into()),
             Err(_) => return Err(RuntimeError::Timeout("opening handshake")),
@@ -725,7 +738,7 @@ async fn serve(
     drop(buf);
     let request = handshake.request().expect("ready").clone();
     let hooks = ServerHooks {
-        shared: &shared,
+        shared,
         subprotocol: Default::default(),
     };
     let completed = match handshake.complete(&hooks, stream.is_tls()) {
@@ -778,7 +791,7 @@ async fn serve(
         overflow,
         _registered: registered,
     };
-    run_connection(shared, admitted, stream, conn, info, channel).await
+    Ok((stream, conn, info, channel))
 }
 
 /// The receiving end of a connection's command channel, and its
@@ -862,6 +875,8 @@ async fn run_connection(
         },
         &info,
     );
+    // The handler keeps what it wants of it; the task keeps only the id.
+    drop(info);
     // Frames the client pipelined behind its request are already here.
     let mut outcome: Option<CloseInfo> = dispatch(&shared, &mut conn, id, &mut rate);
     let mut last_heard = Instant::now();
