@@ -212,7 +212,10 @@ impl Connection {
     /// followed the handshake already received.
     pub fn from_completed(config: Arc<Config>, completed: Completed) -> Self {
         let mut conn = Connection::new(config, completed.session);
-        *conn.receive_buffer() = completed.leftover;
+        // An empty leftover would keep the handshake buffer's capacity.
+        if !completed.leftover.is_empty() {
+            *conn.receive_buffer() = completed.leftover;
+        }
         conn
     }
 

@@ -5,9 +5,9 @@
 //! with a [`Conn`] that sends straight into the engine (no channel, no
 //! lock: a native echo costs one encode). Other threads act through a
 //! [`ServerHandle`]: its commands reach the connection's task through a
-//! channel whose queued bytes count against the send-buffer limit.
+//! mailbox whose queued bytes count against the send-buffer limit.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
@@ -233,13 +233,30 @@ impl Command {
     }
 }
 
+/// A connection's inbox for commands from other threads. It allocates
+/// nothing until a command arrives (a tokio channel allocates a block of
+/// slots per connection up front, which idle connections pay for).
+#[derive(Default)]
+struct Mailbox {
+    commands: Mutex<VecDeque<Command>>,
+    /// Signalled when commands were queued (a permit is kept if the task
+    /// is not waiting yet, so no wake-up is lost).
+    ready: Notify,
+    /// Bytes of commands queued and not yet applied by the task.
+    queued: AtomicUsize,
+    /// Signalled when the send buffer overflowed; the task aborts.
+    overflow: Notify,
+}
+
+impl Mailbox {
+    fn take(&self) -> VecDeque<Command> {
+        std::mem::take(&mut *self.commands.lock().expect("mailbox lock"))
+    }
+}
+
 /// A connection's entry in the registry: how to reach its task.
 struct Entry {
-    tx: mpsc::UnboundedSender<Command>,
-    /// Bytes of commands sent and not yet applied by the task.
-    queued: Arc<AtomicUsize>,
-    /// Set when the send buffer overflowed; the task aborts.
-    overflow: Arc<Notify>,
+    mailbox: Arc<Mailbox>,
     draft: Draft,
 }
 
@@ -272,17 +289,20 @@ impl ServerHandle {
         let Some(entry) = conns.get(&id) else {
             return false;
         };
+        let mailbox = &entry.mailbox;
         let size = command.queued_bytes();
-        let queued = entry.queued.fetch_add(size, Ordering::AcqRel) + size;
+        let queued = mailbox.queued.fetch_add(size, Ordering::AcqRel) + size;
         if queued > self.shared.config.max_send_buffer {
-            entry.queued.fetch_sub(size, Ordering::AcqRel);
-            entry.overflow.notify_one();
+            mailbox.queued.fetch_sub(size, Ordering::AcqRel);
+            mailbox.overflow.notify_one();
             return false;
         }
-        if entry.tx.send(command).is_err() {
-            entry.queued.fetch_sub(size, Ordering::AcqRel);
-            return false;
-        }
+        mailbox
+            .commands
+            .lock()
+            .expect("mailbox lock")
+            .push_back(command);
+        mailbox.ready.notify_one();
         true
     }
 
@@ -622,10 +642,12 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, acceptor: Optio
             let timeout = task_shared.config.handshake_timeout;
             let stream = match acceptor {
                 None => Stream::Plain(tcp),
-                Some(acceptor) => match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => Stream::ServerTls(Box::new(tls)),
-                    _ => return,
-                },
+                Some(acceptor) => {
+                    match tokio::time::timeout(timeout, Box::pin(acceptor.accept(tcp))).await {
+                        Ok(Ok(tls)) => Stream::ServerTls(Box::new(tls)),
+                        _ => return,
+                    }
+                }
             };
             let handshake = ServerHandshake::new(task_shared.config.protocol.clone());
             let _ = serve(task_shared, guard, stream, peer, handshake).await;
@@ -688,9 +710,10 @@ async fn serve(
     peer: SocketAddr,
     handshake: ServerHandshake,
 ) -> Result<(), RuntimeError> {
-    // Two awaits in sequence: the handshake's state is gone (not kept in
-    // the task) while the connection runs, which is most of its life.
-    let (stream, conn, info, channel) = open(&shared, stream, peer, handshake).await?;
+    // The handshake phase is boxed: its state (read buffer, parser, TLS
+    // set-up) is freed when it ends instead of sizing the task for the
+    // connection's whole life.
+    let (stream, conn, info, channel) = Box::pin(open(&shared, stream, peer, handshake)).await?;
     run_connection(shared, admitted, stream, conn, info, channel).await
 }
 
@@ -753,15 +776,11 @@ async fn open(
     // Registered before the answer goes out: once a client sees its 101,
     // the server's handle can reach it.
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let (tx, rx) = mpsc::unbounded_channel();
-    let queued = Arc::new(AtomicUsize::new(0));
-    let overflow = Arc::new(Notify::new());
+    let mailbox = Arc::new(Mailbox::default());
     shared.conns.write().expect("registry lock").insert(
         id,
         Entry {
-            tx,
-            queued: queued.clone(),
-            overflow: overflow.clone(),
+            mailbox: mailbox.clone(),
             draft: completed.session.draft,
         },
     );
@@ -786,20 +805,16 @@ async fn open(
     });
     let conn = Connection::from_completed(config.protocol.clone(), completed);
     let channel = Channel {
-        rx,
-        queued,
-        overflow,
+        mailbox,
         _registered: registered,
     };
     Ok((stream, conn, info, channel))
 }
 
-/// The receiving end of a connection's command channel, and its
+/// A connection's mailbox, and its
 /// registration (removed when dropped).
 struct Channel {
-    rx: mpsc::UnboundedReceiver<Command>,
-    queued: Arc<AtomicUsize>,
-    overflow: Arc<Notify>,
+    mailbox: Arc<Mailbox>,
     _registered: Registered,
 }
 
@@ -857,9 +872,7 @@ async fn run_connection(
     let config = &shared.config;
     let handler = shared.handler.clone();
     let Channel {
-        mut rx,
-        queued,
-        overflow,
+        mailbox,
         _registered,
     } = channel;
     let mut stopping = shared.stopping.subscribe();
@@ -890,7 +903,7 @@ async fn run_connection(
         if conn.has_output() {
             let written = tokio::select! {
                 r = write_out(&mut stream, &mut conn) => r,
-                _ = overflow.notified() => Err(std::io::ErrorKind::WouldBlock.into()),
+                _ = mailbox.overflow.notified() => Err(std::io::ErrorKind::WouldBlock.into()),
             };
             if let Err(e) = written {
                 if e.kind() == std::io::ErrorKind::WouldBlock {
@@ -920,16 +933,14 @@ async fn run_connection(
         };
         tokio::select! {
             biased;
-            _ = overflow.notified() => {
+            _ = mailbox.overflow.notified() => {
                 outcome = Some(overflowed(config.max_send_buffer));
                 break;
             }
-            command = rx.recv() => {
-                let Some(command) = command else { break };
-                apply(&mut conn, command, &queued);
-                // Apply everything already queued before writing once.
-                while let Ok(command) = rx.try_recv() {
-                    apply(&mut conn, command, &queued);
+            _ = mailbox.ready.notified() => {
+                // Apply everything queued before writing once.
+                for command in mailbox.take() {
+                    apply(&mut conn, command, &mailbox.queued);
                 }
             }
             read = read_into(&mut stream, &mut conn, config.read_chunk) => {
