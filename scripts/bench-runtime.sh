@@ -1,0 +1,265 @@
+#!/usr/bin/env bash
+# Runtime benchmark (issue 3): polysocket's tokio echo server against the
+# tokio-tungstenite and fastwebsockets echo servers, all built in this run,
+# all driven by the same load generator (benches/src/bin/loadgen.rs).
+#
+#   scripts/bench-runtime.sh            # full run (about 5 minutes here, built)
+#   ROUNDS=1 DURATION=1 scripts/bench-runtime.sh   # quick look
+#
+# Fairness: every server runs a multi-threaded tokio runtime with WORKERS
+# worker threads (default 1) and is pinned to core SERVER_CPU (default 1);
+# the load generator runs a single-threaded runtime pinned to the other
+# core (LOADGEN_CPU, default 0). The servers are started once and run side
+# by side (an idle server costs nothing); each row is measured ROUNDS times
+# per server, the servers' order rotating between rounds, and the median
+# round is reported. The loadgen also reads each server's CPU time from
+# /proc/PID/stat over the measured window, so the table shows the server's
+# CPU cost per message whether or not the server was the bottleneck.
+# Idle memory is measured on fresh server processes, one at a time: VmRSS
+# from /proc/PID/status after a short warm-up, then with IDLE_CONNS idle
+# connections open; every idle connection then has to echo one message.
+#
+# Prints the markdown tables of docs/BENCHMARKS.md on stdout; progress and
+# the loadgen's own summaries go to stderr. Raw results (JSON lines) are
+# kept in $OUT_DIR (default: a fresh temporary directory).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-2}
+WARMUP=${WARMUP:-0.5}
+WORKERS=${WORKERS:-1}
+SERVER_CPU=${SERVER_CPU:-1}
+LOADGEN_CPU=${LOADGEN_CPU:-0}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+SETUP_CONC=${SETUP_CONC:-32}
+OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/bench-runtime.XXXXXX)}
+mkdir -p "$OUT_DIR"
+RESULTS="$OUT_DIR/results.jsonl"
+: > "$RESULTS"
+
+log() { echo "[bench-runtime] $*" >&2; }
+
+# 10k idle connections need more descriptors than the default soft limit
+# (the servers inherit this; the loadgen also raises its own).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_CONNS + 256)) ]; then
+    log "RLIMIT_NOFILE $(ulimit -n) is below $((IDLE_CONNS + 256)): lower IDLE_CONNS"
+    exit 1
+fi
+
+log "building (release)"
+cargo build --release -p polysocket --features runtime --example echo >&2
+cargo build --release -p polysocket-bench --bins >&2
+TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+BIN="$TARGET/release"
+LOADGEN="$BIN/loadgen"
+
+SERVERS=(polysocket fastwebsockets tokio-tungstenite)
+declare -A CMD PORT PID
+CMD[polysocket]="$BIN/examples/echo --host 127.0.0.1 --workers $WORKERS --port"
+CMD[fastwebsockets]="$BIN/echo-fastwebsockets --host 127.0.0.1 --workers $WORKERS --port"
+CMD[tokio-tungstenite]="$BIN/echo-tungstenite --host 127.0.0.1 --workers $WORKERS --port"
+
+STARTED=()   # every server PID this script started
+cleanup() {
+    for p in "${STARTED[@]}"; do
+        kill "$p" 2>/dev/null || true
+    done
+    for p in "${STARTED[@]}"; do
+        wait "$p" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# start NAME: a fresh server process on a fresh port, pinned to SERVER_CPU.
+start() {
+    local name=$1 port
+    port=$(free_port)
+    # shellcheck disable=SC2086
+    taskset -c "$SERVER_CPU" ${CMD[$name]} "$port" > "$OUT_DIR/$name.log" 2>&1 &
+    PID[$name]=$!
+    PORT[$name]=$port
+    STARTED+=("$!")
+    for _ in $(seq 1 100); do
+        if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$port),0.2).close()" 2>/dev/null; then
+            log "$name: pid ${PID[$name]}, port $port"
+            return 0
+        fi
+        kill -0 "${PID[$name]}" 2>/dev/null || break
+        sleep 0.1
+    done
+    log "$name did not start; log:"; cat "$OUT_DIR/$name.log" >&2
+    exit 1
+}
+
+stop() {
+    local name=$1 p=${PID[$1]}
+    kill "$p" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+}
+
+# run ROW ROUND NAME loadgen-args...: one loadgen run, its JSON tagged.
+run() {
+    local row=$1 round=$2 name=$3
+    shift 3
+    taskset -c "$LOADGEN_CPU" "$LOADGEN" "$@" --port "${PORT[$name]}" --server-pid "${PID[$name]}" \
+        | jq -c --arg row "$row" --arg server "$name" --argjson round "$round" \
+            '. + {row: $row, server: $server, round: $round}' >> "$RESULTS"
+}
+
+rotate() { # the servers' order for round $1
+    local r=$1 n=${#SERVERS[@]} i
+    for i in $(seq 0 $((n - 1))); do echo "${SERVERS[$(((i + r) % n))]}"; done
+}
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+T0=$(date +%s)
+
+for s in "${SERVERS[@]}"; do start "$s"; done
+# Warm-up: every server has handled connections and messages once.
+for s in "${SERVERS[@]}"; do
+    taskset -c "$LOADGEN_CPU" "$LOADGEN" echo --port "${PORT[$s]}" --conns 10 --size 1024 --duration 0.5 --warmup 0 > /dev/null
+done
+
+ROWS=("1x32:1:32" "100x32:100:32" "1000x32:1000:32" "100x4KiB:100:4096" "10x1MiB:10:1048576")
+for spec in "${ROWS[@]}"; do
+    IFS=: read -r row conns size <<< "$spec"
+    for round in $(seq 1 "$ROUNDS"); do
+        for s in $(rotate "$round"); do
+            log "echo $row, round $round, $s"
+            run "$row" "$round" "$s" echo --conns "$conns" --size "$size" --duration "$DURATION" --warmup "$WARMUP"
+        done
+    done
+done
+for round in $(seq 1 "$ROUNDS"); do
+    for s in $(rotate "$round"); do
+        log "setup, round $round, $s"
+        run setup "$round" "$s" setup --conns "$SETUP_CONC" --duration "$DURATION" --warmup "$WARMUP"
+    done
+done
+for s in "${SERVERS[@]}"; do stop "$s"; done
+
+# Idle memory: a fresh process per server.
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+for s in "${SERVERS[@]}"; do
+    start "$s"
+    taskset -c "$LOADGEN_CPU" "$LOADGEN" echo --port "${PORT[$s]}" --conns 10 --size 1024 --duration 0.5 --warmup 0 > /dev/null
+    sleep 0.5
+    base=$(rss_kib "${PID[$s]}")
+    ready="$OUT_DIR/idle-$s.ready"
+    rm -f "$ready"
+    log "idle: $IDLE_CONNS connections to $s (baseline RSS $base KiB)"
+    taskset -c "$LOADGEN_CPU" "$LOADGEN" idle --port "${PORT[$s]}" --conns "$IDLE_CONNS" \
+        --ready-file "$ready" --hold-timeout 60 > "$OUT_DIR/idle-$s.json" &
+    lg=$!
+    for _ in $(seq 1 600); do [ -f "$ready" ] && break; kill -0 "$lg" 2>/dev/null || break; sleep 0.1; done
+    sleep 1 # let the server settle
+    held=$(rss_kib "${PID[$s]}")
+    rm -f "$ready"
+    wait "$lg" || true
+    jq -c --arg server "$s" --argjson base "$base" --argjson held "$held" \
+        '. + {row: "idle", server: $server, round: 1, rss_base_kib: $base, rss_idle_kib: $held,
+              kib_per_conn: (if .opened > 0 then ($held - $base) / .opened else null end)}' \
+        "$OUT_DIR/idle-$s.json" >> "$RESULTS"
+    stop "$s"
+done
+
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+ELAPSED=$(( $(date +%s) - T0 ))
+
+export RESULTS ROUNDS DURATION WARMUP WORKERS SERVER_CPU LOADGEN_CPU IDLE_CONNS SETUP_CONC LOAD_BEFORE LOAD_AFTER ELAPSED
+python3 - <<'PY'
+import json, os, statistics, platform, subprocess
+rows = [json.loads(l) for l in open(os.environ["RESULTS"]) if l.strip()]
+PS, FW, TT = "polysocket", "fastwebsockets", "tokio-tungstenite"
+ALL, PEERS = [PS, FW, TT], [FW, TT]
+E = os.environ
+
+def pick(row, server):
+    return [r for r in rows if r["row"] == row and r["server"] == server]
+
+def med(row, server, key):
+    vals = [r[key] for r in pick(row, server) if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+def fmt(v, d=0):
+    return "—" if v is None else f"{v:,.{d}f}"
+
+def ratio(a, b):
+    return a / b if (a and b) else None
+
+def sh(cmd):
+    return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+
+cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
+mem = sh("free -g | awk '/Mem:/ {print $2}'")
+print(f"Machine: {os.cpu_count()} cores \"{cpu}\", {mem} GiB, kernel {platform.release()}, "
+      f"{sh('rustc --version')}. Load average {E['LOAD_BEFORE']} before the run, {E['LOAD_AFTER']} after; "
+      f"the run took {E['ELAPSED']} s.")
+print(f"Servers pinned to core {E['SERVER_CPU']}, {E['WORKERS']} tokio worker thread each; loadgen "
+      f"(single-threaded) pinned to core {E['LOADGEN_CPU']}. {E['ROUNDS']} rounds × {E['DURATION']} s per server "
+      f"and row (after {E['WARMUP']} s of warm-up), servers interleaved; the median round is reported.")
+print()
+ECHO = [("1x32", "1 conn × 32 B"), ("100x32", "100 conns × 32 B"), ("1000x32", "1000 conns × 32 B"),
+        ("100x4KiB", "100 conns × 4 KiB"), ("10x1MiB", "10 conns × 1 MiB")]
+SETUP = ("setup", f"connection setup, {E['SETUP_CONC']} at once")
+print("| row | polysocket | fastwebsockets | tokio-tungstenite | **polysocket / faster peer** (range over rounds) | p99 latency µs (ps / fws / tt) | verified | errors |")
+print("|---|---|---|---|---|---|---|---|")
+for row, label in ECHO + [SETUP]:
+    key = "setups_per_s" if row == "setup" else "msgs_per_s"
+    unit = " conn/s" if row == "setup" else " msg/s"
+    m = {s: med(row, s, key) for s in ALL}
+    p99 = {s: med(row, s, "p99_us") for s in ALL}
+    best = max((m[p] for p in PEERS if m[p]), default=None)
+    verified = sum(int(r["verified"]) for r in rows if r["row"] == row)
+    errs = sum(int(r["errors"]) + int(r.get("close_errors", 0)) for r in rows if r["row"] == row)
+    cells = []
+    for s in ALL:
+        c = fmt(m[s]) + unit
+        if row == "10x1MiB" and m[s]:
+            c += f" ({fmt(med(row, s, 'mb_per_s'))} MB/s)"
+        cells.append(c)
+    # The same ratio round by round (servers measured back to back).
+    per_round = []
+    for rnd in sorted({r["round"] for r in rows if r["row"] == row}):
+        v = {s: next((r[key] for r in pick(row, s) if r["round"] == rnd), None) for s in ALL}
+        b = max((v[p] for p in PEERS if v[p]), default=None)
+        if v[PS] and b:
+            per_round.append(v[PS] / b)
+    spread = f" ({min(per_round):.2f}–{max(per_round):.2f})" if len(per_round) > 1 else ""
+    print(f"| {label} | " + " | ".join(cells) + f" | **{fmt(ratio(m[PS], best), 2)}**{spread} | "
+          f"{fmt(p99[PS])} / {fmt(p99[FW])} / {fmt(p99[TT])} | {verified:,} | {errs} |")
+print()
+print("Server CPU time per message (per connection for setup), from /proc/PID/stat over the measured window; "
+      "lower is better and does not depend on which side was the bottleneck. \"busy\": share of one core used by "
+      "the server / by the loadgen.")
+print()
+print("| row | polysocket µs | fastwebsockets µs | tokio-tungstenite µs | **polysocket / fastwebsockets CPU** | busy ps / fws / tt | loadgen busy (ps / fws / tt run) |")
+print("|---|---|---|---|---|---|---|")
+for row, label in ECHO + [SETUP]:
+    key = "server_cpu_us_per_setup" if row == "setup" else "server_cpu_us_per_msg"
+    c = {s: med(row, s, key) for s in ALL}
+    busy = {s: med(row, s, "server_cpu") for s in ALL}
+    lg = {s: med(row, s, "loadgen_cpu") for s in ALL}
+    print(f"| {label} | {fmt(c[PS], 2)} | {fmt(c[FW], 2)} | {fmt(c[TT], 2)} | **{fmt(ratio(c[PS], c[FW]), 2)}** | "
+          f"{fmt(busy[PS], 2)} / {fmt(busy[FW], 2)} / {fmt(busy[TT], 2)} | {fmt(lg[PS], 2)} / {fmt(lg[FW], 2)} / {fmt(lg[TT], 2)} |")
+print()
+print(f"| {int(E['IDLE_CONNS']):,} idle connections | RSS before | RSS with them open | **KiB per connection** | echoed after the hold | errors |")
+print("|---|---|---|---|---|---|")
+for s in ALL:
+    r = next(iter(pick("idle", s)), None)
+    if not r:
+        print(f"| {s} | — | — | — | — | — |")
+        continue
+    print(f"| {s} | {r['rss_base_kib']:,} KiB | {r['rss_idle_kib']:,} KiB | **{fmt(r['kib_per_conn'], 2)}** | "
+          f"{int(r['verified']):,} / {int(r['opened']):,} | {int(r['errors'])} |")
+PY
+log "raw results: $RESULTS"
