@@ -21,3 +21,9 @@ cargo test -p polysocket --features runtime
 # Benchmarks and examples must keep compiling (they are run by hand).
 echo "== cargo build --benches --examples"
 cargo build -p polysocket --features runtime --benches --examples --release
+
+# Real peers against the tokio echo server: Python websockets and
+# websocket-client, Node ws, headless Chromium, raw sockets, and the
+# Autobahn testsuite CI subset (sections 1-10, 12.1, 13.1, 13.7).
+echo "== scripts/test-interop.sh"
+./scripts/test-interop.sh

@@ -17,23 +17,8 @@ use polysocket::http::RequestHead;
 use polysocket::runtime::{tls, Conn, Handler, Server, ServerConfig};
 use polysocket::Message;
 
-const PAGE: &str = r#"<!doctype html>
-<meta charset="utf-8"><title>polysocket echo</title>
-<h1>polysocket echo</h1><pre id="log"></pre>
-<script>
-const log = (m) => document.getElementById('log').textContent += m + '\n';
-const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/echo`);
-ws.binaryType = 'arraybuffer';
-ws.onopen = () => {
-  log('open, extensions: ' + (ws.extensions || 'none'));
-  ws.send('Hello from the browser ✓');
-  ws.send(new Uint8Array([1, 2, 3, 255]));
-};
-ws.onmessage = (e) => log('echo: ' + (typeof e.data === 'string'
-  ? e.data : 'binary ' + new Uint8Array(e.data).join(',')));
-ws.onclose = (e) => log('closed ' + e.code);
-</script>
-"#;
+/// The test page (shared with the blocking example).
+const PAGE: &str = include_str!("page.html");
 
 struct Echo;
 

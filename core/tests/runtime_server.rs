@@ -515,3 +515,23 @@ fn poll(fds: &mut [PollFd], timeout_ms: i32) -> bool {
     // SAFETY: fds is a valid array of pollfd-layout structs.
     unsafe { sys_poll(fds.as_mut_ptr(), fds.len() as u64, timeout_ms) > 0 }
 }
+
+#[test]
+fn frames_pipelined_behind_the_request_are_served_at_once() {
+    let server = start(ServerConfig::default(), Echo::new());
+    let mut s = TcpStream::connect(server.local_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut bytes = upgrade_request("o").into_bytes();
+    // Masked "hi" (key 0) right behind the request, in the same write.
+    bytes.extend_from_slice(&[0x81, 0x82, 0, 0, 0, 0, b'h', b'i']);
+    s.write_all(&bytes).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.ends_with(&[0x81, 0x02, b'h', b'i']) {
+        let n = s
+            .read(&mut buf)
+            .expect("the echo arrives without another write");
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+}

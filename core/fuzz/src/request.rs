@@ -21,7 +21,7 @@ use polysocket::config::PerMessageDeflateConfig;
 use polysocket::draft::HandshakeFamily;
 use polysocket::extensions::Agreed;
 use polysocket::handshake::{
-    AcceptOptions, Completed, Hooks, Progress, Rejected, Request, ServerHandshake,
+    reject_response, AcceptOptions, Completed, Hooks, Progress, Rejected, Request, ServerHandshake,
 };
 use polysocket::http::{parse_request, parse_response};
 use polysocket::{Config, Connection, HandshakeError, Role};
@@ -67,7 +67,7 @@ pub fn run(data: &[u8]) {
         let req = split.request().cloned();
         let opts = hooks.accept_options(req.as_ref(), secure);
         let result = split.accept(&opts).map_err(|error| Rejected {
-            response: polysocket::handshake::reject_response(&error, &config),
+            response: reject_response(&error, &config),
             error,
         });
         answer(&config, result);

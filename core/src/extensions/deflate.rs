@@ -180,11 +180,17 @@ pub(crate) struct Direction {
 /// The codec of permessage-deflate and deflate-frame: each unit (a message,
 /// or a frame) is deflated with a sync flush and its tail stripped; the
 /// receiver appends the tail after the unit's last piece.
+///
+/// The zlib states (a compressor holds about 256 KiB, an inflater 40 KiB)
+/// are created on first use, so an idle connection that negotiated
+/// compression costs nothing until it compresses or inflates.
 pub(crate) struct UnitCodec {
-    deflater: Deflater,
+    deflater: Option<Deflater>,
+    level: u32,
+    window_bits: u8,
     /// Our side agreed to no_context_takeover.
     reset_after_unit: bool,
-    inflater: Inflater,
+    inflater: Option<Inflater>,
 }
 
 impl UnitCodec {
@@ -198,9 +204,11 @@ impl UnitCodec {
             Role::Client => client,
         };
         UnitCodec {
-            deflater: Deflater::new(level, ours.window_bits),
+            deflater: None,
+            level,
+            window_bits: ours.window_bits,
             reset_after_unit: ours.no_context_takeover,
-            inflater: Inflater::new(),
+            inflater: None,
         }
     }
 
@@ -209,7 +217,11 @@ impl UnitCodec {
     /// §7.2.3.6), also when zlib has nothing to write for it.
     pub(crate) fn compress(&mut self, payload: &[u8], out: &mut BytesMut) {
         let start = out.len();
-        self.deflater.compress(payload, out);
+        let (level, bits) = (self.level, self.window_bits);
+        let deflater = self
+            .deflater
+            .get_or_insert_with(|| Deflater::new(level, bits));
+        deflater.compress(payload, out);
         if out[start..].ends_with(&SYNC_TAIL) {
             out.truncate(out.len() - SYNC_TAIL.len());
         }
@@ -217,7 +229,7 @@ impl UnitCodec {
             out.extend_from_slice(&[0x00]);
         }
         if self.reset_after_unit {
-            self.deflater.reset();
+            deflater.reset();
         }
     }
 
@@ -230,10 +242,11 @@ impl UnitCodec {
         out: &mut BytesMut,
         limit: usize,
     ) -> Result<(), ProtocolError> {
-        self.inflater.inflate(input, out, limit)?;
+        let inflater = self.inflater.get_or_insert_with(Inflater::new);
+        inflater.inflate(input, out, limit)?;
         if last {
-            self.inflater.inflate(&SYNC_TAIL, out, limit)?;
-            self.inflater.reset_if_ended();
+            inflater.inflate(&SYNC_TAIL, out, limit)?;
+            inflater.reset_if_ended();
         }
         Ok(())
     }

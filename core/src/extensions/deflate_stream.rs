@@ -7,10 +7,12 @@ use super::deflate::{Deflater, Inflater};
 use crate::error::ProtocolError;
 
 /// deflate-stream: the whole byte stream in each direction is raw deflate,
-/// sync-flushed after every write.
+/// sync-flushed after every write. The zlib states are created on first
+/// use (an idle connection holds none).
 pub struct DeflateStream {
-    deflater: Deflater,
-    inflater: Inflater,
+    level: u32,
+    deflater: Option<Deflater>,
+    inflater: Option<Inflater>,
 }
 
 impl DeflateStream {
@@ -18,14 +20,18 @@ impl DeflateStream {
     /// the extension has no parameters.
     pub fn new(level: u32) -> Self {
         DeflateStream {
-            deflater: Deflater::new(level, 15),
-            inflater: Inflater::new(),
+            level,
+            deflater: None,
+            inflater: None,
         }
     }
 
     /// Deflate outgoing wire bytes and sync-flush (tail kept), appending to `out`.
     pub fn compress(&mut self, input: &[u8], out: &mut BytesMut) {
-        self.deflater.compress(input, out);
+        let level = self.level;
+        self.deflater
+            .get_or_insert_with(|| Deflater::new(level, 15))
+            .compress(input, out);
     }
 
     /// Inflate incoming wire bytes, appending to `out`; fails if one call
@@ -39,6 +45,7 @@ impl DeflateStream {
     ) -> Result<(), ProtocolError> {
         let unused = self
             .inflater
+            .get_or_insert_with(Inflater::new)
             .inflate(input, out, out.len().saturating_add(limit))
             .map_err(|e| match e {
                 ProtocolError::DecompressedTooLarge(_) => {

@@ -212,7 +212,10 @@ impl Connection {
     /// followed the handshake already received.
     pub fn from_completed(config: Arc<Config>, completed: Completed) -> Self {
         let mut conn = Connection::new(config, completed.session);
-        *conn.receive_buffer() = completed.leftover;
+        // An empty leftover would keep the handshake buffer's capacity.
+        if !completed.leftover.is_empty() {
+            *conn.receive_buffer() = completed.leftover;
+        }
         conn
     }
 
@@ -462,6 +465,26 @@ impl Connection {
     /// [`pending_output`](Self::pending_output) would return any.
     pub fn has_output(&self) -> bool {
         !self.output.is_empty() || self.stream.as_ref().is_some_and(|s| !s.deflated.is_empty())
+    }
+
+    /// Give back the memory of empty buffers larger than `keep` bytes (the
+    /// receive, output and compression buffers), so that a connection that
+    /// once carried a large message does not pin that memory while idle.
+    pub fn release_buffers(&mut self, keep: usize) {
+        fn release(buf: &mut BytesMut, keep: usize) {
+            if buf.is_empty() && buf.capacity() > keep {
+                *buf = BytesMut::new();
+            }
+        }
+        if self.rx.lent == 0 {
+            release(&mut self.rx.buf, keep);
+        }
+        release(&mut self.output, keep);
+        release(&mut self.scratch, keep);
+        if let Some(s) = &mut self.stream {
+            release(&mut s.raw, keep);
+            release(&mut s.deflated, keep);
+        }
     }
 
     fn ensure_open(&self) -> Result<(), SendError> {

@@ -1,6 +1,6 @@
 //! Errors of the runtime: I/O and TLS set-up on top of the engine's errors.
 
-use crate::error::{HandshakeError, ProtocolError};
+use crate::error::{HandshakeError, ProtocolError, SendError};
 
 /// Why a runtime operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +17,9 @@ pub enum RuntimeError {
     /// The peer violated the protocol.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
+    /// A send the connection's draft or state does not allow.
+    #[error(transparent)]
+    Send(SendError),
     /// A `ws://` / `wss://` URL that cannot be used.
     #[error("invalid URL {0:?}: {1}")]
     Url(String, &'static str),

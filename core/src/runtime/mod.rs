@@ -7,12 +7,14 @@
 //!   foreign event loop behind a wake-up descriptor (the bindings).
 //! * [`tls`], [`stream`]: `wss://` from PEM files.
 
+pub mod client;
 mod error;
 pub mod events;
 pub mod server;
 pub mod stream;
 pub mod tls;
 
+pub use client::{connect, ConnectOptions, WebSocket};
 pub use error::RuntimeError;
 pub use events::{EventQueue, ServerEvent};
 pub use server::{

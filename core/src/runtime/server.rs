@@ -5,9 +5,9 @@
 //! with a [`Conn`] that sends straight into the engine (no channel, no
 //! lock: a native echo costs one encode). Other threads act through a
 //! [`ServerHandle`]: its commands reach the connection's task through a
-//! channel whose queued bytes count against the send-buffer limit.
+//! mailbox whose queued bytes count against the send-buffer limit.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
@@ -233,13 +233,30 @@ impl Command {
     }
 }
 
+/// A connection's inbox for commands from other threads. It allocates
+/// nothing until a command arrives (a tokio channel allocates a block of
+/// slots per connection up front, which idle connections pay for).
+#[derive(Default)]
+struct Mailbox {
+    commands: Mutex<VecDeque<Command>>,
+    /// Signalled when commands were queued (a permit is kept if the task
+    /// is not waiting yet, so no wake-up is lost).
+    ready: Notify,
+    /// Bytes of commands queued and not yet applied by the task.
+    queued: AtomicUsize,
+    /// Signalled when the send buffer overflowed; the task aborts.
+    overflow: Notify,
+}
+
+impl Mailbox {
+    fn take(&self) -> VecDeque<Command> {
+        std::mem::take(&mut *self.commands.lock().expect("mailbox lock"))
+    }
+}
+
 /// A connection's entry in the registry: how to reach its task.
 struct Entry {
-    tx: mpsc::UnboundedSender<Command>,
-    /// Bytes of commands sent and not yet applied by the task.
-    queued: Arc<AtomicUsize>,
-    /// Set when the send buffer overflowed; the task aborts.
-    overflow: Arc<Notify>,
+    mailbox: Arc<Mailbox>,
     draft: Draft,
 }
 
@@ -272,17 +289,20 @@ impl ServerHandle {
         let Some(entry) = conns.get(&id) else {
             return false;
         };
+        let mailbox = &entry.mailbox;
         let size = command.queued_bytes();
-        let queued = entry.queued.fetch_add(size, Ordering::AcqRel) + size;
+        let queued = mailbox.queued.fetch_add(size, Ordering::AcqRel) + size;
         if queued > self.shared.config.max_send_buffer {
-            entry.queued.fetch_sub(size, Ordering::AcqRel);
-            entry.overflow.notify_one();
+            mailbox.queued.fetch_sub(size, Ordering::AcqRel);
+            mailbox.overflow.notify_one();
             return false;
         }
-        if entry.tx.send(command).is_err() {
-            entry.queued.fetch_sub(size, Ordering::AcqRel);
-            return false;
-        }
+        mailbox
+            .commands
+            .lock()
+            .expect("mailbox lock")
+            .push_back(command);
+        mailbox.ready.notify_one();
         true
     }
 
@@ -553,7 +573,12 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.handle.stop();
         if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_timeout(self.handle.shared.config.close_timeout);
+            // Blocking to wait is not allowed inside another runtime.
+            if tokio::runtime::Handle::try_current().is_ok() {
+                runtime.shutdown_background();
+            } else {
+                runtime.shutdown_timeout(self.handle.shared.config.close_timeout);
+            }
         }
     }
 }
@@ -617,10 +642,12 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, acceptor: Optio
             let timeout = task_shared.config.handshake_timeout;
             let stream = match acceptor {
                 None => Stream::Plain(tcp),
-                Some(acceptor) => match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => Stream::ServerTls(Box::new(tls)),
-                    _ => return,
-                },
+                Some(acceptor) => {
+                    match tokio::time::timeout(timeout, Box::pin(acceptor.accept(tcp))).await {
+                        Ok(Ok(tls)) => Stream::ServerTls(Box::new(tls)),
+                        _ => return,
+                    }
+                }
             };
             let handshake = ServerHandshake::new(task_shared.config.protocol.clone());
             let _ = serve(task_shared, guard, stream, peer, handshake).await;
@@ -679,11 +706,25 @@ impl Hooks for ServerHooks<'_> {
 async fn serve(
     shared: Arc<Shared>,
     admitted: Admitted,
+    stream: Stream,
+    peer: SocketAddr,
+    handshake: ServerHandshake,
+) -> Result<(), RuntimeError> {
+    // The handshake phase is boxed: its state (read buffer, parser, TLS
+    // set-up) is freed when it ends instead of sizing the task for the
+    // connection's whole life.
+    let (stream, conn, info, channel) = Box::pin(open(&shared, stream, peer, handshake)).await?;
+    run_connection(shared, admitted, stream, conn, info, channel).await
+}
+
+/// The opening handshake: read, answer, register.
+async fn open(
+    shared: &Arc<Shared>,
     mut stream: Stream,
     peer: SocketAddr,
     mut handshake: ServerHandshake,
-) -> Result<(), RuntimeError> {
-    let config = shared.config.clone();
+) -> Result<(Stream, Connection, Arc<OpenInfo>, Channel), RuntimeError> {
+    let config = &shared.config;
     let deadline = Instant::now() + config.handshake_timeout;
     let mut buf = vec![0u8; 4096];
     // What was read, to answer a plain HTTP request (bounded by the
@@ -708,7 +749,7 @@ async fn serve(
             }
         }
         let n = match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Ok(Ok(0)) => return Ok(()),
+            Ok(Ok(0)) => return Err(RuntimeError::Closed),
             Ok(Ok(n)) => n,
             Ok(Err(e)) => return Err(e.into()),
             Err(_) => return Err(RuntimeError::Timeout("opening handshake")),
@@ -720,7 +761,7 @@ async fn serve(
     drop(buf);
     let request = handshake.request().expect("ready").clone();
     let hooks = ServerHooks {
-        shared: &shared,
+        shared,
         subprotocol: Default::default(),
     };
     let completed = match handshake.complete(&hooks, stream.is_tls()) {
@@ -735,15 +776,11 @@ async fn serve(
     // Registered before the answer goes out: once a client sees its 101,
     // the server's handle can reach it.
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let (tx, rx) = mpsc::unbounded_channel();
-    let queued = Arc::new(AtomicUsize::new(0));
-    let overflow = Arc::new(Notify::new());
+    let mailbox = Arc::new(Mailbox::default());
     shared.conns.write().expect("registry lock").insert(
         id,
         Entry {
-            tx,
-            queued: queued.clone(),
-            overflow: overflow.clone(),
+            mailbox: mailbox.clone(),
             draft: completed.session.draft,
         },
     );
@@ -768,20 +805,16 @@ async fn serve(
     });
     let conn = Connection::from_completed(config.protocol.clone(), completed);
     let channel = Channel {
-        rx,
-        queued,
-        overflow,
+        mailbox,
         _registered: registered,
     };
-    run_connection(shared, admitted, stream, conn, info, channel).await
+    Ok((stream, conn, info, channel))
 }
 
-/// The receiving end of a connection's command channel, and its
+/// A connection's mailbox, and its
 /// registration (removed when dropped).
 struct Channel {
-    rx: mpsc::UnboundedReceiver<Command>,
-    queued: Arc<AtomicUsize>,
-    overflow: Arc<Notify>,
+    mailbox: Arc<Mailbox>,
     _registered: Registered,
 }
 
@@ -839,9 +872,7 @@ async fn run_connection(
     let config = &shared.config;
     let handler = shared.handler.clone();
     let Channel {
-        mut rx,
-        queued,
-        overflow,
+        mailbox,
         _registered,
     } = channel;
     let mut stopping = shared.stopping.subscribe();
@@ -857,7 +888,10 @@ async fn run_connection(
         },
         &info,
     );
-    let mut outcome: Option<CloseInfo> = None;
+    // The handler keeps what it wants of it; the task keeps only the id.
+    drop(info);
+    // Frames the client pipelined behind its request are already here.
+    let mut outcome: Option<CloseInfo> = dispatch(&shared, &mut conn, id, &mut rate);
     let mut last_heard = Instant::now();
     let mut ping_sent = false;
     let mut close_deadline: Option<Instant> = None;
@@ -869,7 +903,7 @@ async fn run_connection(
         if conn.has_output() {
             let written = tokio::select! {
                 r = write_out(&mut stream, &mut conn) => r,
-                _ = overflow.notified() => Err(std::io::ErrorKind::WouldBlock.into()),
+                _ = mailbox.overflow.notified() => Err(std::io::ErrorKind::WouldBlock.into()),
             };
             if let Err(e) = written {
                 if e.kind() == std::io::ErrorKind::WouldBlock {
@@ -899,16 +933,14 @@ async fn run_connection(
         };
         tokio::select! {
             biased;
-            _ = overflow.notified() => {
+            _ = mailbox.overflow.notified() => {
                 outcome = Some(overflowed(config.max_send_buffer));
                 break;
             }
-            command = rx.recv() => {
-                let Some(command) = command else { break };
-                apply(&mut conn, command, &queued);
-                // Apply everything already queued before writing once.
-                while let Ok(command) = rx.try_recv() {
-                    apply(&mut conn, command, &queued);
+            _ = mailbox.ready.notified() => {
+                // Apply everything queued before writing once.
+                for command in mailbox.take() {
+                    apply(&mut conn, command, &mailbox.queued);
                 }
             }
             read = read_into(&mut stream, &mut conn, config.read_chunk) => {
@@ -925,6 +957,7 @@ async fn run_connection(
                         if let Some(close) = dispatch(&shared, &mut conn, id, &mut rate) {
                             outcome = Some(close);
                         }
+                        conn.release_buffers(KEEP_BUFFER);
                     }
                     Err(_) => {
                         outcome.get_or_insert_with(|| dropped("read error"));
@@ -1013,8 +1046,14 @@ fn apply(conn: &mut Connection, command: Command, queued: &AtomicUsize) {
     };
 }
 
-/// Read once into the engine's receive buffer. Plain sockets wait for
-/// readability first so that an idle connection holds no read buffer.
+thread_local! {
+    /// Per-worker read buffer: plain sockets are read into it and only the
+    /// bytes received are copied to the connection, so an idle connection
+    /// holds no read buffer of its own.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Read once into the engine's receive buffer.
 async fn read_into(
     stream: &mut Stream,
     conn: &mut Connection,
@@ -1023,9 +1062,16 @@ async fn read_into(
     if let Stream::Plain(tcp) = stream {
         loop {
             tcp.readable().await?;
-            let buf = conn.receive_buffer();
-            buf.reserve(chunk);
-            match tcp.try_read_buf(buf) {
+            let read: std::io::Result<usize> = SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                if scratch.len() < chunk {
+                    scratch.resize(chunk, 0);
+                }
+                let n = tcp.try_read(&mut scratch[..chunk])?;
+                conn.receive(&scratch[..n]);
+                Ok(n)
+            });
+            match read {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 other => return other,
             }
@@ -1044,6 +1090,7 @@ async fn write_out(stream: &mut Stream, conn: &mut Connection) -> std::io::Resul
         }
         conn.advance_output(n);
     }
+    conn.release_buffers(KEEP_BUFFER);
     stream.flush().await
 }
 
@@ -1059,10 +1106,7 @@ fn dispatch(
     loop {
         let event = match conn.poll() {
             Ok(Some(event)) => event,
-            Ok(None) => {
-                release_idle_buffer(conn);
-                return None;
-            }
+            Ok(None) => return None,
             Err(e) => {
                 return Some(CloseInfo {
                     code: e.close_code(),
@@ -1096,11 +1140,6 @@ fn dispatch(
     }
 }
 
-/// An idle connection should not pin a large read buffer: when everything
-/// received was consumed, give the capacity back.
-fn release_idle_buffer(conn: &mut Connection) {
-    let buf = conn.receive_buffer();
-    if buf.is_empty() && buf.capacity() > 0 {
-        *buf = bytes::BytesMut::new();
-    }
-}
+/// Buffers above this size are given back once empty, so that one large
+/// message does not pin its memory on an idle connection.
+const KEEP_BUFFER: usize = 64 * 1024;
