@@ -445,11 +445,31 @@ impl Drop for Running {
 
 fn spawn_task(shared: &Arc<Shared>, fut: impl std::future::Future<Output = ()> + Send + 'static) {
     shared.running.fetch_add(1, Ordering::AcqRel);
-    let running = Running(shared.clone());
-    tokio::spawn(async move {
-        let _running = running;
-        fut.await;
+    tokio::spawn(Counted {
+        fut,
+        _running: Running(shared.clone()),
     });
+}
+
+/// A future that counts as a running task until it is dropped. Written by
+/// hand because an `async move` wrapper makes rustc store the inner future
+/// twice (rust-lang/rust#59087), doubling every connection's task memory.
+struct Counted<F> {
+    fut: F,
+    _running: Running,
+}
+
+impl<F: std::future::Future<Output = ()>> std::future::Future for Counted<F> {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        // SAFETY: `fut` is structurally pinned: it is never moved out of
+        // `Counted`, and `Counted` has no Drop impl of its own.
+        unsafe { self.map_unchecked_mut(|c| &mut c.fut) }.poll(cx)
+    }
 }
 
 /// Reserve a connection slot for `ip`; false when a limit is reached.
