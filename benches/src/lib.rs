@@ -82,3 +82,41 @@ pub fn server_runtime(workers: usize) -> tokio::runtime::Runtime {
     }
     b.enable_all().build().expect("tokio runtime")
 }
+
+/// Runs a peer echo server: parses `--host/--port/--workers`, binds, and
+/// runs the accept loop as a task on the server's workers (as polysocket's
+/// `Server` does, so no extra thread works), handing every accepted socket
+/// (TCP_NODELAY set) to `handle` in its own task.
+pub fn serve<F, Fut>(name: &str, default_port: u16, handle: F)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let args = Args::parse();
+    let host: String = args.get("host", "127.0.0.1".to_string());
+    let port: u16 = args.get("port", default_port);
+    let workers: usize = args.get("workers", 0);
+    raise_nofile();
+    let rt = server_runtime(workers);
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind((host.as_str(), port)))
+        .unwrap_or_else(|e| die(&format!("{name}: cannot bind {host}:{port}: {e}")));
+    println!(
+        "{name} on ws://{}",
+        listener.local_addr().expect("bound address")
+    );
+    let accept = rt.spawn(async move {
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(a) => a,
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(handle(stream));
+        }
+    });
+    let _ = rt.block_on(accept);
+}

@@ -11,8 +11,6 @@ use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use polysocket_bench::{die, raise_nofile, server_runtime, Args};
-use tokio::net::TcpListener;
 
 async fn handle_client(fut: upgrade::UpgradeFut) -> Result<(), WebSocketError> {
     let mut ws = fut.await?;
@@ -41,43 +39,11 @@ async fn server_upgrade(
 }
 
 fn main() {
-    let args = Args::parse();
-    let host: String = args.get("host", "127.0.0.1".to_string());
-    let port: u16 = args.get("port", 9003);
-    let workers: usize = args.get("workers", 0);
-    raise_nofile();
-    // The accept loop runs as a task on the runtime's workers, as
-    // polysocket's `Server` runs its own: no extra thread does any work.
-    let rt = server_runtime(workers);
-    let listener = rt
-        .block_on(TcpListener::bind((host.as_str(), port)))
-        .unwrap_or_else(|e| {
-            die(&format!(
-                "echo-fastwebsockets: cannot bind {host}:{port}: {e}"
-            ))
-        });
-    println!(
-        "echo-fastwebsockets on ws://{}",
-        listener.local_addr().unwrap()
-    );
-    let accept = rt.spawn(async move {
-        loop {
-            let (stream, _) = match listener.accept().await {
-                Ok(a) => a,
-                Err(_) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let _ = http1::Builder::new()
-                    .serve_connection(io, service_fn(server_upgrade))
-                    .with_upgrades()
-                    .await;
-            });
-        }
+    polysocket_bench::serve("echo-fastwebsockets", 9003, |stream| async move {
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let _ = http1::Builder::new()
+            .serve_connection(io, service_fn(server_upgrade))
+            .with_upgrades()
+            .await;
     });
-    let _ = rt.block_on(accept);
 }
