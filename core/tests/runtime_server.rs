@@ -450,6 +450,30 @@ fn keepalive_drops_a_silent_peer() {
 }
 
 #[test]
+fn keepalive_keeps_a_peer_that_answers_and_pings_again() {
+    let echo = Echo::new();
+    let mut config = ServerConfig::default();
+    config.ping_interval = Some(Duration::from_millis(100));
+    config.pong_timeout = Duration::from_millis(150);
+    let server = start(config, echo.clone());
+    let mut client = Client::connect(server.local_addr(), Draft::Rfc6455);
+    // Each ping is answered (auto-pong, flushed by recv); the server pings
+    // again after each silence, well past several pong timeouts.
+    let start = Instant::now();
+    let mut pings = 0;
+    while start.elapsed() < Duration::from_millis(800) {
+        match client.recv() {
+            Some(Event::Ping(_)) => pings += 1,
+            other => panic!("expected a ping, got {other:?}"),
+        }
+    }
+    assert!(pings >= 4, "{pings} pings in 800 ms");
+    client.send("still here");
+    assert_eq!(client.recv_message(), Message::text("still here"));
+    assert!(echo.closes.lock().unwrap().is_empty());
+}
+
+#[test]
 fn adopted_socket_with_bytes_already_read() {
     let echo = Echo::new();
     let server = start(ServerConfig::default(), echo);

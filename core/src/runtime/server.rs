@@ -9,12 +9,13 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use atomic_waker::AtomicWaker;
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
@@ -236,21 +237,49 @@ impl Command {
 /// A connection's inbox for commands from other threads. It allocates
 /// nothing until a command arrives (a tokio channel allocates a block of
 /// slots per connection up front, which idle connections pay for).
+///
+/// Its signals are bits plus one waker: the task's wait registers with a
+/// few atomic operations and stays registered across loop turns, where a
+/// `Notify` would lock a waiter list on every turn of every connection.
 #[derive(Default)]
 struct Mailbox {
     commands: Mutex<VecDeque<Command>>,
-    /// Signalled when commands were queued (a permit is kept if the task
-    /// is not waiting yet, so no wake-up is lost).
-    ready: Notify,
     /// Bytes of commands queued and not yet applied by the task.
     queued: AtomicUsize,
-    /// Signalled when the send buffer overflowed; the task aborts.
-    overflow: Notify,
+    /// [`READY`], [`OVERFLOW`], [`STOP`]; set by senders, taken by the task.
+    signals: AtomicU8,
+    waker: AtomicWaker,
 }
+
+/// Commands were queued.
+const READY: u8 = 1;
+/// The send buffer overflowed: the task aborts.
+const OVERFLOW: u8 = 2;
+/// The server is stopping: the task closes with 1001.
+const STOP: u8 = 4;
 
 impl Mailbox {
     fn take(&self) -> VecDeque<Command> {
         std::mem::take(&mut *self.commands.lock().expect("mailbox lock"))
+    }
+
+    fn signal(&self, bits: u8) {
+        self.signals.fetch_or(bits, Ordering::AcqRel);
+        self.waker.wake();
+    }
+
+    /// Resolves with (and clears) the raised signals among `mask`.
+    fn wait(&self, mask: u8) -> impl std::future::Future<Output = u8> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.signals.load(Ordering::Acquire) & mask == 0 {
+                self.waker.register(cx.waker());
+                // A signal raised before the registration took effect.
+                if self.signals.load(Ordering::Acquire) & mask == 0 {
+                    return std::task::Poll::Pending;
+                }
+            }
+            std::task::Poll::Ready(self.signals.fetch_and(!mask, Ordering::AcqRel) & mask)
+        })
     }
 }
 
@@ -269,7 +298,8 @@ struct Shared {
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     open: AtomicUsize,
     next_id: AtomicU64,
-    /// `true` once stop was asked for: connections send 1001 and end.
+    /// `true` once stop was asked for: the accept loop ends. Connections
+    /// learn it from their mailbox's [`STOP`] signal.
     stopping: watch::Sender<bool>,
     /// Every connection task and the accept loop ended.
     finished: Notify,
@@ -294,7 +324,7 @@ impl ServerHandle {
         let queued = mailbox.queued.fetch_add(size, Ordering::AcqRel) + size;
         if queued > self.shared.config.max_send_buffer {
             mailbox.queued.fetch_sub(size, Ordering::AcqRel);
-            mailbox.overflow.notify_one();
+            mailbox.signal(OVERFLOW);
             return false;
         }
         mailbox
@@ -302,7 +332,7 @@ impl ServerHandle {
             .lock()
             .expect("mailbox lock")
             .push_back(command);
-        mailbox.ready.notify_one();
+        mailbox.signal(READY);
         true
     }
 
@@ -393,6 +423,11 @@ impl ServerHandle {
     pub fn stop(&self) {
         self.shared.accepting.store(false, Ordering::Release);
         self.shared.stopping.send_replace(true);
+        // A connection registering now reads `stopping` after inserting
+        // itself, so it either is seen here or sees the flag.
+        for entry in self.shared.conns.read().expect("registry lock").values() {
+            entry.mailbox.signal(STOP);
+        }
     }
 
     /// Wait until the server stopped: the accept loop and every connection
@@ -808,6 +843,9 @@ async fn open(
         shared: shared.clone(),
         id,
     };
+    if *shared.stopping.borrow() {
+        mailbox.signal(STOP);
+    }
     tokio::time::timeout_at(deadline, stream.write_all(&completed.response))
         .await
         .map_err(|_| RuntimeError::Timeout("writing the handshake answer"))??;
@@ -895,7 +933,6 @@ async fn run_connection(
         mailbox,
         _registered,
     } = channel;
-    let mut stopping = shared.stopping.subscribe();
     let mut rate = RateLimit {
         max: config.max_messages_per_minute,
         window_start: Instant::now(),
@@ -916,6 +953,12 @@ async fn run_connection(
     let mut ping_sent = false;
     let mut close_deadline: Option<Instant> = None;
     let mut eof = false;
+    // One timer for keepalive and the close handshake, armed at or before
+    // the earliest deadline and re-armed only when it fires early: traffic
+    // moves the keepalive deadline without touching the timer wheel.
+    let timer = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
 
     loop {
         // Write what the engine produced; a peer that does not read stalls
@@ -923,7 +966,7 @@ async fn run_connection(
         if conn.has_output() {
             let written = tokio::select! {
                 r = write_out(&mut stream, &mut conn) => r,
-                _ = mailbox.overflow.notified() => Err(std::io::ErrorKind::WouldBlock.into()),
+                _ = mailbox.wait(OVERFLOW) => Err(std::io::ErrorKind::WouldBlock.into()),
             };
             if let Err(e) = written {
                 if e.kind() == std::io::ErrorKind::WouldBlock {
@@ -938,29 +981,31 @@ async fn run_connection(
         if conn.state() == State::Closing && close_deadline.is_none() {
             close_deadline = Some(Instant::now() + config.close_timeout);
         }
-        // The hixie drafts have no ping: no keepalive there.
-        let keepalive = config.ping_interval.filter(|_| conn.draft().has_ping());
-        let keepalive_at = keepalive.map(|interval| {
-            if ping_sent {
-                last_heard + interval + config.pong_timeout
-            } else {
-                last_heard + interval
+        let wake_at = next_wake(config, &conn, last_heard, ping_sent, close_deadline);
+        if let Some(at) = wake_at {
+            if armed.is_none_or(|armed| at < armed) {
+                timer.as_mut().reset(at);
+                armed = Some(at);
             }
-        });
-        let wake_at = match (keepalive_at, close_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        }
         tokio::select! {
             biased;
-            _ = mailbox.overflow.notified() => {
-                outcome = Some(overflowed(config.max_send_buffer));
-                break;
-            }
-            _ = mailbox.ready.notified() => {
-                // Apply everything queued before writing once.
-                for command in mailbox.take() {
-                    apply(&mut conn, command, &mailbox.queued);
+            signals = mailbox.wait(READY | OVERFLOW | STOP) => {
+                if signals & OVERFLOW != 0 {
+                    outcome = Some(overflowed(config.max_send_buffer));
+                    break;
+                }
+                if signals & READY != 0 {
+                    // Apply everything queued before writing once.
+                    for command in mailbox.take() {
+                        apply(&mut conn, command, &mailbox.queued);
+                    }
+                }
+                if signals & STOP != 0 && conn.state() == State::Open {
+                    let _ = conn.close(Some(1001), "server shutting down");
+                    if conn.state() == State::Closed {
+                        outcome = Some(CloseInfo { code: 1001, reason: "server shutting down".into(), clean: true });
+                    }
                 }
             }
             read = read_into(&mut stream, &mut conn, config.read_chunk) => {
@@ -985,14 +1030,13 @@ async fn run_connection(
                     }
                 }
             }
-            _ = stop_requested(&mut stopping), if conn.state() == State::Open => {
-                let _ = conn.close(Some(1001), "server shutting down");
-                if conn.state() == State::Closed {
-                    outcome = Some(CloseInfo { code: 1001, reason: "server shutting down".into(), clean: true });
-                }
-            }
-            _ = sleep_until(wake_at), if wake_at.is_some() => {
+            _ = &mut timer, if armed.is_some() => {
+                armed = None;
                 let now = Instant::now();
+                // Fired early: the deadline moved on since it was armed.
+                if next_wake(config, &conn, last_heard, ping_sent, close_deadline).is_none_or(|at| at > now) {
+                    continue;
+                }
                 if close_deadline.is_some_and(|d| now >= d) {
                     outcome.get_or_insert_with(|| dropped("close handshake timed out"));
                     break;
@@ -1023,6 +1067,29 @@ async fn run_connection(
     Ok(())
 }
 
+/// When the connection's task must next look at the clock: the keepalive
+/// ping (the hixie drafts have none), its pong timeout, the close timeout.
+fn next_wake(
+    config: &ServerConfig,
+    conn: &Connection,
+    last_heard: Instant,
+    ping_sent: bool,
+    close_deadline: Option<Instant>,
+) -> Option<Instant> {
+    let keepalive = config.ping_interval.filter(|_| conn.draft().has_ping());
+    let keepalive_at = keepalive.map(|interval| {
+        if ping_sent {
+            last_heard + interval + config.pong_timeout
+        } else {
+            last_heard + interval
+        }
+    });
+    match (keepalive_at, close_deadline) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Resolves once a stop was asked for (at once if it already was).
 async fn stop_requested(stopping: &mut watch::Receiver<bool>) {
     loop {
@@ -1030,13 +1097,6 @@ async fn stop_requested(stopping: &mut watch::Receiver<bool>) {
         if stop || stopping.changed().await.is_err() {
             return;
         }
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -1080,22 +1140,22 @@ async fn read_into(
     chunk: usize,
 ) -> std::io::Result<usize> {
     if let Stream::Plain(tcp) = stream {
-        loop {
-            tcp.readable().await?;
-            let read: std::io::Result<usize> = SCRATCH.with(|scratch| {
+        // `poll_read` rather than `readable` + `try_read`: after a short
+        // read tokio knows the socket is drained and waits for the next
+        // edge instead of spending a `recvfrom` to learn it.
+        return std::future::poll_fn(|cx| {
+            SCRATCH.with(|scratch| {
                 let mut scratch = scratch.borrow_mut();
                 if scratch.len() < chunk {
                     scratch.resize(chunk, 0);
                 }
-                let n = tcp.try_read(&mut scratch[..chunk])?;
-                conn.receive(&scratch[..n]);
-                Ok(n)
-            });
-            match read {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                other => return other,
-            }
-        }
+                let mut buf = tokio::io::ReadBuf::new(&mut scratch[..chunk]);
+                std::task::ready!(std::pin::Pin::new(&mut *tcp).poll_read(cx, &mut buf))?;
+                conn.receive(buf.filled());
+                std::task::Poll::Ready(Ok(buf.filled().len()))
+            })
+        })
+        .await;
     }
     let buf = conn.receive_buffer();
     buf.reserve(chunk);
