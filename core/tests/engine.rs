@@ -612,3 +612,79 @@ fn extensions_are_ignored_on_drafts_that_cannot_have_them() {
         );
     }
 }
+
+/// Large messages travel without being copied into the output buffer
+/// (sent whole from their own `Bytes`) and are held whole in the receive
+/// buffer while they arrive; the bytes on the wire and the events must be
+/// exactly those of the small-message paths, for every draft, however the
+/// output is drained and the input split.
+#[test]
+fn large_messages_shared_on_send_and_held_on_receive() {
+    let big: Bytes = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let big_text = Bytes::from("ü".repeat(50_000));
+    for draft in Draft::ALL {
+        for role in [Role::Server, Role::Client] {
+            let config = Arc::new(Config::default());
+            let peer_role = match role {
+                Role::Server => Role::Client,
+                Role::Client => Role::Server,
+            };
+            let mut tx = Connection::new(config.clone(), session(role, draft));
+            tx.send_text("before").unwrap();
+            let mut expected = vec![Message::text("before")];
+            if draft.has_binary() {
+                tx.send(&Message::Binary(big.clone())).unwrap();
+                tx.send_ping(b"p").unwrap();
+                expected.push(Message::Binary(big.clone()));
+            }
+            tx.send(&Message::Text(big_text.clone())).unwrap();
+            expected.push(Message::Text(big_text.clone()));
+            if draft.has_binary() {
+                let prepared = PreparedMessage::new(Message::Binary(big.clone()));
+                tx.send_prepared(&prepared).unwrap();
+                expected.push(Message::Binary(big.clone()));
+            }
+            tx.send_text("after").unwrap();
+            expected.push(Message::text("after"));
+            if role == Role::Server && draft.has_binary() {
+                // Server frames are unmasked: the big payloads are not copied.
+                let mut slices = [std::io::IoSlice::new(&[]); 8];
+                assert!(tx.output_slices(&mut slices) >= 4, "{draft}");
+            }
+            // Drain through vectored slices, a few bytes at a time.
+            let mut wire = Vec::new();
+            loop {
+                let mut slices = [std::io::IoSlice::new(&[]); 4];
+                let n = tx.output_slices(&mut slices);
+                if n == 0 {
+                    break;
+                }
+                let step: usize = (slices[..n].iter().map(|s| s.len()).sum::<usize>()).min(70_001);
+                let mut taken = 0;
+                for s in &slices[..n] {
+                    let t = s.len().min(step - taken);
+                    wire.extend_from_slice(&s[..t]);
+                    taken += t;
+                }
+                tx.advance_output(step);
+            }
+            assert!(!tx.has_output());
+            for split in [1_000, 65_536, 300_011] {
+                let mut rx = Connection::new(config.clone(), session(peer_role, draft));
+                let mut got = Vec::new();
+                for piece in wire.chunks(split) {
+                    // An I/O layer may read what is awaited straight in.
+                    let awaited = rx.awaited_bytes();
+                    assert!(awaited <= big.len() + 14, "{draft} awaited {awaited}");
+                    rx.receive(piece);
+                    while let Some(e) = rx.poll().expect("no protocol error") {
+                        if let Event::Message(m) = e {
+                            got.push(m);
+                        }
+                    }
+                }
+                assert_eq!(got, expected, "{draft} {role:?} split {split}");
+            }
+        }
+    }
+}

@@ -102,6 +102,11 @@ pub struct BinaryDecoder {
     options: DecoderOptions,
     conn_key: [u8; 20],
     state: State,
+    /// Whole single-frame binary messages up to this size are left in the
+    /// buffer until complete (see [`Decoder::set_hold`](super::Decoder::set_hold)).
+    hold_max: u64,
+    /// Buffer bytes the held frame occupies once complete; 0: none held.
+    held: usize,
 }
 
 impl BinaryDecoder {
@@ -116,7 +121,21 @@ impl BinaryDecoder {
             options,
             conn_key: conn_key.unwrap_or([0; 20]),
             state: State::Header,
+            hold_max: 0,
+            held: 0,
         }
+    }
+
+    /// See [`Decoder::set_hold`](super::Decoder::set_hold).
+    #[inline]
+    pub fn set_hold(&mut self, max: u64) {
+        self.hold_max = max;
+    }
+
+    /// See [`Decoder::held`](super::Decoder::held).
+    #[inline]
+    pub fn held(&self) -> usize {
+        self.held
     }
 
     /// See [`Decoder::decode`](super::Decoder::decode): headers (and a
@@ -129,9 +148,22 @@ impl BinaryDecoder {
                 State::Header => match self.parse_header(buf)? {
                     None => return Ok(None),
                     Some((header, consumed, mut mask)) => {
+                        let complete = header.len <= (buf.len() - consumed) as u64;
+                        if !complete
+                            && header.len <= self.hold_max
+                            && header.opcode == OpCode::Binary
+                            && header.fin
+                            && header.rsv == 0
+                        {
+                            // Nothing to check before it ends: wait for all
+                            // of it (the header is parsed again then).
+                            self.held = consumed + header.len as usize;
+                            return Ok(None);
+                        }
+                        self.held = 0;
                         buf.advance(consumed);
                         // Common case: the whole payload is here; no state to keep.
-                        if header.len <= buf.len() as u64 {
+                        if complete {
                             let len = header.len as usize;
                             mask.apply(&mut buf[..len]);
                             return Ok(Some(Chunk {
@@ -324,9 +356,9 @@ impl BinaryEncoder {
         BinaryEncoder { params, masking }
     }
 
-    /// Append one frame. `rsv` is RSV1..3 as in byte 0.
+    /// The frame header (without any mask key or prefix) and its length.
     #[inline]
-    pub fn encode(&self, opcode: OpCode, fin: bool, rsv: u8, payload: &[u8], out: &mut BytesMut) {
+    fn head(&self, opcode: OpCode, fin: bool, rsv: u8, len: usize) -> ([u8; MAX_HEADER], usize) {
         let final_bit = if fin != self.params.more_bit { 0x80 } else { 0 };
         let b0 = final_bit | (rsv & 0x70) | encode_opcode(self.params.opcodes, opcode);
         let mask_bit = if self.masking == Masking::AfterLength {
@@ -336,7 +368,6 @@ impl BinaryEncoder {
         };
         let mut head = [0u8; MAX_HEADER];
         head[0] = b0;
-        let len = payload.len();
         let mut n = 2;
         if len < 126 {
             head[1] = mask_bit | len as u8;
@@ -349,6 +380,34 @@ impl BinaryEncoder {
             head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
             n = 10;
         }
+        (head, n)
+    }
+
+    /// Append only the header of an unmasked frame of `len` payload bytes,
+    /// for a caller that sends the payload from where it already is.
+    /// False (nothing appended) when frames are masked.
+    #[inline]
+    pub fn encode_header(
+        &self,
+        opcode: OpCode,
+        fin: bool,
+        rsv: u8,
+        len: usize,
+        out: &mut BytesMut,
+    ) -> bool {
+        if self.masking != Masking::None {
+            return false;
+        }
+        let (head, n) = self.head(opcode, fin, rsv, len);
+        out.extend_from_slice(&head[..n]);
+        true
+    }
+
+    /// Append one frame. `rsv` is RSV1..3 as in byte 0.
+    #[inline]
+    pub fn encode(&self, opcode: OpCode, fin: bool, rsv: u8, payload: &[u8], out: &mut BytesMut) {
+        let len = payload.len();
+        let (mut head, n) = self.head(opcode, fin, rsv, len);
         match self.masking {
             Masking::None => {
                 out.reserve(n + len);

@@ -178,6 +178,30 @@ impl Decoder {
             Decoder::Binary(d) => d.decode(buf),
         }
     }
+
+    /// Leave an unfragmented, uncompressed binary frame of up to `max`
+    /// payload bytes in the buffer until all of it arrived, instead of
+    /// yielding its payload as it comes: it then becomes one message
+    /// without being copied out in pieces, and an I/O layer can read the
+    /// rest straight behind it ([`held`](Self::held)). Binary payloads have
+    /// nothing to validate on the way, so nothing fails later for it.
+    /// 0 (the default) holds nothing. Sentinel (hixie) frames are text.
+    #[inline]
+    pub fn set_hold(&mut self, max: u64) {
+        if let Decoder::Binary(d) = self {
+            d.set_hold(max);
+        }
+    }
+
+    /// The buffer length at which the held frame is complete (header
+    /// included); 0 when no frame is held.
+    #[inline]
+    pub fn held(&self) -> usize {
+        match self {
+            Decoder::Sentinel(_) => 0,
+            Decoder::Binary(d) => d.held(),
+        }
+    }
 }
 
 /// How a sender masks its frames.
@@ -223,6 +247,24 @@ impl Encoder {
                 };
                 Encoder::Binary(binary::BinaryEncoder::new(params, masking))
             }
+        }
+    }
+
+    /// Append only the header of an unmasked binary-framing frame of `len`
+    /// payload bytes (the caller sends the payload from where it is).
+    /// False, with nothing appended, for masked or sentinel frames.
+    #[inline]
+    pub fn encode_header(
+        &self,
+        opcode: OpCode,
+        fin: bool,
+        rsv: u8,
+        len: usize,
+        out: &mut BytesMut,
+    ) -> bool {
+        match self {
+            Encoder::Sentinel { .. } => false,
+            Encoder::Binary(e) => e.encode_header(opcode, fin, rsv, len, out),
         }
     }
 

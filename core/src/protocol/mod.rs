@@ -15,6 +15,8 @@ mod close;
 mod message;
 mod receive;
 
+use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -119,6 +121,10 @@ pub(crate) enum Compression {
     PerFrame(Box<DeflateFrame>),
 }
 
+/// Messages from this size on are written from their own buffer (a
+/// vectored write) rather than copied into the output buffer.
+const SHARE_MIN: usize = 32 * 1024;
+
 /// deflate-stream: both directions of the byte stream are deflated.
 struct Stream {
     codec: DeflateStream,
@@ -138,6 +144,10 @@ pub struct Connection {
     encoder: Encoder,
     compression: Compression,
     stream: Option<Box<Stream>>,
+    /// Output written before `output`: large payloads sent from the
+    /// caller's own buffer (and what was encoded before them), so that a
+    /// big message is not copied into `output`. Empty under deflate-stream.
+    shared: VecDeque<Bytes>,
     /// Encoded frames not yet written (before deflate-stream).
     output: BytesMut,
     /// Compression output, reused between messages.
@@ -200,6 +210,7 @@ impl Connection {
             session,
             compression,
             stream,
+            shared: VecDeque::new(),
             output: BytesMut::new(),
             scratch: BytesMut::new(),
             sending: None,
@@ -252,6 +263,17 @@ impl Connection {
         if self.state != State::Closed {
             self.receive_buffer().extend_from_slice(data);
         }
+    }
+
+    /// Bytes known to be on their way: the rest of a whole binary frame
+    /// being held in the receive buffer. An I/O layer may read that much
+    /// straight into [`receive_buffer`](Self::receive_buffer) (0: read as
+    /// usual).
+    pub fn awaited_bytes(&self) -> usize {
+        if self.stream.is_some() {
+            return 0;
+        }
+        self.rx.awaited()
     }
 
     /// The receive buffer, for I/O layers that read straight into it
@@ -430,8 +452,12 @@ impl Connection {
     // --------------------------------------------------------------- output
 
     /// Bytes waiting to be written to the peer (deflated first under
-    /// deflate-stream, one sync flush per call).
+    /// deflate-stream, one sync flush per call): the first contiguous
+    /// piece; see [`output_slices`](Self::output_slices) for all of them.
     pub fn pending_output(&mut self) -> &[u8] {
+        if let Some(front) = self.shared.front() {
+            return front;
+        }
         match &mut self.stream {
             None => &self.output,
             Some(s) => {
@@ -444,8 +470,43 @@ impl Connection {
         }
     }
 
-    /// Mark `n` bytes of [`pending_output`](Self::pending_output) written.
-    pub fn advance_output(&mut self, n: usize) {
+    /// Fill `dst` with the pending output in order, for a vectored write;
+    /// returns how many slices were filled. A large message sent whole is
+    /// written from its own buffer this way instead of being copied.
+    pub fn output_slices<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
+        if self.shared.is_empty() {
+            let out = self.pending_output();
+            if out.is_empty() || dst.is_empty() {
+                return 0;
+            }
+            dst[0] = IoSlice::new(out);
+            return 1;
+        }
+        let pieces = self.shared.iter().map(|b| &b[..]);
+        let tail = std::iter::once(&self.output[..]).filter(|t| !t.is_empty());
+        let mut n = 0;
+        for (slot, piece) in dst.iter_mut().zip(pieces.chain(tail)) {
+            *slot = IoSlice::new(piece);
+            n += 1;
+        }
+        n
+    }
+
+    /// Mark `n` bytes of the pending output written (from
+    /// [`pending_output`](Self::pending_output) or
+    /// [`output_slices`](Self::output_slices)).
+    pub fn advance_output(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(front) = self.shared.front_mut() else {
+                break;
+            };
+            let step = n.min(front.len());
+            front.advance(step);
+            n -= step;
+            if front.is_empty() {
+                self.shared.pop_front();
+            }
+        }
         match &mut self.stream {
             None => self.output.advance(n),
             Some(s) => s.deflated.advance(n),
@@ -454,6 +515,17 @@ impl Connection {
 
     /// Take every pending output byte at once.
     pub fn take_output(&mut self) -> Bytes {
+        if !self.shared.is_empty() {
+            let mut all = BytesMut::with_capacity(
+                self.shared.iter().map(Bytes::len).sum::<usize>() + self.output.len(),
+            );
+            for piece in self.shared.drain(..) {
+                all.extend_from_slice(&piece);
+            }
+            all.extend_from_slice(&self.output);
+            self.output.clear();
+            return all.freeze();
+        }
         self.pending_output();
         match &mut self.stream {
             None => self.output.split().freeze(),
@@ -464,7 +536,18 @@ impl Connection {
     /// Whether there are bytes to write, i.e. whether
     /// [`pending_output`](Self::pending_output) would return any.
     pub fn has_output(&self) -> bool {
-        !self.output.is_empty() || self.stream.as_ref().is_some_and(|s| !s.deflated.is_empty())
+        !self.shared.is_empty()
+            || !self.output.is_empty()
+            || self.stream.as_ref().is_some_and(|s| !s.deflated.is_empty())
+    }
+
+    /// Queue `payload` to be written from its own buffer, after everything
+    /// encoded so far.
+    fn push_shared(&mut self, payload: Bytes) {
+        if !self.output.is_empty() {
+            self.shared.push_back(self.output.split().freeze());
+        }
+        self.shared.push_back(payload);
     }
 
     /// Give back the memory of empty buffers larger than `keep` bytes (the
@@ -516,7 +599,29 @@ impl Connection {
     /// Send a text or binary message. A [`Message::Text`] is sent as it is,
     /// without UTF-8 validation.
     pub fn send(&mut self, message: &Message) -> Result<(), SendError> {
-        self.send_data(message.opcode(), message.data())
+        let data = message.data();
+        if data.len() >= SHARE_MIN && self.stream.is_none() && !self.compresses(data.len()) {
+            self.ensure_open()?;
+            self.ensure_opcode(message.opcode(), "binary messages")?;
+            if self.sending.is_some() {
+                return Err(SendError::FragmentInProgress);
+            }
+            let opcode = message.opcode();
+            if self
+                .encoder
+                .encode_header(opcode, true, 0, data.len(), &mut self.output)
+            {
+                self.push_shared(data.clone());
+                return Ok(());
+            }
+        }
+        self.send_data(message.opcode(), data)
+    }
+
+    /// Whether a whole message of `len` bytes would be compressed.
+    fn compresses(&self, len: usize) -> bool {
+        !matches!(self.compression, Compression::None)
+            && len >= self.config.extensions.compression_threshold
     }
 
     fn send_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
@@ -598,7 +703,11 @@ impl Connection {
                 self.session.draft,
                 "binary messages",
             ))?;
-        self.output.extend_from_slice(frame);
+        if frame.len() >= SHARE_MIN && self.stream.is_none() {
+            self.push_shared(frame.clone());
+        } else {
+            self.output.extend_from_slice(frame);
+        }
         Ok(())
     }
 

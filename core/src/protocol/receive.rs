@@ -13,6 +13,12 @@ use crate::error::ProtocolError;
 use crate::framing::{Chunk, Decoder, OpCode};
 use crate::utf8::{self, Utf8Validator};
 
+/// The largest single-frame binary message kept whole in the receive
+/// buffer while it arrives ([`Decoder::set_hold`]); larger ones are
+/// reassembled as they arrive, so that a peer's announced length never
+/// reserves memory ahead of the bytes it sent.
+const HOLD_MAX: usize = 16 * 1024 * 1024;
+
 /// What the decode loop produced.
 pub(super) enum Received {
     /// A whole message at the front of the buffer: `len` payload bytes,
@@ -80,6 +86,11 @@ impl Receiver {
         }
     }
 
+    /// Bytes still to arrive for the frame the decoder holds (0: none).
+    pub(super) fn awaited(&self) -> usize {
+        self.decoder.held().saturating_sub(self.buf.len())
+    }
+
     /// Drop the message `poll_ref` lent, so that appending new bytes can
     /// reuse the buffer's space instead of growing it.
     #[inline]
@@ -108,6 +119,14 @@ impl Receiver {
         compression: &mut Compression,
     ) -> Result<Option<Received>, ProtocolError> {
         loop {
+            // Hold whole binary frames only between messages: inside a
+            // fragmented one, an unexpected new frame must fail at once.
+            let hold = if self.asm.incoming.is_none() {
+                HOLD_MAX.min(self.asm.max_message) as u64
+            } else {
+                0
+            };
+            self.decoder.set_hold(hold);
             let Some(chunk) = self.decoder.decode(&mut self.buf)? else {
                 return Ok(None);
             };

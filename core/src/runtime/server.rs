@@ -1139,6 +1139,14 @@ async fn read_into(
     conn: &mut Connection,
     chunk: usize,
 ) -> std::io::Result<usize> {
+    let awaited = conn.awaited_bytes();
+    if awaited > 0 {
+        // The rest of a large frame: read it in place behind its start,
+        // growing the buffer geometrically (never ahead of what arrived).
+        let buf = conn.receive_buffer();
+        buf.reserve(awaited.min(buf.len().max(chunk)));
+        return stream.read_buf(buf).await;
+    }
     if let Stream::Plain(tcp) = stream {
         // `poll_read` rather than `readable` + `try_read`: after a short
         // read tokio knows the socket is drained and waits for the next
@@ -1164,7 +1172,9 @@ async fn read_into(
 
 async fn write_out(stream: &mut Stream, conn: &mut Connection) -> std::io::Result<()> {
     while conn.has_output() {
-        let n = stream.write(conn.pending_output()).await?;
+        let mut slices = [std::io::IoSlice::new(&[]); 8];
+        let count = conn.output_slices(&mut slices);
+        let n = stream.write_vectored(&slices[..count]).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
