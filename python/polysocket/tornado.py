@@ -537,7 +537,7 @@ class WebSocketClientConnection(_tws.WebSocketClientConnection):
             subprotocols=list(subprotocols or ()),
             max_message_size=max_message_size,
             compression_level=_compression_level(compression_options),
-            permessage_deflate_only=True,
+            extensions=["permessage-deflate"],
             auto_pong=False,
         )
         super().__init__(

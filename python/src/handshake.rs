@@ -83,7 +83,8 @@ impl ServerHandshake {
     /// A request whose head was parsed elsewhere: method, target, header
     /// lines in order, and any bytes already read after the head.
     #[new]
-    #[pyo3(signature = (method, target, headers, body=b"".as_slice(), *, max_message_size=10*1024*1024, compression_level=None, drafts=None))]
+    #[pyo3(signature = (method, target, headers, body=b"".as_slice(), *, max_message_size=10*1024*1024, compression_level=None, extensions=None, drafts=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         method: &str,
         target: &str,
@@ -91,6 +92,7 @@ impl ServerHandshake {
         body: &[u8],
         max_message_size: usize,
         compression_level: Option<u32>,
+        extensions: Option<Vec<String>>,
         drafts: Option<Vec<String>>,
     ) -> PyResult<Self> {
         let config = Options {
@@ -98,7 +100,7 @@ impl ServerHandshake {
             compression_level,
             drafts,
             auto_pong: false,
-            permessage_deflate_only: false,
+            extensions,
         }
         .into_config()?;
         let mut parsed = Headers::new();
@@ -189,10 +191,10 @@ pub struct ClientHandshake {
 impl ClientHandshake {
     /// A request for `draft` to `host` (with `:port` unless default) and
     /// `resource` (path and query). `compression_level=None` offers no
-    /// compression; `permessage_deflate_only` offers what Tornado's client
-    /// offers instead of every extension the draft has.
+    /// compression; `extensions` names the ones to offer (default: every
+    /// one the draft has).
     #[new]
-    #[pyo3(signature = (draft, host, resource, *, secure=false, origin=None, subprotocols=Vec::new(), extra_headers=Vec::new(), max_message_size=10*1024*1024, compression_level=None, permessage_deflate_only=false, auto_pong=true))]
+    #[pyo3(signature = (draft, host, resource, *, secure=false, origin=None, subprotocols=Vec::new(), extra_headers=Vec::new(), max_message_size=10*1024*1024, compression_level=None, extensions=None, auto_pong=true))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         draft: &str,
@@ -204,7 +206,7 @@ impl ClientHandshake {
         extra_headers: HeaderList,
         max_message_size: usize,
         compression_level: Option<u32>,
-        permessage_deflate_only: bool,
+        extensions: Option<Vec<String>>,
         auto_pong: bool,
     ) -> PyResult<Self> {
         let config = Options {
@@ -212,7 +214,7 @@ impl ClientHandshake {
             compression_level,
             drafts: None,
             auto_pong,
-            permessage_deflate_only,
+            extensions,
         }
         .into_config()?;
         let mut opts = ClientOptions::new(parse_draft(draft)?, host, resource);

@@ -7,6 +7,9 @@ use polysocket::{Config, Draft, DraftSet, ExtensionsConfig, PerMessageDeflateCon
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
+/// The compression extensions by the names bindings use.
+const EXTENSIONS: [&str; 3] = ["permessage-deflate", "deflate-frame", "deflate-stream"];
+
 /// What a binding decides per connection; everything else is core's default.
 pub struct Options {
     /// Largest message, on the wire and after inflation (1009 beyond).
@@ -19,9 +22,10 @@ pub struct Options {
     /// Answer pings in the engine. Tornado answers them itself (it
     /// coalesces pongs and lets tests watch them), so it turns this off.
     pub auto_pong: bool,
-    /// A client offers permessage-deflate only (what Tornado's client
-    /// offers), not deflate-frame / deflate-stream too.
-    pub permessage_deflate_only: bool,
+    /// Which compression extensions to offer or accept, by name
+    /// (`permessage-deflate`, `deflate-frame`, `deflate-stream`); `None`:
+    /// all of them (Tornado's client offers permessage-deflate only).
+    pub extensions: Option<Vec<String>>,
 }
 
 impl Options {
@@ -42,13 +46,26 @@ impl Options {
                     "compression_level must be 0..9, not {level}"
                 )))
             }
-            Some(level) => ExtensionsConfig {
-                permessage_deflate: Some(PerMessageDeflateConfig::default()),
-                deflate_frame: !self.permessage_deflate_only,
-                deflate_stream: !self.permessage_deflate_only,
-                compression_level: level,
-                ..ExtensionsConfig::default()
-            },
+            Some(level) => {
+                let names = self.extensions.unwrap_or_else(|| {
+                    EXTENSIONS.iter().map(|n| n.to_string()).collect()
+                });
+                if let Some(bad) = names.iter().find(|n| !EXTENSIONS.contains(&n.as_str())) {
+                    return Err(PyValueError::new_err(format!(
+                        "unknown extension {bad:?}; known: {}",
+                        EXTENSIONS.join(", ")
+                    )));
+                }
+                let has = |name: &str| names.iter().any(|n| n == name);
+                ExtensionsConfig {
+                    permessage_deflate: has(EXTENSIONS[0])
+                        .then(PerMessageDeflateConfig::default),
+                    deflate_frame: has(EXTENSIONS[1]),
+                    deflate_stream: has(EXTENSIONS[2]),
+                    compression_level: level,
+                    ..ExtensionsConfig::default()
+                }
+            }
         };
         Ok(Arc::new(Config {
             max_frame_size: self.max_message_size,
