@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import threading
 from typing import Any, Iterator
 
 import pytest
 import tornado.web
+import tornado.websocket
 from tornado.ioloop import IOLoop
 
 from polysocket.tornado import WebSocketHandler
@@ -66,6 +68,16 @@ class MisconfiguredHandler(EchoHandler):
     allowed_drafts = ["hybi-99"]
 
 
+class PureTornadoEcho(tornado.websocket.WebSocketHandler):
+    """Tornado's own handler, for the drop-in client to talk to."""
+
+    def get_compression_options(self) -> dict[str, Any]:
+        return {}
+
+    def on_message(self, message: str | bytes) -> None:
+        self.write_message(message, binary=isinstance(message, bytes))
+
+
 def make_app() -> tornado.web.Application:
     return tornado.web.Application(
         [
@@ -75,13 +87,15 @@ def make_app() -> tornado.web.Application:
             ("/fail", FailingHandler),
             ("/rfc6455", Rfc6455OnlyHandler),
             ("/misconfigured", MisconfiguredHandler),
+            ("/pure", PureTornadoEcho),
         ],
         websocket_max_message_size=4 * 1024 * 1024,
     )
 
 
 class Server:
-    def __init__(self) -> None:
+    def __init__(self, ssl_options: ssl.SSLContext | None = None) -> None:
+        self.ssl_options = ssl_options
         self.port = 0
         self.loop: IOLoop | None = None
         self._ready = threading.Event()
@@ -91,7 +105,7 @@ class Server:
 
     def _run(self) -> None:
         async def main() -> None:
-            server = make_app().listen(0, "127.0.0.1")
+            server = make_app().listen(0, "127.0.0.1", ssl_options=self.ssl_options)
             self.port = next(iter(server._sockets.values())).getsockname()[1]
             self.loop = IOLoop.current()
             self._stop = asyncio.Event()
@@ -102,7 +116,8 @@ class Server:
         asyncio.run(main())
 
     def url(self, path: str) -> str:
-        return f"ws://127.0.0.1:{self.port}{path}"
+        scheme = "wss" if self.ssl_options else "ws"
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
 
     def stop(self) -> None:
         assert self.loop is not None
@@ -113,5 +128,25 @@ class Server:
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
     s = Server()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(server context, client context trusting it) for 127.0.0.1."""
+    import trustme
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    return server_ctx, client_ctx
+
+
+@pytest.fixture(scope="module")
+def tls_server(tls) -> Iterator[Server]:
+    s = Server(ssl_options=tls[0])
     yield s
     s.stop()
