@@ -85,14 +85,21 @@ rows = {}
 for line in open(sys.argv[1]):
     r = json.loads(line)
     rows.setdefault(r["row"], {}).setdefault(r["impl"], []).append(r)
-key = "msgs_per_s"
-print(f"| echo | Tornado msg/s (median, range) | polysocket.tornado msg/s | ratio median (range over rounds) | errors |")
-print("|---|---|---|---|---|")
+def fmt(v, unit=""):
+    return f"{statistics.median(v):,.0f}{unit} ({min(v):,.0f}-{max(v):,.0f})"
+def ratios(a, b):
+    r = [y / x for x, y in zip(a, b)]
+    return f"{statistics.median(r):.2f} ({min(r):.2f}-{max(r):.2f})"
+print("Throughput (msg/s) and server CPU per message (µs; steadier on a shared machine).")
+print("Ratios are polysocket over Tornado (throughput) and Tornado over polysocket (CPU), per round.")
+print()
+print("| echo | Tornado msg/s | polysocket.tornado msg/s | throughput ratio | Tornado µs/msg | polysocket µs/msg | CPU ratio | errors |")
+print("|---|---|---|---|---|---|---|---|")
 for row, impls in rows.items():
-    t = [r[key] for r in impls["tornado"]]
-    p = [r[key] for r in impls["polysocket"]]
-    ratios = [b / a for a, b in zip(t, p)]
+    t = [r["msgs_per_s"] for r in impls["tornado"]]
+    p = [r["msgs_per_s"] for r in impls["polysocket"]]
+    tc = [r["server_cpu_us_per_msg"] for r in impls["tornado"]]
+    pc = [r["server_cpu_us_per_msg"] for r in impls["polysocket"]]
     errors = sum(r.get("errors", 0) for rs in impls.values() for r in rs)
-    fmt = lambda v: f"{statistics.median(v):,.0f} ({min(v):,.0f}-{max(v):,.0f})"
-    print(f"| {row} | {fmt(t)} | {fmt(p)} | {statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) | {errors:.0f} |")
+    print(f"| {row} | {fmt(t)} | {fmt(p)} | {ratios(t, p)} | {fmt(tc)} | {fmt(pc)} | {ratios(pc, tc)} | {errors:.0f} |")
 PY

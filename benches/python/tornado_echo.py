@@ -23,6 +23,10 @@ def main() -> None:
     )
 
     class Echo(module.WebSocketHandler):
+        def open(self):
+            # Tornado's advice for request/response traffic, on both sides.
+            self.set_nodelay(True)
+
         def on_message(self, message):
             self.write_message(message, binary=isinstance(message, bytes))
 

@@ -52,8 +52,10 @@ __all__ = [
 
 WebSocketProtocol = _tws.WebSocketProtocol
 
-#: Bytes asked for per read: whatever is buffered, up to this, is fed to the
-#: engine at once (many frames per Python call).
+#: Bytes asked for per read (grows and shrinks between these with the
+#: traffic): whatever arrived is fed to the engine at once (many frames per
+#: Python call).
+_MIN_READ = 4096
 _READ_SIZE = 1 << 20
 #: Like Tornado, yield to the IOLoop after this much work while frames keep
 #: arriving, counting each frame as 1 KiB on top of its bytes.
@@ -94,6 +96,9 @@ def _on_written(result: Future[None], written: Future[None]) -> None:
         return
     if written.cancelled() or written.exception() is not None:
         result.set_exception(WebSocketClosedError())
+        # Awaiting the write is optional (as in Tornado): a caller that does
+        # gets the error, nobody gets "exception was never retrieved".
+        result.exception()
     else:
         result.set_result(None)
 
@@ -319,14 +324,26 @@ class _EngineProtocol(_tws.WebSocketProtocol13):
         try:
             # Frames that came with the handshake are already in the engine.
             await self._dispatch(b"")
+            size = _MIN_READ
             while not self.client_terminated:
-                await self._dispatch(await self.stream.read_bytes(_READ_SIZE, partial=True))
+                # Read straight into a buffer sized to the traffic: no copy
+                # out of the IOStream's buffer, little zeroing for small
+                # messages, few reads for large ones.
+                buf = bytearray(size)
+                n = await self.stream.read_into(buf, partial=True)
+                if n == size:
+                    size = min(size * 2, _READ_SIZE)
+                else:
+                    del buf[n:]
+                    if n < size // 8:
+                        size = max(size // 2, _MIN_READ)
+                await self._dispatch(buf)
         except StreamClosedError:
             self._abort()
         finally:
             self.handler.on_ws_connection_close(self.close_code, self.close_reason)
 
-    async def _dispatch(self, data: bytes) -> None:
+    async def _dispatch(self, data: bytes | bytearray) -> None:
         """Feed bytes to the engine and hand each event to
         ``_handle_message``, awaiting coroutine callbacks in order."""
         events = self._engine.receive(data)

@@ -9,7 +9,7 @@ use polysocket::{Connection, Event, EventRef, Message, ProtocolError, SendError}
 use pyo3::create_exception;
 use pyo3::exceptions::{PyConnectionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyList, PyString, PyTuple};
 
 create_exception!(
     _native,
@@ -29,6 +29,9 @@ pub const PONG: i32 = 10;
 /// The peer broke the protocol: payload `(code, reason)` of the close
 /// frame we queued (drafts without close frames queue nothing).
 pub const FAILED: i32 = -1;
+
+/// Buffers above this size are freed once empty (see `take_output`).
+const RELEASE_ABOVE: usize = 1 << 20;
 
 /// One connection: the engine plus the byte counters Tornado exposes.
 #[pyclass(module = "polysocket._native")]
@@ -127,12 +130,26 @@ fn event_tuple<'py>(
 
 #[pymethods]
 impl Engine {
-    /// Feed received bytes; returns every event they complete, in order,
+    /// Feed received bytes (`bytes` or `bytearray`); returns every event they complete, in order,
     /// as `(kind, payload)` tuples. A protocol violation ends the list with
     /// `(FAILED, (code, reason))`; the matching close frame is then queued.
-    fn receive<'py>(&mut self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyList>> {
-        self.wire_bytes_in += data.len() as u64;
-        self.conn.receive(data);
+    fn receive<'py>(
+        &mut self,
+        py: Python<'py>,
+        data: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let n = if let Ok(array) = data.cast::<PyByteArray>() {
+            // SAFETY: no Python code runs while the slice is borrowed (the
+            // engine only copies it), so the bytearray cannot be resized.
+            let bytes = unsafe { array.as_bytes() };
+            self.conn.receive(bytes);
+            bytes.len()
+        } else {
+            let bytes = data.cast::<PyBytes>()?.as_bytes();
+            self.conn.receive(bytes);
+            bytes.len()
+        };
+        self.wire_bytes_in += n as u64;
         let events = PyList::empty(py);
         loop {
             match self.conn.poll_ref() {
@@ -197,9 +214,11 @@ impl Engine {
         let n = out.len();
         self.conn.advance_output(n);
         self.wire_bytes_out += n as u64;
-        if n > 64 * 1024 {
-            // A connection that once sent a large message gives the memory back.
-            self.conn.release_buffers(64 * 1024);
+        if n > RELEASE_ABOVE {
+            // A connection that once sent a large message gives the memory
+            // back (not for every mid-sized one: that would reallocate the
+            // buffers for each message).
+            self.conn.release_buffers(RELEASE_ABOVE);
         }
         bytes
     }

@@ -107,8 +107,13 @@ impl ServerHandshake {
         for (n, v) in headers {
             parsed.push(n, v);
         }
-        let hs =
-            handshake::ServerHandshake::from_parsed(Arc::clone(&config), method, target, parsed, body);
+        let hs = handshake::ServerHandshake::from_parsed(
+            Arc::clone(&config),
+            method,
+            target,
+            parsed,
+            body,
+        );
         Ok(ServerHandshake {
             config,
             hs: Some(hs),
@@ -256,8 +261,10 @@ impl ClientHandshake {
     /// The answer's header lines, once its head arrived.
     #[getter]
     fn response_headers(&self) -> Option<HeaderList> {
-        self.hs
-            .response_headers()
-            .map(|h| h.iter().map(|(n, v)| (n.to_owned(), v.to_owned())).collect())
+        self.hs.response_headers().map(|h| {
+            h.iter()
+                .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                .collect()
+        })
     }
 }

@@ -17,7 +17,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handshake::ServerHandshake>()?;
     m.add_class::<handshake::ClientHandshake>()?;
     m.add("ClosedError", m.py().get_type::<engine::ClosedError>())?;
-    m.add("HandshakeError", m.py().get_type::<handshake::HandshakeError>())?;
+    m.add(
+        "HandshakeError",
+        m.py().get_type::<handshake::HandshakeError>(),
+    )?;
     m.add("TEXT", engine::TEXT)?;
     m.add("BINARY", engine::BINARY)?;
     m.add("CLOSE", engine::CLOSE)?;

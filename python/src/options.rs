@@ -47,9 +47,9 @@ impl Options {
                 )))
             }
             Some(level) => {
-                let names = self.extensions.unwrap_or_else(|| {
-                    EXTENSIONS.iter().map(|n| n.to_string()).collect()
-                });
+                let names = self
+                    .extensions
+                    .unwrap_or_else(|| EXTENSIONS.iter().map(|n| n.to_string()).collect());
                 if let Some(bad) = names.iter().find(|n| !EXTENSIONS.contains(&n.as_str())) {
                     return Err(PyValueError::new_err(format!(
                         "unknown extension {bad:?}; known: {}",
@@ -58,8 +58,7 @@ impl Options {
                 }
                 let has = |name: &str| names.iter().any(|n| n == name);
                 ExtensionsConfig {
-                    permessage_deflate: has(EXTENSIONS[0])
-                        .then(PerMessageDeflateConfig::default),
+                    permessage_deflate: has(EXTENSIONS[0]).then(PerMessageDeflateConfig::default),
                     deflate_frame: has(EXTENSIONS[1]),
                     deflate_stream: has(EXTENSIONS[2]),
                     compression_level: level,
