@@ -326,6 +326,30 @@ fn message_and_frame_limits_close_with_1009() {
 }
 
 #[test]
+fn failure_reason_can_be_chosen_and_is_cut_to_fit() {
+    let mut config = Config::default();
+    config.max_message_size = 10;
+    let (mut client, mut server) = pair_with(Draft::Rfc6455, config);
+    server.set_failure_reason(|e| match e {
+        ProtocolError::MessageTooLarge(_) => "message too big".into(),
+        _ => "x".repeat(200),
+    });
+    client.send_binary(&[0; 11]).unwrap();
+    server.receive(&client.take_output());
+    assert_eq!(server.poll(), Err(ProtocolError::MessageTooLarge(10)));
+    let out = server.take_output();
+    assert_eq!(close_code(&out), 1009);
+    assert_eq!(&out[4..], b"message too big");
+    // A reason longer than a close frame carries is cut to 123 bytes.
+    let (_, mut server) = pair(Draft::Rfc6455);
+    server.set_failure_reason(|_| "é".repeat(100));
+    server.receive(&frame(0x83, b"")); // reserved opcode
+    assert!(server.poll().is_err());
+    let out = server.take_output();
+    assert_eq!(out.len(), 2 + 2 + 122, "{out:x?}");
+}
+
+#[test]
 fn hixie_limits_and_utf8_policy() {
     let mut config = Config::default();
     config.max_message_size = 10;

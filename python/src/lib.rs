@@ -2,10 +2,30 @@
 //! translates types and moves bytes; protocol logic lives in `polysocket`
 //! (core/).
 
+mod engine;
+mod handshake;
+mod options;
+
 use pyo3::prelude::*;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // The sans-I/O engine for Python I/O loops (the Tornado drop-in, the
+    // asyncio client).
+    m.add_class::<engine::Engine>()?;
+    m.add_class::<handshake::ServerHandshake>()?;
+    m.add_class::<handshake::ClientHandshake>()?;
+    m.add("ClosedError", m.py().get_type::<engine::ClosedError>())?;
+    m.add(
+        "HandshakeError",
+        m.py().get_type::<handshake::HandshakeError>(),
+    )?;
+    m.add("TEXT", engine::TEXT)?;
+    m.add("BINARY", engine::BINARY)?;
+    m.add("CLOSE", engine::CLOSE)?;
+    m.add("PING", engine::PING)?;
+    m.add("PONG", engine::PONG)?;
+    m.add("FAILED", engine::FAILED)?;
     Ok(())
 }

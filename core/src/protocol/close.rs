@@ -104,7 +104,12 @@ pub fn build(rules: CloseBody, code: Option<u16>, reason: &str) -> Result<BytesM
 /// The reason we put in a close frame we send on a protocol violation:
 /// the error's text, cut to the 123 bytes a close frame can carry.
 pub fn failure_reason(error: &ProtocolError) -> String {
-    let mut text = error.to_string();
+    fit_reason(error.to_string())
+}
+
+/// `text` cut (at a character boundary) to the 123 bytes a close frame's
+/// reason can carry.
+pub(crate) fn fit_reason(mut text: String) -> String {
     if text.len() > 123 {
         let mut cut = 123;
         while !text.is_char_boundary(cut) {

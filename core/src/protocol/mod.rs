@@ -157,6 +157,8 @@ pub struct Connection {
     state: State,
     /// The close handshake completed (both close frames, or hixie-75's TCP close).
     clean: bool,
+    /// The reason text of the close frame sent on a protocol violation.
+    failure_reason: fn(&ProtocolError) -> String,
 }
 
 impl Connection {
@@ -216,7 +218,17 @@ impl Connection {
             sending: None,
             state: State::Open,
             clean: false,
+            failure_reason: close::failure_reason,
         }
+    }
+
+    /// Choose the reason text of the close frame sent when the peer
+    /// violates the protocol (default: the error's text, e.g. "message
+    /// exceeds 1024 bytes"). For bindings that must reproduce another
+    /// library's wording (Tornado says "message too big"). The text is cut
+    /// to the 123 bytes a close frame can carry.
+    pub fn set_failure_reason(&mut self, reason: fn(&ProtocolError) -> String) {
+        self.failure_reason = reason;
     }
 
     /// The connection a completed handshake agreed on, with the bytes that
@@ -435,7 +447,7 @@ impl Connection {
     fn fail(&mut self, error: ProtocolError) -> ProtocolError {
         if self.state == State::Open && self.session.draft.has_close_frame() {
             let rules = self.session.draft.close_body();
-            let reason = close::failure_reason(&error);
+            let reason = close::fit_reason((self.failure_reason)(&error));
             let payload = close::build(rules, Some(error.close_code()), &reason)
                 .unwrap_or_else(|_| BytesMut::new());
             self.encoder

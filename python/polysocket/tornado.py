@@ -1,0 +1,631 @@
+"""A drop-in for ``tornado.websocket`` whose protocol is polysocket's Rust engine.
+
+Import from here instead of ``tornado.websocket``::
+
+    from polysocket.tornado import WebSocketHandler, websocket_connect
+
+`WebSocketHandler` is Tornado's handler up to the upgrade (prepare, cookies,
+path arguments, origin rules, 400/403/426 answers, every hook and setting),
+with the frame protocol underneath replaced by the engine. Beyond Tornado it
+accepts every older draft on the same route (hixie-75, hixie-76/hybi-00,
+hybi-01..17; restrict with `WebSocketHandler.allowed_drafts`), tells which one
+was negotiated (`WebSocketHandler.draft`), and compresses on every draft that
+has an extension for it (permessage-deflate, deflate-frame, deflate-stream)
+when `get_compression_options` returns a dict.
+
+`websocket_connect` is Tornado's client with the same engine under it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import warnings
+from typing import Any, Awaitable, Callable, Sequence, cast
+from urllib.parse import urlsplit
+
+import tornado.escape
+import tornado.web
+import tornado.websocket as _tws
+from tornado import gen, httpclient, httputil
+from tornado.concurrent import (
+    Future,
+    future_add_done_callback,
+    future_set_result_unless_cancelled,
+)
+from tornado.ioloop import IOLoop
+from tornado.iostream import StreamClosedError
+from tornado.log import gen_log
+from tornado.netutil import Resolver
+from tornado.websocket import WebSocketClosedError, WebSocketError
+
+from . import _native
+
+__all__ = [
+    "WebSocketHandler",
+    "WebSocketClientConnection",
+    "WebSocketClosedError",
+    "WebSocketError",
+    "WebSocketProtocol",
+    "websocket_connect",
+]
+
+WebSocketProtocol = _tws.WebSocketProtocol
+
+#: Bytes asked for per read (grows and shrinks between these with the
+#: traffic): whatever arrived is fed to the engine at once (many frames per
+#: Python call).
+_MIN_READ = 4096
+_READ_SIZE = 1 << 20
+#: Like Tornado, yield to the IOLoop after this much work while frames keep
+#: arriving, counting each frame as 1 KiB on top of its bytes.
+_YIELD_THRESHOLD = 256 * 1024
+_FRAME_COST = 1024
+#: Seconds a closing side waits for the peer's close frame (Tornado's value).
+_CLOSE_TIMEOUT = 5.0
+
+# Headers the engine writes itself in a 101 answer (for some draft).
+_ENGINE_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "Content-Type", "Content-Length", "Transfer-Encoding", "Upgrade", "Connection",
+        "Sec-WebSocket-Accept", "Sec-WebSocket-Protocol", "Sec-WebSocket-Extensions",
+        "Sec-WebSocket-Nonce", "Sec-WebSocket-Origin", "Sec-WebSocket-Location",
+        "WebSocket-Origin", "WebSocket-Location", "WebSocket-Protocol",
+    )
+)  # fmt: skip
+
+_TEXT, _BINARY = _native.TEXT, _native.BINARY
+_CLOSE, _PING, _PONG = _native.CLOSE, _native.PING, _native.PONG
+_FAILED = _native.FAILED
+
+
+def _compression_level(options: dict[str, Any] | None) -> int | None:
+    """The zlib level for the engine, or None when compression is off."""
+    if options is None:
+        return None
+    if not isinstance(options, dict):
+        raise TypeError(
+            f"compression options must be a dict or None, not {type(options).__name__}"
+        )
+    return options.get("compression_level", tornado.web.GZipContentEncoding.GZIP_LEVEL)
+
+
+def _on_written(result: Future[None], written: Future[None]) -> None:
+    if result.done():
+        return
+    if written.cancelled() or written.exception() is not None:
+        result.set_exception(WebSocketClosedError())
+        # Awaiting the write is optional (as in Tornado): a caller that does
+        # gets the error, nobody gets "exception was never retrieved".
+        result.exception()
+    else:
+        result.set_result(None)
+
+
+class _EngineProtocol(_tws.WebSocketProtocol13):
+    """Tornado's protocol object, with frames handled by the Rust engine.
+
+    It keeps Tornado's attributes and hooks (``close_code``,
+    ``selected_subprotocol``, ``_handle_message(opcode, data)``,
+    ``_write_frame``, the byte counters, pong coalescing, periodic pings),
+    so code and tests that look inside ``ws_connection`` or
+    ``ws.protocol`` keep working. Reused from `WebSocketProtocol13`: the
+    ping timer, pong coalescing, ``set_nodelay``.
+    """
+
+    def __init__(self, handler: Any, params: _tws._WebSocketParams) -> None:
+        _tws.WebSocketProtocol.__init__(self, handler)
+        self.params = params
+        self.mask_outgoing = False  # the engine masks by role; kept for Tornado parity
+        self._compression_options = params.compression_options
+        self._engine: _native.Engine | None = None
+        self._selected_subprotocol: str | None = None
+        self._received_pong = False
+        self._pong_future: Future[None] | None = None
+        self._pending_pong: bytes | None = None
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self._ping_coroutine: asyncio.Task | None = None
+        self._waiting: object = None
+        # While a batch of received events is dispatched, writes queue in
+        # the engine and go out in one stream write, sharing one Future.
+        self._batching = False
+        self._batch_future: Future[None] | None = None
+
+    # Tornado's counters, read from the engine (the tests compare them).
+    @property
+    def _message_bytes_in(self) -> int:
+        return self._engine.message_bytes_in if self._engine else 0
+
+    @property
+    def _message_bytes_out(self) -> int:
+        return self._engine.message_bytes_out if self._engine else 0
+
+    @property
+    def _wire_bytes_in(self) -> int:
+        return self._engine.wire_bytes_in if self._engine else 0
+
+    @property
+    def _wire_bytes_out(self) -> int:
+        return self._engine.wire_bytes_out if self._engine else 0
+
+    @property
+    def draft(self) -> str | None:
+        """The negotiated draft (``"rfc6455"``, ``"hybi-08"``, ``"hixie-76"``...)."""
+        return self._engine.draft if self._engine else None
+
+    @property
+    def extension(self) -> str | None:
+        """The compression extension in force, if any."""
+        return self._engine.extension if self._engine else None
+
+    # ------------------------------------------------------------ server side
+
+    async def accept_connection(self, handler: WebSocketHandler) -> None:
+        request = handler.request
+        hs = _native.ServerHandshake(
+            request.method,
+            request.uri,
+            list(request.headers.get_all()),
+            max_message_size=self.params.max_message_size,
+            compression_level=_compression_level(self._compression_options),
+            drafts=handler.allowed_drafts,
+        )
+        try:
+            ready = hs.feed()
+        except _native.HandshakeError as e:
+            message, status, headers = e.args
+            handler.set_status(status)
+            for name, value in headers:
+                handler.set_header(name, value)
+            handler.finish(message)
+            gen_log.debug("WebSocket handshake refused: %s", message)
+            return
+        offered = hs.subprotocols
+        self.selected_subprotocol = handler.select_subprotocol(offered)
+        if self.selected_subprotocol and self.selected_subprotocol not in offered:
+            raise ValueError(
+                f"select_subprotocol returned {self.selected_subprotocol!r}, "
+                f"which the client did not offer ({offered!r})"
+            )
+        extra = [
+            (name, value)
+            for name, value in handler._headers.get_all()
+            if name.lower() not in _ENGINE_HEADERS
+        ]
+        for cookie in getattr(handler, "_new_cookie", {}).values():
+            extra.append(("Set-Cookie", cookie.OutputString(None)))
+        handler.set_status(101)
+        self.stream = handler._detach_stream()
+        try:
+            while not ready:  # hixie-76: the 8-byte key3 follows the head
+                ready = hs.feed(await self.stream.read_bytes(8, partial=True))
+            response, self._engine = hs.accept(
+                self.selected_subprotocol or None, extra, request.protocol == "https"
+            )
+            self.stream.write(response)
+        except (StreamClosedError, _native.HandshakeError):
+            gen_log.debug("WebSocket handshake failed", exc_info=True)
+            self._abort()
+            return
+        handler._log()
+        handler.on_finish()
+        self.start_pinging()
+        try:
+            opened = handler.open(*handler.open_args, **handler.open_kwargs)
+            if opened is not None:
+                await opened
+        except Exception:
+            handler.log_exception(*sys.exc_info())
+            self._close_on_error()
+            handler.on_ws_connection_close(self.close_code, self.close_reason)
+            return
+        await self._receive_frame_loop()
+
+    # ------------------------------------------------------------ client side
+
+    def _process_server_headers(self, key: Any, headers: httputil.HTTPHeaders) -> None:
+        """Check the 101 answer with the engine that built the request."""
+        head = "HTTP/1.1 101 Switching Protocols\r\n" + "".join(
+            f"{name}: {value}\r\n" for name, value in headers.get_all()
+        )
+        engine = self.handler._handshake.feed((head + "\r\n").encode("latin-1"))
+        if engine is None:
+            raise WebSocketError("incomplete WebSocket handshake answer")
+        self._engine = engine
+        self.selected_subprotocol = engine.subprotocol
+
+    # ---------------------------------------------------------------- sending
+
+    def write_message(
+        self, message: str | bytes | dict[str, Any], binary: bool = False
+    ) -> Future[None]:
+        if isinstance(message, dict):
+            message = tornado.escape.json_encode(message)
+        if self.stream is None or self.stream.closed():
+            raise WebSocketClosedError()
+        try:
+            self._engine.send(message, binary)
+        except _native.ClosedError:
+            raise WebSocketClosedError() from None
+        return self._flushed()
+
+    def write_ping(self, data: bytes) -> None:
+        self._write_frame(True, 0x9, data)
+
+    def _write_frame(
+        self, fin: bool, opcode: int, data: bytes, flags: int = 0
+    ) -> Future[None]:
+        """Queue one whole frame in the engine and write it (Tornado's
+        signature; ``flags`` is ignored: the engine sets RSV bits itself)."""
+        if self.stream is None or self.stream.closed():
+            raise StreamClosedError()
+        if not fin:
+            raise ValueError("fragments are sent by the engine, not frame by frame")
+        engine = self._engine
+        try:
+            if opcode == 0x9:
+                engine.ping(data)
+            elif opcode == 0xA:
+                engine.pong(data)
+            elif opcode in (0x1, 0x2):
+                engine.send(data, opcode == 0x2)
+            else:
+                raise ValueError(f"cannot write a frame of opcode {opcode:#x}")
+        except _native.ClosedError:
+            raise StreamClosedError() from None
+        return self._flushed()
+
+    def _flushed(self) -> Future[None]:
+        """The Future of queued output: written now, or with the batch."""
+        if self._batching:
+            if self._batch_future is None:
+                self._batch_future = Future()
+            return self._batch_future
+        return self._flush()
+
+    def _flush(self, close_stream: bool = False) -> Future[None]:
+        """Write all queued output. The Future resolves once it is written
+        (fails with WebSocketClosedError if the stream closes first). Closes
+        the stream after the write when the engine is done, or if asked."""
+        result = self._batch_future or Future()
+        self._batch_future = None
+        stream = self.stream
+        data = self._engine.take_output() if self._engine else b""
+        written: Future[None] | None = None
+        if stream is None or stream.closed():
+            if data:
+                result.set_exception(WebSocketClosedError())
+                result.exception()  # nobody may await a write; don't warn
+            else:
+                result.set_result(None)
+            return result
+        if data:
+            try:
+                written = stream.write(data)
+            except StreamClosedError:
+                result.set_exception(WebSocketClosedError())
+                result.exception()
+                return result
+            future_add_done_callback(written, lambda f: _on_written(result, f))
+        else:
+            result.set_result(None)
+        if close_stream or (self._engine and self._engine.state == "closed"):
+            if written is None or written.done():
+                stream.close()
+            else:
+                future_add_done_callback(written, lambda f: stream.close())
+        return result
+
+    # -------------------------------------------------------------- receiving
+
+    async def _receive_frame_loop(self) -> None:
+        try:
+            # Frames that came with the handshake are already in the engine.
+            await self._dispatch(b"")
+            size = _MIN_READ
+            while not self.client_terminated:
+                # Read straight into a buffer sized to the traffic: no copy
+                # out of the IOStream's buffer, little zeroing for small
+                # messages, few reads for large ones.
+                buf = bytearray(size)
+                n = await self.stream.read_into(buf, partial=True)
+                if n == size:
+                    size = min(size * 2, _READ_SIZE)
+                else:
+                    del buf[n:]
+                    if n < size // 8:
+                        size = max(size // 2, _MIN_READ)
+                await self._dispatch(buf)
+        except StreamClosedError:
+            self._abort()
+        finally:
+            self.handler.on_ws_connection_close(self.close_code, self.close_reason)
+
+    async def _dispatch(self, data: bytes | bytearray) -> None:
+        """Feed bytes to the engine and hand each event to
+        ``_handle_message``, awaiting coroutine callbacks in order."""
+        events = self._engine.receive(data)
+        work = len(data)
+        self._batching = True
+        try:
+            for kind, payload in events:
+                if self.client_terminated:
+                    break
+                if kind == _FAILED:
+                    self._on_protocol_error(*payload)
+                    break
+                handled = self._handle_message(kind, payload)
+                work += _FRAME_COST
+                if handled is not None or work >= _YIELD_THRESHOLD:
+                    self._end_batch()
+                    if handled is not None:
+                        await handled
+                    else:
+                        await asyncio.sleep(0)
+                    work = 0
+                    self._batching = True
+        finally:
+            self._end_batch()
+
+    def _end_batch(self) -> None:
+        self._batching = False
+        if self._batch_future is not None or (self._engine and self._engine.has_output):
+            self._flush()
+
+    def _handle_message(self, opcode: int, data: Any) -> Future[None] | None:
+        """Deliver one event (Tornado's hook: opcode and payload; a close
+        carries ``(code, reason)``)."""
+        if self.client_terminated:
+            return None
+        if opcode == _TEXT or opcode == _BINARY:
+            return self._run_callback(self.handler.on_message, data)
+        if opcode == _PING:
+            self._send_pong(data)
+            self._run_callback(self.handler.on_ping, data)
+        elif opcode == _PONG:
+            self._received_pong = True
+            return self._run_callback(self.handler.on_pong, data)
+        elif opcode == _CLOSE:
+            # The engine already answered (echoing the code, RFC 6455 5.5.1).
+            self.client_terminated = True
+            self.close_code, self.close_reason = data
+            self.close(self.close_code)
+        return None
+
+    def _run_callback(
+        self, callback: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Future[Any] | None:
+        """Run an application callback; an exception (also in a coroutine)
+        is logged through ``handler.log_exception`` and closes the
+        connection with 1011. Returns a Future for coroutines."""
+        try:
+            result = callback(*args, **kwargs)
+        except (Exception, asyncio.CancelledError):
+            self.handler.log_exception(*sys.exc_info())
+            self._close_on_error()
+            return None
+        if result is None:
+            return None
+        done: Future[None] = Future()
+
+        def on_done(f: Future[Any]) -> None:
+            try:
+                f.result()
+            except (Exception, asyncio.CancelledError):
+                self.handler.log_exception(*sys.exc_info())
+                self._close_on_error()
+            future_set_result_unless_cancelled(done, None)
+
+        future_add_done_callback(gen.convert_yielded(result), on_done)
+        return done
+
+    def _close_on_error(self) -> None:
+        """The application failed: close with 1011 and drop the connection."""
+        if self._engine is not None and self._engine.state == "open":
+            try:
+                self._engine.close(1011, None)
+            except (_native.ClosedError, ValueError):
+                pass  # a draft without close codes: the frame is still sent
+        self._terminate()
+
+    def _on_protocol_error(self, code: int, reason: str) -> None:
+        """The peer broke the protocol: the engine queued the close frame."""
+        gen_log.debug("WebSocket protocol error, closing with %d: %s", code, reason)
+        self._terminate()
+
+    def _terminate(self) -> None:
+        """Write what is queued, then close the stream without waiting."""
+        self.client_terminated = True
+        self.server_terminated = True
+        if self.stream is not None:
+            self._flush(close_stream=True)
+        self._stop_timers()
+
+    # ---------------------------------------------------------------- closing
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if not self.server_terminated:
+            self.server_terminated = True
+            if self._engine is not None and self._engine.state == "open":
+                if self.stream is not None and not self.stream.closed():
+                    self._engine.close(code, reason)
+                    self._flush()
+        stream = self.stream
+        if stream is None:
+            self._stop_timers()
+            return
+        if self.client_terminated or (self._engine and self._engine.state == "closed"):
+            self._stop_timers()
+            if not stream.closed():
+                self._flush(close_stream=True)
+        elif self._waiting is None:
+            # Give the peer a few seconds to answer our close frame.
+            self._waiting = stream.io_loop.add_timeout(
+                stream.io_loop.time() + _CLOSE_TIMEOUT, self._abort
+            )
+        if self._ping_coroutine:
+            self._ping_coroutine.cancel()
+            self._ping_coroutine = None
+
+    def _stop_timers(self) -> None:
+        if self._waiting is not None and self.stream is not None:
+            self.stream.io_loop.remove_timeout(self._waiting)
+        self._waiting = None
+        if self._ping_coroutine:
+            self._ping_coroutine.cancel()
+            self._ping_coroutine = None
+
+    def is_closing(self) -> bool:
+        return (
+            self.stream is None
+            or self.stream.closed()
+            or self.client_terminated
+            or self.server_terminated
+        )
+
+    def start_pinging(self) -> None:
+        # hixie-75/76 have no ping frame.
+        if self._engine is not None and self._engine.has_ping:
+            super().start_pinging()
+
+
+class WebSocketHandler(_tws.WebSocketHandler):
+    """Tornado's `~tornado.websocket.WebSocketHandler`, speaking every draft
+    through polysocket's engine. Subclass it exactly like Tornado's."""
+
+    #: Drafts this handler accepts (names such as ``"rfc6455"``, ``"hybi-08"``,
+    #: ``"hybi-00"``, ``"hixie-75"``); None accepts all. Others are refused
+    #: with 426 listing the accepted versions (400 for the drafts without a
+    #: version number).
+    allowed_drafts: Sequence[str] | None = None
+
+    @property
+    def draft(self) -> str | None:
+        """The draft the client speaks (``"rfc6455"``, ``"hixie-76"``...),
+        once the connection is open."""
+        conn = self.ws_connection
+        return conn.draft if isinstance(conn, _EngineProtocol) else None
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        drafts = self.allowed_drafts
+        if drafts is not None and (isinstance(drafts, str) or not all(
+            isinstance(d, str) for d in drafts
+        )):
+            raise TypeError(f"allowed_drafts must be a sequence of draft names, not {drafts!r}")
+        if self.request.headers.get("Sec-WebSocket-Origin") and "Origin" not in self.request.headers:
+            # hybi-04..10 name the browser origin Sec-WebSocket-Origin: let
+            # Tornado's origin rules see it under the name they read.
+            self.request.headers["Origin"] = self.request.headers["Sec-WebSocket-Origin"]
+        await super().get(*args, **kwargs)
+
+    def get_websocket_protocol(self) -> _EngineProtocol | None:
+        params = _tws._WebSocketParams(
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+            max_message_size=self.max_message_size,
+            compression_options=self.get_compression_options(),
+        )
+        return _EngineProtocol(self, params)
+
+
+class WebSocketClientConnection(_tws.WebSocketClientConnection):
+    """Tornado's client connection, speaking RFC 6455 through the engine
+    (use `polysocket.connect` for the older drafts)."""
+
+    def __init__(
+        self,
+        request: httpclient.HTTPRequest,
+        on_message_callback: Callable[[None | str | bytes], None] | None = None,
+        compression_options: dict[str, Any] | None = None,
+        ping_interval: float | None = None,
+        ping_timeout: float | None = None,
+        max_message_size: int = _tws._default_max_message_size,
+        subprotocols: list[str] | None = None,
+        resolver: Resolver | None = None,
+    ) -> None:
+        url = urlsplit(request.url)
+        self._handshake = _native.ClientHandshake(
+            "rfc6455",
+            url.netloc,
+            (url.path or "/") + (f"?{url.query}" if url.query else ""),
+            secure=url.scheme in ("wss", "https"),
+            subprotocols=list(subprotocols or ()),
+            max_message_size=max_message_size,
+            compression_level=_compression_level(compression_options),
+            extensions=["permessage-deflate"],
+            auto_pong=False,
+        )
+        super().__init__(
+            request,
+            on_message_callback=on_message_callback,
+            compression_options=compression_options,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            max_message_size=max_message_size,
+            subprotocols=subprotocols,
+            resolver=resolver,
+        )
+        # The request is sent by a task that starts on the next IOLoop turn:
+        # until then its WebSocket headers can still become the engine's
+        # (its key, its extension offer), which the answer is checked against.
+        ours = _request_headers(self._handshake.request_bytes())
+        for name in ("Sec-WebSocket-Key", "Sec-WebSocket-Extensions"):
+            if name in ours:
+                self.request.headers[name] = ours[name]
+        self.key = ours["Sec-WebSocket-Key"].encode()
+
+    def get_websocket_protocol(self) -> _EngineProtocol:
+        return _EngineProtocol(self, self.params)
+
+
+def _request_headers(request: bytes) -> httputil.HTTPHeaders:
+    head = request.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    return httputil.HTTPHeaders.parse(head.split("\r\n", 1)[1])
+
+
+def websocket_connect(
+    url: str | httpclient.HTTPRequest,
+    callback: Callable[[Future[WebSocketClientConnection]], None] | None = None,
+    connect_timeout: float | None = None,
+    on_message_callback: Callable[[None | str | bytes], None] | None = None,
+    compression_options: dict[str, Any] | None = None,
+    ping_interval: float | None = None,
+    ping_timeout: float | None = None,
+    max_message_size: int = _tws._default_max_message_size,
+    subprotocols: list[str] | None = None,
+    resolver: Resolver | None = None,
+) -> Awaitable[WebSocketClientConnection]:
+    """Tornado's `~tornado.websocket.websocket_connect`: same signature and
+    behaviour, returning an engine-backed `WebSocketClientConnection`."""
+    if isinstance(url, httpclient.HTTPRequest):
+        assert connect_timeout is None
+        request = url
+        # Copy and convert the headers dict/object (as Tornado does).
+        request.headers = httputil.HTTPHeaders(request.headers)
+    else:
+        request = httpclient.HTTPRequest(url, connect_timeout=connect_timeout)
+    request = cast(
+        httpclient.HTTPRequest,
+        httpclient._RequestProxy(request, httpclient.HTTPRequest._DEFAULTS),
+    )
+    conn = WebSocketClientConnection(
+        request,
+        on_message_callback=on_message_callback,
+        compression_options=compression_options,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        max_message_size=max_message_size,
+        subprotocols=subprotocols,
+        resolver=resolver,
+    )
+    if callback is not None:
+        warnings.warn(
+            "The callback argument to websocket_connect is deprecated. "
+            "Use the returned Future instead.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        IOLoop.current().add_future(conn.connect_future, callback)
+    return conn.connect_future
