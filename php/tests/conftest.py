@@ -104,3 +104,28 @@ def php_server(tmp_path):
 def apps(php_server):
     """The test applications (servers/apps.php) without limits."""
     return php_server("php/tests/servers/apps.php")
+
+
+def raw_open(port, version=13, path="/echo", extra=()):
+    """A raw-socket client past an RFC 6455-style handshake to `path`."""
+    import base64
+
+    from rawws import Conn, accept_for, upgrade_request
+
+    key = base64.b64encode(os.urandom(16)).decode()
+    c = Conn(port)
+    c.send(upgrade_request(version, key, path=path, extra=extra))
+    resp = c.read_response()
+    assert resp.status == 101, resp
+    assert resp.header("Sec-WebSocket-Accept") == accept_for(key), resp
+    c.response = resp
+    return c
+
+
+def raw_status(port, path="/echo", extra=(), version=13):
+    """The HTTP status the server answers an upgrade request with."""
+    from rawws import Conn, upgrade_request
+
+    with Conn(port) as c:
+        c.send(upgrade_request(version, "dGhlIHNhbXBsZSBub25jZQ==", path=path, extra=extra))
+        return c.read_response()
