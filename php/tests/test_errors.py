@@ -1,7 +1,8 @@
 """Exceptions and exits in application callbacks: the exception is logged
 with its message and trace, its client gets 1011, the server goes on; a
 binary message for an application without onBinaryData gets 1003; exit()
-in a callback closes every client with 1001 and ends the script."""
+or a fatal error in a callback closes every client with 1001 and ends the
+script."""
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -42,3 +43,15 @@ def test_exit_in_a_callback_closes_everyone_and_ends_the_script(apps):
         assert other.close_code == 1001
         assert apps.proc.wait(10) == 7
     assert "run() returned" not in apps.output()
+
+
+def test_fatal_error_in_a_callback_closes_everyone(apps):
+    with connect(apps.url + "/echo") as other, connect(apps.url + "/boom") as ws:
+        ws.send("fatal")
+        with pytest.raises(ConnectionClosed):
+            other.recv(timeout=10)
+        assert other.close_code == 1001
+        assert apps.proc.wait(10) == 255
+    out = apps.output()
+    assert "Fatal error: fatal from a callback" in out, out
+    assert "run() returned" not in out

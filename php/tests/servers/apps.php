@@ -52,6 +52,9 @@ class BoomApp extends \WebSocket\Application\Application
         if ($data === 'exit') {
             exit(7);
         }
+        if ($data === 'fatal') {
+            trigger_error('fatal from a callback', E_USER_ERROR);
+        }
         $client->send($data);
     }
     private function explode($data)
