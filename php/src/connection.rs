@@ -1,0 +1,188 @@
+//! `\WebSocket\Connection`: the `$client` object handed to the
+//! application. One object per connection (the event loop caches it), so
+//! the same client is the same object in every callback; its `clientId`
+//! property makes `==` tell two clients apart (PHP compares objects without
+//! properties as equal).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ext_php_rs::boxed::ZBox;
+use ext_php_rs::prelude::*;
+use ext_php_rs::types::{ZendHashTable, Zval};
+use md5::{Digest, Md5};
+use polysocket::runtime::{ConnId, OpenInfo, ServerHandle};
+use polysocket::Message;
+
+use crate::payload::{self, Kind};
+
+/// The reason text php-websocket sent with each close code.
+fn close_reason(code: u16) -> &'static str {
+    match code {
+        1000 => "normal closure",
+        1001 => "going away",
+        1002 => "protocol error",
+        1003 => "unknown data (opcode)",
+        1004 => "frame too large",
+        1007 => "utf8 expected",
+        1008 => "message violates server policy",
+        1011 => "internal server error",
+        _ => "",
+    }
+}
+
+#[php_class]
+#[php(name = "WebSocket\\Connection")]
+pub struct Connection {
+    /// `md5(ip . port . connection number)`: 32 hex digits, as php-websocket's.
+    #[php(prop, name = "clientId", flags = ext_php_rs::flags::PropertyFlags::Private)]
+    client_id: String,
+    pub(crate) id: ConnId,
+    pub(crate) info: Arc<OpenInfo>,
+    pub(crate) handle: ServerHandle,
+    /// The application object serving this client.
+    app: Zval,
+}
+
+impl Connection {
+    pub(crate) fn new(info: Arc<OpenInfo>, handle: ServerHandle, app: &Zval) -> Connection {
+        let ip = info.peer.ip().to_string();
+        let digest = Md5::digest(format!("{ip}{}{}", info.peer.port(), info.id));
+        Connection {
+            client_id: digest.iter().map(|b| format!("{b:02x}")).collect(),
+            id: info.id,
+            info,
+            handle,
+            app: app.shallow_clone(),
+        }
+    }
+
+    /// Queue a message without blocking; false when the client is gone or
+    /// its send buffer is full.
+    pub(crate) fn send_kind(&self, kind: Kind, data: Bytes) -> bool {
+        match kind {
+            Kind::Text => self.handle.send(self.id, Message::Text(data)),
+            Kind::Binary => self.handle.send(self.id, Message::Binary(data)),
+            Kind::Ping => self.handle.ping(self.id, data),
+            Kind::Close => {
+                let reason = String::from_utf8_lossy(&data);
+                self.handle.close(self.id, Some(1000), &reason)
+            }
+        }
+    }
+}
+
+#[php_impl]
+impl Connection {
+    /// Send `$payload` as `text` (the default), `binary`, `ping` or `close`
+    /// (a close 1000 with the payload as its reason). Never blocks: the
+    /// message is queued for the runtime. False when the client is gone,
+    /// its send buffer is full, `$type` is unknown or a text payload is not
+    /// UTF-8.
+    #[php(defaults(r#type = "text".to_string()))]
+    pub fn send(&self, payload: &Zval, r#type: String) -> PhpResult<bool> {
+        let Some(kind) = Kind::parse(&r#type) else {
+            return Err(format!(
+                "unknown message type '{type}' (text, binary, ping, pong, close)",
+                type = r#type
+            )
+            .into());
+        };
+        let Some(kind) = kind else {
+            // A pong nobody asked for: the runtime answers pings itself.
+            return Ok(true);
+        };
+        match payload::bytes(payload, kind) {
+            Some(data) => Ok(self.send_kind(kind, data)),
+            None => Ok(false),
+        }
+    }
+
+    /// Start the closing handshake with `$statusCode` and php-websocket's
+    /// reason text; `onDisconnect` follows when the connection is gone.
+    #[php(defaults(status_code = 1000))]
+    pub fn close(&self, status_code: i64) -> bool {
+        let Ok(code) = u16::try_from(status_code) else {
+            return false;
+        };
+        self.handle.close(self.id, Some(code), close_reason(code))
+    }
+
+    pub fn get_client_ip(&self) -> String {
+        self.info.peer.ip().to_string()
+    }
+
+    pub fn get_client_port(&self) -> i64 {
+        i64::from(self.info.peer.port())
+    }
+
+    pub fn get_client_id(&self) -> String {
+        self.client_id.clone()
+    }
+
+    /// The application serving this client.
+    pub fn get_client_application(&self) -> Zval {
+        self.app.shallow_clone()
+    }
+
+    /// The protocol version the client speaks: `rfc6455`, `hybi-08`, ...,
+    /// `hixie-76`, `hixie-75`.
+    pub fn get_draft(&self) -> String {
+        self.info.draft.name().to_string()
+    }
+
+    /// The request path, e.g. `/demo`.
+    pub fn get_path(&self) -> String {
+        self.info.path.clone()
+    }
+
+    /// The query string without `?` (empty when there is none).
+    pub fn get_query(&self) -> String {
+        self.info.query.clone()
+    }
+
+    /// The request headers: name (as sent) => value; repeated headers are
+    /// joined with `, `.
+    pub fn get_headers(&self) -> PhpResult<ZBox<ZendHashTable>> {
+        let mut headers = ZendHashTable::new();
+        for (name, value) in self.info.headers.iter() {
+            let joined = match headers.get(name).and_then(|v| v.string()) {
+                Some(previous) => format!("{previous}, {value}"),
+                None => value.to_string(),
+            };
+            headers.insert(name, joined)?;
+        }
+        Ok(headers)
+    }
+
+    /// One request header (case-insensitive name), or null.
+    pub fn get_header(&self, name: String) -> Option<String> {
+        self.info.headers.get(&name).map(str::to_string)
+    }
+
+    /// `Origin` (or `Sec-WebSocket-Origin`), or null.
+    pub fn get_origin(&self) -> Option<String> {
+        self.info.origin.clone()
+    }
+
+    /// The agreed subprotocol, or null.
+    pub fn get_subprotocol(&self) -> Option<String> {
+        self.info.subprotocol.clone()
+    }
+
+    /// The agreed compression extension (`permessage-deflate`, ...), or null.
+    pub fn get_extension(&self) -> Option<String> {
+        crate::payload::extension_name(&self.info.extensions).map(str::to_string)
+    }
+
+    /// Served over TLS (`wss://`).
+    pub fn is_secure(&self) -> bool {
+        self.info.secure
+    }
+
+    /// Write a line to the server log, prefixed with the client's address.
+    #[php(defaults(r#type = "info".to_string()))]
+    pub fn log(&self, message: String, r#type: String) {
+        crate::log::write(&format!("[client {}] {message}", self.info.peer), &r#type);
+    }
+}

@@ -1,0 +1,65 @@
+//! Moving bytes between PHP strings and messages: one copy each way.
+
+use bytes::Bytes;
+use ext_php_rs::types::{ZendStr, Zval};
+use polysocket::extensions::Agreed;
+
+/// What `$client->send($payload, $type)` sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    Binary,
+    Ping,
+    Close,
+}
+
+impl Kind {
+    /// `Some(None)` is `pong`: accepted and dropped, since the runtime
+    /// answers every ping itself.
+    pub fn parse(name: &str) -> Option<Option<Kind>> {
+        Some(Some(match name {
+            "text" => Kind::Text,
+            "binary" => Kind::Binary,
+            "ping" => Kind::Ping,
+            "close" => Kind::Close,
+            "pong" => return Some(None),
+            _ => return None,
+        }))
+    }
+}
+
+/// The payload's bytes: a PHP string is copied once; other scalars are
+/// converted as PHP's `(string)` would (`false` and `null` give "", as
+/// php-websocket wrote them). `None` for text that is not UTF-8 (a warning
+/// says why) and for values without a string form.
+pub fn bytes(payload: &Zval, kind: Kind) -> Option<Bytes> {
+    let data = match payload.zend_str() {
+        Some(s) => Bytes::copy_from_slice(s.as_bytes()),
+        None if payload.is_null() || payload.is_false() => Bytes::new(),
+        None => Bytes::from(payload.coerce_to_string()?),
+    };
+    if kind == Kind::Text && simdutf8::basic::from_utf8(&data).is_err() {
+        crate::log::warning(
+            "WebSocket\\Connection::send(): a text message must be UTF-8; send it as 'binary'",
+        );
+        return None;
+    }
+    Some(data)
+}
+
+/// A PHP string holding a copy of `data`.
+pub fn string(data: &[u8]) -> Zval {
+    let mut zval = Zval::new();
+    zval.set_zend_string(ZendStr::new(data, false));
+    zval
+}
+
+/// The registered name of an agreed compression extension.
+pub fn extension_name(agreed: &Agreed) -> Option<&'static str> {
+    match agreed {
+        Agreed::None => None,
+        Agreed::PerMessageDeflate(_) => Some("permessage-deflate"),
+        Agreed::DeflateFrame(_) => Some("deflate-frame"),
+        Agreed::DeflateStream => Some("deflate-stream"),
+    }
+}

@@ -1,0 +1,386 @@
+//! `\WebSocket\Server`: php-websocket's settings (same defaults, same
+//! validation and return values), application registry and `run()`, with
+//! the sockets, handshakes, limits and framing in polysocket's runtime.
+//!
+//! Every method takes `&self` (state in cells): application callbacks may
+//! call back into the server (`stop()`, getters) while `run()` is active.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::path::Path;
+
+use ext_php_rs::prelude::*;
+use ext_php_rs::types::{ZendHashTable, Zval};
+use polysocket::runtime::{tls, ServerConfig};
+use polysocket::Message;
+
+use crate::connection::Connection;
+use crate::event_loop::{EventLoop, Outcome};
+use crate::payload::{self, Kind};
+use crate::policy::{self, Policy};
+
+/// php-websocket's defaults.
+const DEFAULT_MAX_CLIENTS: i64 = 30;
+const DEFAULT_MAX_PER_IP: i64 = 5;
+const DEFAULT_MAX_PER_MINUTE: i64 = 50;
+/// php-websocket's certificate file (certificate and key in one PEM).
+const DEFAULT_PEM: &str = "server.pem";
+
+struct Settings {
+    max_clients: i64,
+    check_origin: bool,
+    allowed_origins: Vec<String>,
+    max_per_ip: i64,
+    max_per_minute: i64,
+    cert: String,
+    key: String,
+}
+
+#[php_class]
+#[php(name = "WebSocket\\Server")]
+pub struct Server {
+    host: String,
+    addr: SocketAddr,
+    ssl: bool,
+    listener: RefCell<Option<TcpListener>>,
+    settings: RefCell<Settings>,
+    apps: RefCell<HashMap<String, Zval>>,
+    stop_requested: Cell<bool>,
+}
+
+/// A limit for the runtime: 0 (or below) means none.
+fn limit(value: i64) -> usize {
+    usize::try_from(value).unwrap_or(0)
+}
+
+/// The first address of `host` (IPv4 preferred, as PHP's `tcp://localhost`).
+fn resolve(host: &str, port: u16) -> PhpResult<SocketAddr> {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("cannot resolve {host}").into())
+}
+
+impl Server {
+    fn config(&self) -> PhpResult<ServerConfig> {
+        let s = self.settings.borrow();
+        let mut config = ServerConfig {
+            max_connections: limit(s.max_clients),
+            max_connections_per_ip: limit(s.max_per_ip),
+            max_messages_per_minute: u32::try_from(s.max_per_minute.max(0)).unwrap_or(u32::MAX),
+            workers: crate::ini::workers(),
+            ..ServerConfig::default()
+        };
+        if self.ssl {
+            config.tls = Some(
+                tls::server_config(Path::new(&s.cert), Path::new(&s.key))
+                    .map_err(|e| format!("wss: {e}"))?,
+            );
+        }
+        Ok(config)
+    }
+
+    fn policy(&self) -> Policy {
+        let s = self.settings.borrow();
+        Policy {
+            apps: self.apps.borrow().keys().cloned().collect(),
+            check_origin: s.check_origin,
+            allowed_origins: s.allowed_origins.iter().cloned().collect::<HashSet<_>>(),
+        }
+    }
+
+    fn server_info(&self) -> PhpResult<Zval> {
+        let s = self.settings.borrow();
+        let mut info = ZendHashTable::new();
+        info.insert("maxClients", s.max_clients)?;
+        info.insert("maxConnectionsPerIp", s.max_per_ip)?;
+        // sic: php-websocket's key, which its status page reads.
+        info.insert("maxRequetsPerMinute", s.max_per_minute)?;
+        let mut zval = Zval::new();
+        zval.set_hashtable(info);
+        Ok(zval)
+    }
+
+    fn url(&self) -> String {
+        let scheme = if self.ssl { "wss" } else { "ws" };
+        format!("{scheme}://{}", self.local_addr())
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .borrow()
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .unwrap_or(self.addr)
+    }
+}
+
+#[php_impl]
+impl Server {
+    /// Binds at once, as php-websocket did (an exception instead of `die`
+    /// when the address is taken). `$options`: `cert` and `key` (PEM file
+    /// paths) for `$ssl`; php-websocket's `server.pem` (certificate and
+    /// key in one file) by default.
+    #[php(defaults(host = "localhost".to_string(), port = 8000, ssl = false))]
+    pub fn __construct(
+        host: String,
+        port: i64,
+        ssl: bool,
+        options: Option<&ZendHashTable>,
+    ) -> PhpResult<Self> {
+        let port = u16::try_from(port).map_err(|_| format!("invalid port {port}"))?;
+        let addr = resolve(&host, port)?;
+        let listener =
+            TcpListener::bind(addr).map_err(|e| format!("Error creating socket {addr}: {e}"))?;
+        let option = |names: &[&str]| {
+            options.and_then(|o| names.iter().find_map(|n| o.get(*n).and_then(Zval::string)))
+        };
+        let cert = option(&["cert", "local_cert"]).unwrap_or_else(|| DEFAULT_PEM.into());
+        let key = option(&["key", "local_pk"]).unwrap_or_else(|| cert.clone());
+        let server = Server {
+            host,
+            addr,
+            ssl,
+            listener: RefCell::new(Some(listener)),
+            settings: RefCell::new(Settings {
+                max_clients: DEFAULT_MAX_CLIENTS,
+                check_origin: true,
+                allowed_origins: Vec::new(),
+                max_per_ip: DEFAULT_MAX_PER_IP,
+                max_per_minute: DEFAULT_MAX_PER_MINUTE,
+                cert,
+                key,
+            }),
+            apps: RefCell::new(HashMap::new()),
+            stop_requested: Cell::new(false),
+        };
+        crate::log::write(&format!("Server created on {}", server.url()), "info");
+        Ok(server)
+    }
+
+    /// Serve until `stop()` or SIGINT/SIGTERM, then close every client
+    /// with 1001 and return. Callbacks run here, on the PHP thread.
+    pub fn run(&self) -> PhpResult<()> {
+        let Some(listener) = self.listener.borrow_mut().take() else {
+            return Err("WebSocket\\Server::run(): this server already ran".into());
+        };
+        self.stop_requested.set(false);
+        let config = self.config()?;
+        let apps = self
+            .apps
+            .borrow()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.shallow_clone()))
+            .collect();
+        let event_loop = EventLoop::start(listener, config, self.policy(), apps)?;
+        crate::log::write(&format!("Server running on {}", self.url()), "info");
+        match event_loop.run(&self.stop_requested) {
+            Outcome::Stopped => {
+                crate::log::write("Server stopped", "info");
+                Ok(())
+            }
+            // exit() in a callback: the exception it left pending ends the
+            // script once run() returns.
+            Outcome::Exit => Ok(()),
+            Outcome::Bailout => {
+                // A fatal error in a callback: the server is down; let the
+                // engine carry on with its bailout.
+                unsafe { ext_php_rs::zend::bailout() }
+            }
+        }
+    }
+
+    /// End `run()` after the current callback: every client gets 1001.
+    pub fn stop(&self) {
+        self.stop_requested.set(true);
+    }
+
+    /// Serve `$application` at `ws://host:port/$key` (`*`: every path no
+    /// other application claims). The application registered as `status`
+    /// gets `setServerInfo()` with the current limits, so set them first.
+    pub fn register_application(&self, key: String, application: &Zval) -> PhpResult<()> {
+        if !application.is_object() {
+            return Err(
+                "WebSocket\\Server::registerApplication(): the application must be an object"
+                    .into(),
+            );
+        }
+        if key == "status" {
+            let info = self.server_info()?;
+            if let Some(app) = application.object() {
+                // Only the StatusApplication protocol has this method.
+                let _ = app.try_call_method("setServerInfo", vec![&info]);
+            }
+        }
+        self.apps
+            .borrow_mut()
+            .insert(key, application.shallow_clone());
+        Ok(())
+    }
+
+    /// The application registered under `$key`, or false.
+    pub fn get_application(&self, key: &Zval) -> Zval {
+        let found = key
+            .string()
+            .filter(|k| !k.is_empty())
+            .and_then(|k| self.apps.borrow().get(&k).map(Zval::shallow_clone));
+        found.unwrap_or_else(|| {
+            let mut no = Zval::new();
+            no.set_bool(false);
+            no
+        })
+    }
+
+    /// False (nothing changed) when `(int)$max` is 0.
+    pub fn set_max_clients(&self, max: &Zval) -> bool {
+        let max = max.coerce_to_long().unwrap_or(0);
+        if max == 0 {
+            return false;
+        }
+        self.settings.borrow_mut().max_clients = max;
+        true
+    }
+
+    pub fn get_max_clients(&self) -> i64 {
+        self.settings.borrow().max_clients
+    }
+
+    /// False unless `$doOriginCheck` is a bool.
+    pub fn set_check_origin(&self, do_origin_check: &Zval) -> bool {
+        let Some(check) = do_origin_check.bool() else {
+            return false;
+        };
+        self.settings.borrow_mut().check_origin = check;
+        true
+    }
+
+    pub fn get_check_origin(&self) -> bool {
+        self.settings.borrow().check_origin
+    }
+
+    /// Allow browsers from `$domain` (`http://` and `www.` and any path are
+    /// dropped, as php-websocket did); false when nothing is left.
+    pub fn set_allowed_origin(&self, domain: &Zval) -> bool {
+        let domain = policy::allowed_origin(&domain.coerce_to_string().unwrap_or_default());
+        if domain.is_empty() || domain == "0" {
+            return false;
+        }
+        let mut s = self.settings.borrow_mut();
+        if !s.allowed_origins.contains(&domain) {
+            s.allowed_origins.push(domain);
+        }
+        true
+    }
+
+    /// The allowed origins, as stored.
+    pub fn get_allowed_origins(&self) -> Vec<String> {
+        self.settings.borrow().allowed_origins.clone()
+    }
+
+    /// Whether a browser from `$domain` would be let in.
+    pub fn check_origin(&self, domain: String) -> bool {
+        let key = policy::origin_key(&domain);
+        self.settings.borrow().allowed_origins.contains(&key)
+    }
+
+    /// False unless `$limit` is an int. 0: no limit.
+    pub fn set_max_connections_per_ip(&self, limit: &Zval) -> bool {
+        let Some(limit) = limit.long() else {
+            return false;
+        };
+        self.settings.borrow_mut().max_per_ip = limit;
+        true
+    }
+
+    pub fn get_max_connections_per_ip(&self) -> i64 {
+        self.settings.borrow().max_per_ip
+    }
+
+    /// Messages per client per minute; the next one closes it with 1008.
+    /// False unless `$limit` is an int. 0: no limit.
+    pub fn set_max_requests_per_minute(&self, limit: &Zval) -> bool {
+        let Some(limit) = limit.long() else {
+            return false;
+        };
+        self.settings.borrow_mut().max_per_minute = limit;
+        true
+    }
+
+    pub fn get_max_requests_per_minute(&self) -> i64 {
+        self.settings.borrow().max_per_minute
+    }
+
+    /// The certificate chain and private key (PEM files; the key may be in
+    /// the certificate file) for a server created with `$ssl = true`.
+    /// False when a file is not readable.
+    #[php(optional = key_file)]
+    pub fn set_certificate(&self, cert_file: String, key_file: Option<String>) -> bool {
+        let key_file = key_file.unwrap_or_else(|| cert_file.clone());
+        if !Path::new(&cert_file).is_file() || !Path::new(&key_file).is_file() {
+            return false;
+        }
+        let mut s = self.settings.borrow_mut();
+        s.cert = cert_file;
+        s.key = key_file;
+        true
+    }
+
+    pub fn get_host(&self) -> String {
+        self.host.clone()
+    }
+
+    /// The port listened on (the one chosen by the system for port 0).
+    pub fn get_port(&self) -> i64 {
+        i64::from(self.local_addr().port())
+    }
+
+    pub fn is_ssl(&self) -> bool {
+        self.ssl
+    }
+
+    /// Write `date('Y-m-d H:i:s') [$type] $message` to the output.
+    #[php(defaults(r#type = "info".to_string()))]
+    pub fn log(&self, message: String, r#type: String) {
+        crate::log::write(&message, &r#type);
+    }
+
+    /// Send one message to many clients, encoded once per protocol family
+    /// (the fast way to broadcast). Returns how many it was queued for.
+    #[php(defaults(r#type = "text".to_string()))]
+    pub fn broadcast(clients: &ZendHashTable, payload: &Zval, r#type: String) -> PhpResult<i64> {
+        let message = match Kind::parse(&r#type) {
+            Some(Some(Kind::Text)) => Kind::Text,
+            Some(Some(Kind::Binary)) => Kind::Binary,
+            _ => return Err(
+                format!("broadcast: type must be 'text' or 'binary', not '{type}'", type = r#type)
+                    .into(),
+            ),
+        };
+        let Some(data) = payload::bytes(payload, message) else {
+            return Ok(0);
+        };
+        let mut handle = None;
+        let mut ids = Vec::with_capacity(clients.len());
+        for client in clients.values() {
+            if let Some(conn) = client.extract::<&Connection>() {
+                ids.push(conn.id);
+                handle.get_or_insert_with(|| conn.handle.clone());
+            }
+        }
+        let Some(handle) = handle else {
+            return Ok(0);
+        };
+        let message = match message {
+            Kind::Text => Message::Text(data),
+            _ => Message::Binary(data),
+        };
+        Ok(handle.broadcast(&ids, message) as i64)
+    }
+}

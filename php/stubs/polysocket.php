@@ -1,0 +1,130 @@
+<?php
+// IDE stubs for the polysocket extension (php/src: the Rust classes, and
+// php/src/prelude.php: the classes defined in PHP at request start).
+// Not loaded by PHP; point your IDE at this file.
+
+namespace WebSocket {
+
+    /** php-websocket's server, on polysocket's Rust runtime. */
+    class Server
+    {
+        /**
+         * Binds at once; throws when the address is taken.
+         * @param array $options for $ssl: ['cert' => PEM path, 'key' => PEM path]
+         *                       (default: server.pem holding both)
+         */
+        public function __construct(string $host = 'localhost', int $port = 8000, bool $ssl = false, ?array $options = null) {}
+
+        /** Serve until stop() or SIGINT/SIGTERM; every client then gets 1001. */
+        public function run(): void {}
+
+        /** End run() after the current callback. */
+        public function stop(): void {}
+
+        /** Serve $application at /$key ('*': every other path); 'status' gets setServerInfo(). */
+        public function registerApplication(string $key, mixed $application): void {}
+
+        /** @return object|false */
+        public function getApplication(mixed $key): mixed {}
+
+        /** False when (int)$max is 0. Default 30. */
+        public function setMaxClients(mixed $max): bool {}
+        public function getMaxClients(): int {}
+
+        /** False unless a bool. Default true. */
+        public function setCheckOrigin(mixed $doOriginCheck): bool {}
+        public function getCheckOrigin(): bool {}
+
+        /** 'http://www.example.com/x' is stored as 'example.com'; false when empty. */
+        public function setAllowedOrigin(mixed $domain): bool {}
+        /** @return string[] */
+        public function getAllowedOrigins(): array {}
+        public function checkOrigin(string $domain): bool {}
+
+        /** False unless an int; 0: no limit. Default 5. */
+        public function setMaxConnectionsPerIp(mixed $limit): bool {}
+        public function getMaxConnectionsPerIp(): int {}
+
+        /** Messages per client per minute (then close 1008). False unless an int; 0: no limit. Default 50. */
+        public function setMaxRequestsPerMinute(mixed $limit): bool {}
+        public function getMaxRequestsPerMinute(): int {}
+
+        /** PEM certificate chain and key for wss; false when a file is missing. */
+        public function setCertificate(string $certFile, ?string $keyFile = null): bool {}
+
+        public function getHost(): string {}
+        /** The bound port (the chosen one for port 0). */
+        public function getPort(): int {}
+        public function isSsl(): bool {}
+
+        /** Writes "Y-m-d H:i:s [$type] $message". */
+        public function log(string $message, string $type = 'info'): void {}
+
+        /**
+         * One message to many clients, encoded once per protocol family.
+         * @param Connection[] $clients
+         * @return int how many it was queued for
+         */
+        public static function broadcast(array $clients, mixed $payload, string $type = 'text'): int {}
+    }
+
+    /** A client ($client in the callbacks). Not constructible from PHP. */
+    class Connection
+    {
+        /** Queue a message (never blocks). $type: text, binary, ping, pong, close. */
+        public function send(mixed $payload, string $type = 'text'): bool {}
+        /** Close with $statusCode and php-websocket's reason text. */
+        public function close(int $statusCode = 1000): bool {}
+        public function getClientIp(): string {}
+        public function getClientPort(): int {}
+        /** 32 hex digits. */
+        public function getClientId(): string {}
+        /** The application serving this client. */
+        public function getClientApplication(): mixed {}
+        /** rfc6455, hybi-08, hybi-07, ..., hixie-76, hixie-75 */
+        public function getDraft(): string {}
+        public function getPath(): string {}
+        public function getQuery(): string {}
+        /** @return array<string, string> */
+        public function getHeaders(): array {}
+        public function getHeader(string $name): ?string {}
+        public function getOrigin(): ?string {}
+        public function getSubprotocol(): ?string {}
+        /** permessage-deflate, deflate-frame, deflate-stream or null */
+        public function getExtension(): ?string {}
+        public function isSecure(): bool {}
+        public function log(string $message, string $type = 'info'): void {}
+    }
+}
+
+namespace WebSocket\Application {
+
+    abstract class Application
+    {
+        protected static $instances = array();
+        protected function __construct() {}
+        /** One instance per concrete class. */
+        final public static function getInstance() {}
+        abstract public function onConnect($connection);
+        abstract public function onDisconnect($connection);
+        abstract public function onData($data, $client);
+        // optional: public function onBinaryData($data, $client)
+        /** @return array|false */
+        protected function _decodeData($data) {}
+        /** @return string|false */
+        protected function _encodeData($action, $data) {}
+    }
+
+    /** php-websocket's status application; register it as 'status'. */
+    class StatusApplication extends Application
+    {
+        public function onConnect($client) {}
+        public function onDisconnect($client) {}
+        public function onData($data, $client) {}
+        public function setServerInfo($serverInfo) {}
+        public function clientConnected($ip, $port) {}
+        public function clientDisconnected($ip, $port) {}
+        public function clientActivity($port) {}
+        public function statusMsg($text, $type = 'info') {}
+    }
+}

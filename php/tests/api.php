@@ -1,0 +1,94 @@
+<?php
+// The PHP-level API without sockets: php-websocket's setters' validation
+// and return values, the Application base class, phpinfo. Prints "ok N"
+// and exits 0, or the first failure and exits 1.
+
+$checks = 0;
+function check($cond, $what)
+{
+    global $checks;
+    $checks++;
+    if (!$cond) {
+        echo "FAIL: $what\n";
+        exit(1);
+    }
+}
+
+// Untyped overrides, as php-websocket code declares them, must compile.
+class Untyped extends \WebSocket\Application\Application
+{
+    public function onConnect($connection) {}
+    public function onDisconnect($connection) {}
+    public function onData($data, $client) { return 'anything'; }
+    public function encode($a, $d) { return $this->_encodeData($a, $d); }
+    public function decode($d) { return $this->_decodeData($d); }
+}
+class Other extends Untyped {}
+
+check(extension_loaded('polysocket'), 'extension loaded');
+$s = new \WebSocket\Server('127.0.0.1', 0, false);
+check($s->getPort() > 0, 'port 0 binds a free port');
+check($s->getMaxClients() === 30 && $s->getCheckOrigin() === true
+    && $s->getMaxConnectionsPerIp() === 5 && $s->getMaxRequestsPerMinute() === 50, 'php-websocket defaults');
+check($s->setMaxClients(0) === false && $s->setMaxClients('abc') === false && $s->getMaxClients() === 30, 'setMaxClients rejects (int) 0');
+check($s->setMaxClients('100') === true && $s->getMaxClients() === 100, 'setMaxClients casts');
+check($s->setCheckOrigin(1) === false && $s->setCheckOrigin('yes') === false, 'setCheckOrigin wants a bool');
+check($s->setCheckOrigin(false) === true && $s->getCheckOrigin() === false, 'setCheckOrigin');
+check($s->setMaxConnectionsPerIp('5') === false && $s->setMaxConnectionsPerIp(7) === true && $s->getMaxConnectionsPerIp() === 7, 'setMaxConnectionsPerIp wants an int');
+check($s->setMaxRequestsPerMinute(1.5) === false && $s->setMaxRequestsPerMinute(100) === true, 'setMaxRequestsPerMinute wants an int');
+check($s->setAllowedOrigin('') === false && $s->setAllowedOrigin('http://') === false, 'empty origin refused');
+check($s->setAllowedOrigin('http://www.example.com/x/y') === true, 'setAllowedOrigin');
+check($s->getAllowedOrigins() === array('example.com'), 'origin normalised');
+check($s->checkOrigin('https://www.example.com') && $s->checkOrigin('http://example.com/')
+    && !$s->checkOrigin('http://evil.com'), 'checkOrigin');
+check($s->getApplication('none') === false && $s->getApplication('') === false, 'getApplication false');
+$app = Untyped::getInstance();
+check($app === Untyped::getInstance(), 'getInstance is a singleton');
+check(Other::getInstance() !== $app && get_class(Other::getInstance()) === 'Other', 'one instance per subclass');
+$s->registerApplication('demo', $app);
+check($s->getApplication('demo') === $app, 'getApplication');
+check($app->encode('echo', array('x' => 1)) === '{"action":"echo","data":{"x":1}}', '_encodeData');
+check($app->encode('', 1) === false, '_encodeData without action');
+check($app->decode('{"action":"a","data":2}') === array('action' => 'a', 'data' => 2), '_decodeData');
+check($app->decode('{"action":"a"}') === false && $app->decode('nope') === false, '_decodeData refuses');
+check($s->setCertificate('/nonexistent.pem') === false, 'setCertificate checks the files');
+
+// The status application gets the limits when registered.
+$status = \WebSocket\Application\StatusApplication::getInstance();
+$s->registerApplication('status', $status);
+$info = (function () { return $this->_serverInfo; })->call($status);
+check($info === array('maxClients' => 100, 'maxConnectionsPerIp' => 7, 'maxRequetsPerMinute' => 100), 'setServerInfo');
+
+foreach (array(
+    function () { new \WebSocket\Application\StatusApplication(); },
+    function () { return new \WebSocket\Connection(); },
+    function () { new \WebSocket\Server('127.0.0.1', 70000); },
+) as $i => $f) {
+    $threw = false;
+    try {
+        $f();
+    } catch (\Throwable $e) {
+        $threw = true;
+    }
+    check($threw, "construction $i refused");
+}
+$threw = false;
+try {
+    new \WebSocket\Server('127.0.0.1', $s->getPort());
+} catch (\Exception $e) {
+    $threw = strpos($e->getMessage(), 'Error creating socket') !== false;
+}
+check($threw, 'a taken port throws');
+
+ob_start();
+$s->log('hello', 'warn');
+$line = ob_get_clean();
+check(preg_match('/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[warn\] hello\n$/', $line) === 1, "log format: $line");
+
+ob_start();
+phpinfo(INFO_MODULES);
+$info = ob_get_clean();
+check(strpos($info, 'polysocket support => enabled') !== false && strpos($info, 'hixie-76') !== false, 'phpinfo');
+check(ini_get('polysocket.workers') === '0' && ini_get('polysocket.verbose') === '0', 'ini settings');
+
+echo "ok $checks\n";

@@ -1,0 +1,177 @@
+<?php
+// The test server: php-websocket style applications, one per behaviour
+// under test, on one \WebSocket\Server. Options set the limits.
+//
+//   php -d extension=polysocket.so apps.php --port P [--max-clients N]
+//       [--per-ip N] [--per-minute N] [--origin DOMAIN] [--cert PEM --key PEM]
+
+class EchoApp extends \WebSocket\Application\Application
+{
+    public function onConnect($client) {}
+    public function onDisconnect($client) {}
+    public function onData($data, $client) { $client->send($data); }
+    public function onBinaryData($data, $client) { $client->send($data, 'binary'); }
+}
+
+// Answers every message with what the server knows about the client.
+class InfoApp extends \WebSocket\Application\Application
+{
+    public function onConnect($client) {}
+    public function onDisconnect($client) {}
+    public function onData($data, $client)
+    {
+        $headers = $client->getHeaders();
+        $client->send(json_encode(array(
+            'id' => $client->getClientId(),
+            'ip' => $client->getClientIp(),
+            'port' => $client->getClientPort(),
+            'draft' => $client->getDraft(),
+            'path' => $client->getPath(),
+            'query' => $client->getQuery(),
+            'origin' => $client->getOrigin(),
+            'host' => $client->getHeader('host'),
+            'headerCount' => count($headers),
+            'subprotocol' => $client->getSubprotocol(),
+            'extension' => $client->getExtension(),
+            'secure' => $client->isSecure(),
+            'app' => get_class($client->getClientApplication()),
+        )));
+    }
+}
+
+// Throws on "boom"; echoes otherwise. No onBinaryData: binary gets 1003.
+class BoomApp extends \WebSocket\Application\Application
+{
+    public function onConnect($client) {}
+    public function onDisconnect($client) {}
+    public function onData($data, $client)
+    {
+        if ($data === 'boom') {
+            $this->explode($data);
+        }
+        if ($data === 'exit') {
+            exit(7);
+        }
+        if ($data === 'fatal') {
+            trigger_error('fatal from a callback', E_USER_ERROR);
+        }
+        $client->send($data);
+    }
+    private function explode($data)
+    {
+        throw new \RuntimeException("kaboom from " . $data);
+    }
+}
+
+// Object identity and equality across callbacks, the original
+// EchoApplication's array_search included.
+class SameApp extends \WebSocket\Application\Application
+{
+    private $clients = array();
+    private $ids = array();
+
+    public function onConnect($client)
+    {
+        $this->clients[] = $client;
+        $this->ids[$client->getClientId()] = spl_object_id($client);
+    }
+    public function onDisconnect($client)
+    {
+        $index = array_search($client, $this->clients);
+        if ($index !== false) {
+            unset($this->clients[$index]);
+        }
+    }
+    public function onData($data, $client)
+    {
+        $first = reset($this->clients);
+        $client->send(json_encode(array(
+            'sameObject' => $this->ids[$client->getClientId()] === spl_object_id($client),
+            'equalsItself' => $client == $client,
+            'equalsFirst' => $client == $first,
+            'identicalFirst' => $client === $first,
+            'index' => array_search($client, $this->clients),
+            'count' => count($this->clients),
+        )));
+    }
+}
+
+// "stop": the server stops from inside a callback. "send N": the client
+// gets N messages. "all TEXT": TEXT to every client (Server::broadcast).
+class ControlApp extends \WebSocket\Application\Application
+{
+    public $server;
+    private $clients = array();
+
+    public function onConnect($client) { $this->clients[$client->getClientId()] = $client; }
+    public function onDisconnect($client) { unset($this->clients[$client->getClientId()]); }
+    public function onData($data, $client)
+    {
+        if ($data === 'stop') {
+            $this->server->stop();
+        } elseif (strncmp($data, 'all ', 4) === 0) {
+            $n = \WebSocket\Server::broadcast($this->clients, substr($data, 4));
+            $client->send("sent to $n");
+        } elseif ($data === 'types') {
+            $client->send('ping payload', 'ping');
+            $client->send('', 'pong');
+            $client->send("\xff\xfe", 'binary');
+            $client->send(var_export($client->send("\xff", 'text'), true));
+        } elseif ($data === 'close') {
+            $client->close(4000);
+        } else {
+            $client->send("unknown");
+        }
+    }
+}
+
+// php-websocket's DemoApplication, without the file upload.
+class DemoApplication extends \WebSocket\Application\Application
+{
+    private $_clients = array();
+
+    public function onConnect($client) { $this->_clients[$client->getClientId()] = $client; }
+    public function onDisconnect($client) { unset($this->_clients[$client->getClientId()]); }
+    public function onData($data, $client)
+    {
+        $decodedData = $this->_decodeData($data);
+        if ($decodedData === false) {
+            return;
+        }
+        $actionName = '_action' . ucfirst($decodedData['action']);
+        if (method_exists($this, $actionName)) {
+            call_user_func(array($this, $actionName), $decodedData['data']);
+        }
+    }
+    private function _actionEcho($text)
+    {
+        $encodedData = $this->_encodeData('echo', $text);
+        foreach ($this->_clients as $sendto) {
+            $sendto->send($encodedData);
+        }
+    }
+}
+
+$o = getopt('', array('port:', 'max-clients:', 'per-ip:', 'per-minute:', 'origin:', 'cert:', 'key:'));
+$ssl = isset($o['cert']);
+$server = new \WebSocket\Server('127.0.0.1', (int)$o['port'], $ssl,
+    $ssl ? array('cert' => $o['cert'], 'key' => $o['key']) : array());
+$server->setMaxClients(isset($o['max-clients']) ? $o['max-clients'] : 1000);
+$server->setMaxConnectionsPerIp(isset($o['per-ip']) ? (int)$o['per-ip'] : 0);
+$server->setMaxRequestsPerMinute(isset($o['per-minute']) ? (int)$o['per-minute'] : 0);
+if (isset($o['origin'])) {
+    $server->setAllowedOrigin($o['origin']);
+} else {
+    $server->setCheckOrigin(false);
+}
+$control = ControlApp::getInstance();
+$control->server = $server;
+$server->registerApplication('status', \WebSocket\Application\StatusApplication::getInstance());
+$server->registerApplication('echo', EchoApp::getInstance());
+$server->registerApplication('info', InfoApp::getInstance());
+$server->registerApplication('boom', BoomApp::getInstance());
+$server->registerApplication('same', SameApp::getInstance());
+$server->registerApplication('control', $control);
+$server->registerApplication('demo', DemoApplication::getInstance());
+$server->run();
+echo "run() returned\n";

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# The PHP extension: install what a fresh Debian 12 lacks (idempotently),
+# build it, run its tests, then the repository's interop suite against the
+# PHP echo daemon (pytest part; the Autobahn subset on request).
+#
+#   scripts/test-php.sh                   # everything
+#   POLYSOCKET_SKIP_INTEROP=1 ...         # only php/tests
+#   POLYSOCKET_PHP_AUTOBAHN=1 ...         # also the Autobahn CI subset (7 cases are
+#                                         # NON-STRICT through PHP: docs/PHP.md)
+#   POLYSOCKET_SKIP_BROWSER=1 ...         # no Chromium (neither installed nor tested)
+#   extra arguments go to pytest for php/tests, e.g. scripts/test-php.sh -k limits
+#
+# apt (only when missing): php8.2-cli php8.2-dev libclang-dev, python3-venv,
+# chromium. The extension is built with `cargo build --release -p
+# polysocket-php` and copied to target/release/polysocket.so; PATH is the
+# same for every cargo call (ext-php-rs re-runs bindgen when it changes).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+START=$(date +%s)
+if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
+    . "$HOME/.cargo/env"
+fi
+mkdir -p target/php
+SETUP_LOG="$ROOT/target/php/setup.log"
+: >"$SETUP_LOG"
+
+apt_install() {
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "test-php: missing $*; install it (needs root and apt-get)" >&2
+        exit 2
+    fi
+    echo "== installing $* (apt)"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -q "$@" >>"$SETUP_LOG" 2>&1; then
+        apt-get update -q >>"$SETUP_LOG" 2>&1
+        apt-get install -y -q "$@" >>"$SETUP_LOG" 2>&1 || {
+            tail -n 20 "$SETUP_LOG" >&2; exit 2; }
+    fi
+}
+
+# --- system packages -------------------------------------------------------------
+missing=()
+command -v php >/dev/null 2>&1 || missing+=(php8.2-cli)
+command -v php-config >/dev/null 2>&1 || missing+=(php8.2-dev)
+dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+if [ "${POLYSOCKET_SKIP_BROWSER:-}" != 1 ] && [ ! -x /usr/bin/chromium ]; then
+    missing+=(chromium)
+fi
+[ ${#missing[@]} = 0 ] || apt_install "${missing[@]}"
+
+# --- Python venv for the clients -------------------------------------------------
+VENV="$ROOT/target/php-venv"
+STAMP="$(cat tests/requirements.txt; python3 -c 'import sys; print(sys.version)')"
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.stamp" 2>/dev/null)" != "$STAMP" ]; then
+    echo "== creating $VENV"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV" >>"$SETUP_LOG" 2>&1
+    "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/requirements.txt \
+        >>"$SETUP_LOG" 2>&1 || { tail -n 20 "$SETUP_LOG" >&2; exit 2; }
+    printf '%s' "$STAMP" >"$VENV/.stamp"
+fi
+
+# --- build ---------------------------------------------------------------------------
+echo "== cargo build --release -p polysocket-php"
+cargo build --release -q -p polysocket-php
+TARGET=$(cargo metadata --format-version 1 --no-deps \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+EXT="$TARGET/release/polysocket.so"
+cp "$TARGET/release/libpolysocket_php.so" "$EXT"
+export POLYSOCKET_PHP_EXT="$EXT"
+echo "== cargo test --release -p polysocket-php"
+cargo test --release -q -p polysocket-php >target/php/cargo-test.log 2>&1 \
+    || { tail -n 30 target/php/cargo-test.log >&2; echo "test-php: cargo test failed" >&2; exit 1; }
+grep -E "^test result" target/php/cargo-test.log || true
+echo "== setup and build done in $(( $(date +%s) - START )) s"
+
+# --- php/tests -------------------------------------------------------------------------
+status=0
+echo "== pytest php/tests"
+set +e
+timeout --kill-after=10 900 "$VENV/bin/python" -m pytest -c php/tests/pytest.ini php/tests \
+    --durations=5 "$@" 2>&1 | tee target/php/pytest.log
+rc=${PIPESTATUS[0]}
+set -e
+php_line="$(grep -E '^=+ .*( passed| failed| error| skipped).* =+$' target/php/pytest.log | tail -n 1 || true)"
+[ "$rc" = 0 ] || status=1
+
+# --- the interop suite against the PHP echo daemon ------------------------------------
+interop_line="interop: skipped (POLYSOCKET_SKIP_INTEROP=1)"
+if [ "${POLYSOCKET_SKIP_INTEROP:-}" != 1 ]; then
+    echo "== scripts/test-interop.sh against examples/php/echo.php"
+    set +e
+    skip_autobahn=1
+    [ "${POLYSOCKET_PHP_AUTOBAHN:-}" = 1 ] && skip_autobahn=0
+    POLYSOCKET_SKIP_AUTOBAHN=$skip_autobahn \
+    POLYSOCKET_ECHO_CMD="php -n -d extension=$EXT examples/php/echo.php --host 127.0.0.1 --port {port}" \
+        ./scripts/test-interop.sh 2>&1 | tee target/php/interop.log
+    irc=${PIPESTATUS[0]}
+    set -e
+    interop_line="interop: $(grep -E '^(autobahn: |=+ .*(passed|failed))' target/php/interop.log | tail -n 2 | tr '\n' ' ')"
+    [ "$irc" = 0 ] || status=1
+fi
+
+echo "== php done in $(( $(date +%s) - START )) s"
+echo "php/tests: ${php_line:-no result line (status $rc)}"
+echo "$interop_line"
+exit $status
