@@ -8,6 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use polysocket::handshake::{ClientHandshake, ClientOptions, ServerHandshake};
 use polysocket::protocol::{CloseFrame, State};
 use polysocket::runtime::{
@@ -558,4 +559,31 @@ fn frames_pipelined_behind_the_request_are_served_at_once() {
         assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
         got.extend_from_slice(&buf[..n]);
     }
+}
+
+#[test]
+fn handle_sends_pings_and_unsolicited_pongs() {
+    let queue = EventQueue::new().unwrap();
+    let server = start(ServerConfig::default(), queue.clone());
+    let handle = server.handle();
+    let mut client = Client::connect(server.local_addr(), Draft::Rfc6455);
+    let ServerEvent::Open(info) = &drain_until(&queue, 1)[0] else {
+        panic!("expected open")
+    };
+    assert!(handle.ping(info.id, Bytes::from_static(b"are you there")));
+    assert!(handle.pong(info.id, Bytes::from_static(b"heartbeat")));
+    assert_eq!(
+        client.recv(),
+        Some(Event::Ping(Bytes::from_static(b"are you there")))
+    );
+    assert_eq!(
+        client.recv(),
+        Some(Event::Pong(Bytes::from_static(b"heartbeat")))
+    );
+    // The client's automatic answer to the ping reaches the application.
+    let events = drain_until(&queue, 1);
+    assert!(
+        matches!(&events[0], ServerEvent::Pong(id, d) if *id == info.id && &d[..] == b"are you there"),
+        "{events:?}"
+    );
 }

@@ -64,6 +64,7 @@ impl Connection {
             Kind::Text => self.handle.send(self.id, Message::Text(data)),
             Kind::Binary => self.handle.send(self.id, Message::Binary(data)),
             Kind::Ping => self.handle.ping(self.id, data),
+            Kind::Pong => self.handle.pong(self.id, data),
             Kind::Close => {
                 let reason = String::from_utf8_lossy(&data);
                 self.handle.close(self.id, Some(1000), &reason)
@@ -87,10 +88,6 @@ impl Connection {
                 type = r#type
             )
             .into());
-        };
-        let Some(kind) = kind else {
-            // A pong nobody asked for: the runtime answers pings itself.
-            return Ok(true);
         };
         match payload::bytes(payload, kind) {
             Some(data) => Ok(self.send_kind(kind, data)),

@@ -10,21 +10,21 @@ pub enum Kind {
     Text,
     Binary,
     Ping,
+    Pong,
     Close,
 }
 
 impl Kind {
-    /// `Some(None)` is `pong`: accepted and dropped, since the runtime
-    /// answers every ping itself.
-    pub fn parse(name: &str) -> Option<Option<Kind>> {
-        Some(Some(match name {
+    /// The kind `$type` names, if any.
+    pub fn parse(name: &str) -> Option<Kind> {
+        Some(match name {
             "text" => Kind::Text,
             "binary" => Kind::Binary,
             "ping" => Kind::Ping,
+            "pong" => Kind::Pong,
             "close" => Kind::Close,
-            "pong" => return Some(None),
             _ => return None,
-        }))
+        })
     }
 }
 

@@ -356,8 +356,8 @@ impl Server {
     #[php(defaults(r#type = "text".to_string()))]
     pub fn broadcast(clients: &ZendHashTable, payload: &Zval, r#type: String) -> PhpResult<i64> {
         let message = match Kind::parse(&r#type) {
-            Some(Some(Kind::Text)) => Kind::Text,
-            Some(Some(Kind::Binary)) => Kind::Binary,
+            Some(Kind::Text) => Kind::Text,
+            Some(Kind::Binary) => Kind::Binary,
             _ => return Err(
                 format!("broadcast: type must be 'text' or 'binary', not '{type}'", type = r#type)
                     .into(),

@@ -71,7 +71,7 @@ namespace WebSocket {
     /** A client ($client in the callbacks). Not constructible from PHP. */
     class Connection
     {
-        /** Queue a message (never blocks). $type: text, binary, ping, pong, close. */
+        /** Queue a message (never blocks). $type: text, binary, ping, pong (unsolicited), close. */
         public function send(mixed $payload, string $type = 'text'): bool {}
         /** Close with $statusCode and php-websocket's reason text. */
         public function close(int $statusCode = 1000): bool {}

@@ -87,3 +87,21 @@ def test_status_application(apps):
         assert msgs[0]["data"]["text"].endswith("Client disconnected: 127.0.0.1:%d" % port)
         assert msgs[1] == {"action": "clientDisconnected",
                            "data": {"port": port, "clientCount": 1}}
+
+
+def test_send_ping_and_unsolicited_pong_reach_the_wire(apps):
+    """send($x, 'ping') and send($x, 'pong') put those control frames on the
+    wire, in order with the data frames (seen by a raw client)."""
+    from conftest import raw_open
+    from rawws import OP_BINARY, OP_PING, OP_PONG, OP_TEXT
+
+    c = raw_open(apps.port, path="/control")
+    with c:
+        c.send_frame(OP_TEXT, b"types")
+        frames = [c.read_frame()[2:] for _ in range(4)]
+    assert [(op, payload) for op, payload in frames] == [
+        (OP_PING, b"ping payload"),
+        (OP_PONG, b""),
+        (OP_BINARY, b"\xff\xfe"),
+        (OP_TEXT, b"false"),
+    ]

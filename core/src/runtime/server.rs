@@ -220,6 +220,7 @@ enum Command {
     Send(Message),
     Prepared(Arc<PreparedMessage>),
     Ping(Bytes),
+    Pong(Bytes),
     Close(Option<u16>, String),
 }
 
@@ -228,7 +229,7 @@ impl Command {
         match self {
             Command::Send(m) => m.data().len(),
             Command::Prepared(p) => p.message().data().len(),
-            Command::Ping(d) => d.len(),
+            Command::Ping(d) | Command::Pong(d) => d.len(),
             Command::Close(_, r) => r.len(),
         }
     }
@@ -360,6 +361,12 @@ impl ServerHandle {
     /// Send a ping.
     pub fn ping(&self, id: ConnId, data: Bytes) -> bool {
         self.command(id, Command::Ping(data))
+    }
+
+    /// Send an unsolicited pong (a heartbeat; pings are answered by the
+    /// engine already).
+    pub fn pong(&self, id: ConnId, data: Bytes) -> bool {
+        self.command(id, Command::Pong(data))
     }
 
     /// Start the close handshake of a connection.
@@ -726,7 +733,29 @@ async fn refuse_over_limit(mut tcp: TcpStream, shared: &Shared, ip: IpAddr) {
         HandshakeError::Refused(503, "connection limit reached".into())
     };
     let answer = reject_response(&error, &shared.config.protocol);
-    let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(&answer)).await;
+    // Read the request first (briefly, bounded): closing a socket with
+    // unread bytes makes the kernel send a reset, which can destroy the
+    // answer before the client reads it.
+    let wait = shared.config.handshake_timeout.min(Duration::from_secs(1));
+    let _ = tokio::time::timeout(wait, async {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 2048];
+        while head.len() < shared.config.protocol.max_head_bytes {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+            if memchr::memmem::find(&head, b"\r\n\r\n").is_some() {
+                break;
+            }
+        }
+    })
+    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        tcp.write_all(&answer).await?;
+        tcp.shutdown().await
+    })
+    .await;
 }
 
 /// The configured origin check, then the application's decision.
@@ -1122,6 +1151,7 @@ fn apply(conn: &mut Connection, command: Command, queued: &AtomicUsize) {
         Command::Send(m) => conn.send(&m),
         Command::Prepared(p) => conn.send_prepared(&p),
         Command::Ping(d) => conn.send_ping(&d),
+        Command::Pong(d) => conn.send_pong(&d),
         Command::Close(code, reason) => conn.close(code, &reason),
     };
 }
