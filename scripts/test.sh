@@ -27,3 +27,19 @@ cargo build -p polysocket --features runtime --benches --examples --release
 # Autobahn testsuite CI subset (sections 1-10, 12.1, 13.1, 13.7).
 echo "== scripts/test-interop.sh"
 ./scripts/test-interop.sh
+
+# Python: `pip install ./python` in fresh venvs; the standalone server
+# (websockets, websocket-client, Chromium, old drafts, limits, signals) and
+# the Tornado drop-in (Tornado's own websocket test module, old drafts,
+# interop).
+echo "== scripts/test-python.sh"
+./scripts/test-python.sh
+echo "== scripts/test-python-tornado.sh"
+./scripts/test-python-tornado.sh
+
+# PHP: the extension built and loaded with `php -d extension=...`: its
+# tests, then the interop suite against the PHP echo daemon.
+echo "== scripts/test-php.sh"
+./scripts/test-php.sh
+
+echo "== all tests passed"
