@@ -1,5 +1,4 @@
-//! Python values to [`Message`]s, with at most one copy of the payload
-//! (none for large `bytes`, whose buffer is shared with Rust).
+//! Python values to [`Message`]s, with one copy of the payload.
 
 use bytes::Bytes;
 use polysocket::Message;
@@ -8,41 +7,11 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
 
-/// Below this size a copy is cheaper than sharing the Python object.
-const SHARE_AT: usize = 16 * 1024;
-
-/// A `bytes` object lent to Rust: immutable, so its buffer can be read
-/// without the GIL while the reference keeps it alive.
-struct Lent {
-    _owner: Py<PyBytes>,
-    ptr: *const u8,
-    len: usize,
-}
-
-// SAFETY: a `bytes` object's buffer never changes or moves while a
-// reference to it exists; `Py` itself is Send + Sync (its drop is deferred
-// to a thread holding the GIL).
-unsafe impl Send for Lent {}
-unsafe impl Sync for Lent {}
-
-impl AsRef<[u8]> for Lent {
-    fn as_ref(&self) -> &[u8] {
-        // SAFETY: see `Lent`.
-        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
-    }
-}
-
+/// One copy into a vector-backed `Bytes`, which the engine can take over
+/// without copying again (sharing the Python object instead would make the
+/// engine copy when it needs a vector, and defer the object's release).
 fn bytes_of(b: &Bound<'_, PyBytes>) -> Bytes {
-    let data = b.as_bytes();
-    if data.len() < SHARE_AT {
-        Bytes::copy_from_slice(data)
-    } else {
-        Bytes::from_owner(Lent {
-            ptr: data.as_ptr(),
-            len: data.len(),
-            _owner: b.clone().unbind(),
-        })
-    }
+    Bytes::copy_from_slice(b.as_bytes())
 }
 
 /// Tornado's rules: `dict` is sent as JSON text; `str` as text, or as
