@@ -7,11 +7,46 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
 
-/// One copy into a vector-backed `Bytes`, which the engine can take over
-/// without copying again (sharing the Python object instead would make the
-/// engine copy when it needs a vector, and defer the object's release).
-fn bytes_of(b: &Bound<'_, PyBytes>) -> Bytes {
-    Bytes::copy_from_slice(b.as_bytes())
+/// Text at least this long is sent from its encoded `bytes` object itself;
+/// shorter text is cheaper to copy than to hand over.
+const LEND_AT: usize = 4096;
+
+/// A `bytes` object owned by a `Bytes`: immutable, so its buffer can be
+/// read without the GIL while the reference keeps it alive.
+struct Lent {
+    _owner: Py<PyBytes>,
+    ptr: *const u8,
+    len: usize,
+}
+
+// SAFETY: a `bytes` object's buffer never changes or moves while a
+// reference to it exists; `Py` is Send + Sync (a drop without the GIL is
+// deferred by pyo3 to a thread that holds it).
+unsafe impl Send for Lent {}
+unsafe impl Sync for Lent {}
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: see `Lent`; `_owner` keeps the buffer alive.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+/// The payload of a `bytes` object made for this message alone (a `str`
+/// encoded to UTF-8, a memoryview's `tobytes()`): large ones are lent to
+/// the engine, which only reads them while encoding, so the copy that made
+/// the object is the only one.
+fn fresh(b: Bound<'_, PyBytes>) -> Bytes {
+    let data = b.as_bytes();
+    if data.len() < LEND_AT {
+        return Bytes::copy_from_slice(data);
+    }
+    let (ptr, len) = (data.as_ptr(), data.len());
+    Bytes::from_owner(Lent {
+        _owner: b.unbind(),
+        ptr,
+        len,
+    })
 }
 
 /// Tornado's rules: `dict` is sent as JSON text; `str` as text, or as
@@ -19,9 +54,8 @@ fn bytes_of(b: &Bound<'_, PyBytes>) -> Bytes {
 /// `binary` (then it must be UTF-8).
 pub fn to_message(obj: &Bound<'_, PyAny>, binary: bool) -> PyResult<Message> {
     if let Ok(s) = obj.cast::<PyString>() {
-        // abi3-py39 has no borrowed UTF-8 view of a str: encode, then
-        // share or copy like bytes.
-        let data = bytes_of(&s.encode_utf8()?);
+        // abi3-py39 has no borrowed UTF-8 view of a str: encode it.
+        let data = fresh(s.encode_utf8()?);
         return Ok(if binary {
             Message::Binary(data)
         } else {
@@ -29,7 +63,7 @@ pub fn to_message(obj: &Bound<'_, PyAny>, binary: bool) -> PyResult<Message> {
         });
     }
     let data = if let Ok(b) = obj.cast::<PyBytes>() {
-        bytes_of(b)
+        Bytes::copy_from_slice(b.as_bytes())
     } else if let Ok(b) = obj.cast::<PyByteArray>() {
         Bytes::from(b.to_vec())
     } else if obj.is_instance_of::<PyDict>() {
@@ -38,7 +72,7 @@ pub fn to_message(obj: &Bound<'_, PyAny>, binary: bool) -> PyResult<Message> {
         return to_message(&text, binary);
     } else if let Ok(view) = obj.call_method0("tobytes") {
         // memoryview and other buffer exporters with tobytes()
-        bytes_of(&view.cast_into::<PyBytes>()?)
+        fresh(view.cast_into::<PyBytes>()?)
     } else {
         return Err(PyTypeError::new_err(format!(
             "a message must be str, bytes, bytearray, memoryview or dict, not {}",

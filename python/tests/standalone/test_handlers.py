@@ -306,3 +306,31 @@ def test_hixie75_raw(serve):
         assert c.read_exact(10) == b"\x00hixie-75\xff"
     assert wait_for(lambda: log[-1][0] == "close")
     assert log[1][5] == "hixie-75"
+
+
+class Types(WebSocketHandler):
+    def on_message(self, message):
+        big = "€" * 5000
+        self.write_message({"k": [1, 2]})
+        self.write_message(big)
+        self.write_message(big.encode(), binary=True)
+        self.write_message(memoryview(b"m" * 10000), binary=True)
+        self.write_message(bytearray(b"ba"), binary=True)
+        self.write_message(b"utf-8 bytes as text")
+        try:
+            self.write_message(b"\xff", binary=False)
+        except ValueError:
+            self.write_message("ValueError")
+        try:
+            self.write_message(42)
+        except TypeError:
+            self.write_message("TypeError")
+
+
+def test_write_message_types(serve):
+    s = serve([(r"/", Types)])
+    with sync_connect(s.url("/")) as ws:
+        ws.send("go")
+        got = [ws.recv() for _ in range(8)]
+    assert got == ['{"k": [1, 2]}', "€" * 5000, ("€" * 5000).encode(), b"m" * 10000, b"ba",
+                   "utf-8 bytes as text", "ValueError", "TypeError"]
