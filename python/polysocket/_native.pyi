@@ -2,6 +2,9 @@
 
 from typing import Final
 
+# The standalone server's classes (ServerOptions, NativeServer, Connection, Done).
+from ._native_server import *
+
 __version__: Final[str]
 
 TEXT: Final[int]

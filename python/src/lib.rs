@@ -2,9 +2,13 @@
 //! translates types and moves bytes; protocol logic lives in `polysocket`
 //! (core/).
 
+mod config;
+mod connection;
 mod engine;
 mod handshake;
+mod message;
 mod options;
+mod server;
 
 use pyo3::prelude::*;
 
@@ -27,5 +31,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("PING", engine::PING)?;
     m.add("PONG", engine::PONG)?;
     m.add("FAILED", engine::FAILED)?;
+    // The standalone server: the runtime's event queue, drained on the
+    // asyncio loop.
+    m.add_class::<config::ServerOptions>()?;
+    m.add_class::<server::NativeServer>()?;
+    m.add_class::<connection::Connection>()?;
+    m.add_class::<connection::Done>()?;
     Ok(())
 }

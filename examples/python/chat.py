@@ -1,0 +1,1 @@
+../../python/polysocket/demo/chat.py

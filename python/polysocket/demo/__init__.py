@@ -1,0 +1,1 @@
+"""Demo servers run by ``python -m polysocket`` (also in examples/python/)."""

@@ -1,0 +1,91 @@
+//! Python values to [`Message`]s, with one copy of the payload.
+
+use bytes::Bytes;
+use polysocket::Message;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
+
+/// Text at least this long is sent from its encoded `bytes` object itself;
+/// shorter text is cheaper to copy than to hand over.
+const LEND_AT: usize = 4096;
+
+/// A `bytes` object owned by a `Bytes`: immutable, so its buffer can be
+/// read without the GIL while the reference keeps it alive.
+struct Lent {
+    _owner: Py<PyBytes>,
+    ptr: *const u8,
+    len: usize,
+}
+
+// SAFETY: a `bytes` object's buffer never changes or moves while a
+// reference to it exists; `Py` is Send + Sync (a drop without the GIL is
+// deferred by pyo3 to a thread that holds it).
+unsafe impl Send for Lent {}
+unsafe impl Sync for Lent {}
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: see `Lent`; `_owner` keeps the buffer alive.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+/// The payload of a `bytes` object made for this message alone (a `str`
+/// encoded to UTF-8, a memoryview's `tobytes()`): large ones are lent to
+/// the engine, which only reads them while encoding, so the copy that made
+/// the object is the only one.
+fn fresh(b: Bound<'_, PyBytes>) -> Bytes {
+    let data = b.as_bytes();
+    if data.len() < LEND_AT {
+        return Bytes::copy_from_slice(data);
+    }
+    let (ptr, len) = (data.as_ptr(), data.len());
+    Bytes::from_owner(Lent {
+        _owner: b.unbind(),
+        ptr,
+        len,
+    })
+}
+
+/// Tornado's rules: `dict` is sent as JSON text; `str` as text, or as
+/// binary when `binary`; bytes-like as binary, or as text when not
+/// `binary` (then it must be UTF-8).
+pub fn to_message(obj: &Bound<'_, PyAny>, binary: bool) -> PyResult<Message> {
+    if let Ok(s) = obj.cast::<PyString>() {
+        // abi3-py39 has no borrowed UTF-8 view of a str: encode it.
+        let data = fresh(s.encode_utf8()?);
+        return Ok(if binary {
+            Message::Binary(data)
+        } else {
+            Message::Text(data)
+        });
+    }
+    let data = if let Ok(b) = obj.cast::<PyBytes>() {
+        Bytes::copy_from_slice(b.as_bytes())
+    } else if let Ok(b) = obj.cast::<PyByteArray>() {
+        Bytes::from(b.to_vec())
+    } else if obj.is_instance_of::<PyDict>() {
+        static DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let text = DUMPS.import(obj.py(), "json", "dumps")?.call1((obj,))?;
+        return to_message(&text, binary);
+    } else if let Ok(view) = obj.call_method0("tobytes") {
+        // memoryview and other buffer exporters with tobytes()
+        fresh(view.cast_into::<PyBytes>()?)
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "a message must be str, bytes, bytearray, memoryview or dict, not {}",
+            obj.get_type().name()?
+        )));
+    };
+    if binary {
+        Ok(Message::Binary(data))
+    } else if std::str::from_utf8(&data).is_ok() {
+        Ok(Message::Text(data))
+    } else {
+        Err(PyValueError::new_err(
+            "a text message must be valid UTF-8 (pass binary=True for bytes)",
+        ))
+    }
+}

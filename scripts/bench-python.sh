@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# Python benchmark: the standalone server (`python -m polysocket echo`: I/O
+# and framing in the Rust runtime, the echo handler in Python) against
+# picows (Cython frames on asyncio), Tornado's own WebSocketHandler and the
+# native Rust echo example, all driven by the project's load generator
+# (benches/src/bin/loadgen.rs).
+#
+#   scripts/bench-python.sh                 # full run
+#   ROUNDS=1 DURATION=1 IDLE_CONNS=2000 scripts/bench-python.sh   # quick look
+#
+# Each server gets WORKERS runtime threads (default 1; the Python servers run
+# one asyncio loop). The load generator (one thread) is pinned to core
+# LOADGEN_CPU (default 0); servers are pinned to SERVER_CPU if set (default:
+# not pinned, so the standalone server's Python thread and its runtime
+# thread can run side by side). Every server's CPU time per message (all its
+# threads, /proc/PID/stat) is reported besides the throughput: it does not
+# depend on which side was the bottleneck. Rounds interleave the servers
+# (order rotating); the median round is reported, with the ratio's range.
+# Idle memory: fresh process, VmRSS before and with IDLE_CONNS idle
+# connections open (each then echoes once).
+#
+# Markdown on stdout (the tables of docs/BENCHMARKS.md), progress on stderr,
+# raw JSON lines in $OUT_DIR.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-2}
+WARMUP=${WARMUP:-0.5}
+WORKERS=${WORKERS:-1}
+SERVER_CPU=${SERVER_CPU:-}
+LOADGEN_CPU=${LOADGEN_CPU:-0}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/bench-python.XXXXXX)}
+mkdir -p "$OUT_DIR"
+RESULTS="$OUT_DIR/results.jsonl"
+: > "$RESULTS"
+log() { echo "[bench-python] $*" >&2; }
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_CONNS + 256)) ]; then
+    log "RLIMIT_NOFILE $(ulimit -n) is below $((IDLE_CONNS + 256)): lower IDLE_CONNS"
+    exit 1
+fi
+command -v jq >/dev/null || { log "needs jq (apt-get install jq)"; exit 1; }
+
+log "building (release): loadgen, the Rust echo example, the Python package"
+cargo build --release -q -p polysocket --features runtime --example echo >&2
+cargo build --release -q -p polysocket-bench --bin loadgen >&2
+VENV="$ROOT/target/bench-python-venv"
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -U pip maturin >&2
+fi
+"$VENV/bin/pip" install -q --disable-pip-version-check -r benches/python/requirements.txt >&2
+rm -rf target/bench-python-wheels
+(cd python && PATH="$VENV/bin:$PATH" maturin build --release -q -o ../target/bench-python-wheels) >&2
+"$VENV/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps \
+    target/bench-python-wheels/*.whl >&2
+PY="$VENV/bin/python"
+BIN="$ROOT/target/release"
+LOADGEN="$BIN/loadgen"
+
+SERVERS=(polysocket-py picows rust tornado)
+declare -A CMD PORT PID
+CMD[polysocket-py]="$PY -m polysocket echo --host 127.0.0.1 --workers $WORKERS --port"
+CMD[picows]="$PY benches/python/picows_echo.py --host 127.0.0.1 --port"
+CMD[rust]="$BIN/examples/echo --host 127.0.0.1 --workers $WORKERS --port"
+CMD[tornado]="$PY benches/python/tornado_stock_echo.py --host 127.0.0.1 --port"
+PIN=()
+[ -n "$SERVER_CPU" ] && PIN=(taskset -c "$SERVER_CPU")
+
+STARTED=()
+cleanup() {
+    for p in "${STARTED[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${STARTED[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+start() {
+    local name=$1 port
+    port=$(free_port)
+    # shellcheck disable=SC2086
+    "${PIN[@]}" ${CMD[$name]} "$port" > "$OUT_DIR/$name.log" 2>&1 &
+    PID[$name]=$!
+    PORT[$name]=$port
+    STARTED+=("$!")
+    for _ in $(seq 1 100); do
+        if python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),0.2).close()" 2>/dev/null; then
+            log "$name: pid ${PID[$name]}, port $port"
+            return 0
+        fi
+        kill -0 "${PID[$name]}" 2>/dev/null || break
+        sleep 0.1
+    done
+    log "$name did not start; log:"; cat "$OUT_DIR/$name.log" >&2
+    exit 1
+}
+stop() {
+    local p=${PID[$1]}
+    kill -INT "$p" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+}
+run() {
+    local row=$1 round=$2 name=$3
+    shift 3
+    taskset -c "$LOADGEN_CPU" "$LOADGEN" "$@" --port "${PORT[$name]}" --server-pid "${PID[$name]}" \
+        | jq -c --arg row "$row" --arg server "$name" --argjson round "$round" \
+            '. + {row: $row, server: $server, round: $round}' >> "$RESULTS"
+}
+rotate() {
+    local r=$1 n=${#SERVERS[@]} i
+    for i in $(seq 0 $((n - 1))); do echo "${SERVERS[$(((i + r) % n))]}"; done
+}
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+T0=$(date +%s)
+for s in "${SERVERS[@]}"; do start "$s"; done
+for s in "${SERVERS[@]}"; do
+    taskset -c "$LOADGEN_CPU" "$LOADGEN" echo --port "${PORT[$s]}" --conns 10 --size 1024 --duration 0.5 --warmup 0 > /dev/null
+done
+ROWS=("100x32:100:32" "10x64KiB:10:65536")
+for spec in "${ROWS[@]}"; do
+    IFS=: read -r row conns size <<< "$spec"
+    for round in $(seq 1 "$ROUNDS"); do
+        for s in $(rotate "$round"); do
+            log "echo $row, round $round, $s"
+            run "$row" "$round" "$s" echo --conns "$conns" --size "$size" --duration "$DURATION" --warmup "$WARMUP"
+        done
+    done
+done
+for s in "${SERVERS[@]}"; do stop "$s"; done
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+for s in polysocket-py picows rust; do
+    start "$s"
+    taskset -c "$LOADGEN_CPU" "$LOADGEN" echo --port "${PORT[$s]}" --conns 10 --size 1024 --duration 0.5 --warmup 0 > /dev/null
+    sleep 0.5
+    base=$(rss_kib "${PID[$s]}")
+    ready="$OUT_DIR/idle-$s.ready"
+    rm -f "$ready"
+    log "idle: $IDLE_CONNS connections to $s (baseline RSS $base KiB)"
+    taskset -c "$LOADGEN_CPU" "$LOADGEN" idle --port "${PORT[$s]}" --conns "$IDLE_CONNS" \
+        --ready-file "$ready" --hold-timeout 120 > "$OUT_DIR/idle-$s.json" &
+    lg=$!
+    for _ in $(seq 1 1200); do [ -f "$ready" ] && break; kill -0 "$lg" 2>/dev/null || break; sleep 0.1; done
+    sleep 1
+    held=$(rss_kib "${PID[$s]}")
+    rm -f "$ready"
+    wait "$lg" || true
+    jq -c --arg server "$s" --argjson base "$base" --argjson held "$held" \
+        '. + {row: "idle", server: $server, round: 1, rss_base_kib: $base, rss_idle_kib: $held,
+              kib_per_conn: (if .opened > 0 then ($held - $base) / .opened else null end)}' \
+        "$OUT_DIR/idle-$s.json" >> "$RESULTS"
+    stop "$s"
+done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+ELAPSED=$(( $(date +%s) - T0 ))
+
+export RESULTS ROUNDS DURATION WARMUP WORKERS SERVER_CPU LOADGEN_CPU IDLE_CONNS LOAD_BEFORE LOAD_AFTER ELAPSED
+"$PY" - <<'PY'
+import json, os, platform, statistics, subprocess, sys
+rows = [json.loads(l) for l in open(os.environ["RESULTS"]) if l.strip()]
+E = os.environ
+PS, PW, RS, TO = "polysocket-py", "picows", "rust", "tornado"
+ALL = [PS, PW, RS, TO]
+
+def pick(row, s): return [r for r in rows if r["row"] == row and r["server"] == s]
+def med(row, s, key):
+    v = [r[key] for r in pick(row, s) if r.get(key) is not None]
+    return statistics.median(v) if v else None
+def fmt(v, d=0): return "—" if v is None else f"{v:,.{d}f}"
+def sh(c): return subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()
+def ratios(row, key, other, invert=False):
+    """Median-round ratio and the range over rounds (servers back to back)."""
+    per = []
+    for rnd in sorted({r["round"] for r in rows if r["row"] == row}):
+        a = next((r[key] for r in pick(row, PS) if r["round"] == rnd), None)
+        b = next((r[key] for r in pick(row, other) if r["round"] == rnd), None)
+        if a and b:
+            per.append(b / a if invert else a / b)
+    if not per:
+        return "—"
+    m = statistics.median(per)
+    return f"**{m:.2f}** ({min(per):.2f}–{max(per):.2f})" if len(per) > 1 else f"**{m:.2f}**"
+
+cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
+pin = f"pinned to core {E['SERVER_CPU']}" if E["SERVER_CPU"] else "not pinned"
+print(f"Machine: {os.cpu_count()} cores \"{cpu}\", kernel {platform.release()}, Python {platform.python_version()}, "
+      f"{sh('rustc --version')}. Load average {E['LOAD_BEFORE']} before, {E['LOAD_AFTER']} after; {E['ELAPSED']} s.")
+print(f"Servers {pin}, {E['WORKERS']} runtime worker thread(s) where they have any; loadgen pinned to core "
+      f"{E['LOADGEN_CPU']}. {E['ROUNDS']} rounds × {E['DURATION']} s per server and row, interleaved; median round.")
+print()
+print("| row | polysocket-py | picows | Rust echo | Tornado | **py / picows** (range) | **py / Rust** (range) |")
+print("|---|---|---|---|---|---|---|")
+for row, label in (("100x32", "100 conns × 32 B"), ("10x64KiB", "10 conns × 64 KiB")):
+    cells = [fmt(med(row, s, "msgs_per_s")) + " msg/s" for s in ALL]
+    print(f"| {label} | " + " | ".join(cells) + f" | {ratios(row, 'msgs_per_s', PW)} | {ratios(row, 'msgs_per_s', RS)} |")
+print()
+print("Server CPU per message (all threads of the server process, µs; lower is better), and the same ratios "
+      "computed from it (other's µs / polysocket-py's µs, so > 1 means polysocket-py is cheaper):")
+print()
+print("| row | polysocket-py | picows | Rust echo | Tornado | **picows µs / py µs** | **Rust µs / py µs** |")
+print("|---|---|---|---|---|---|---|")
+for row, label in (("100x32", "100 conns × 32 B"), ("10x64KiB", "10 conns × 64 KiB")):
+    cells = [fmt(med(row, s, "server_cpu_us_per_msg"), 2) for s in ALL]
+    print(f"| {label} | " + " | ".join(cells) + f" | {ratios(row, 'server_cpu_us_per_msg', PW, True)} | "
+          f"{ratios(row, 'server_cpu_us_per_msg', RS, True)} |")
+print()
+print(f"| {int(E['IDLE_CONNS']):,} idle connections | RSS before | RSS with them open | **KiB per connection** | echoed after the hold | errors |")
+print("|---|---|---|---|---|---|")
+for s in (PS, PW, RS):
+    r = next(iter(pick("idle", s)), None)
+    if r:
+        print(f"| {s} | {r['rss_base_kib']:,} KiB | {r['rss_idle_kib']:,} KiB | **{fmt(r['kib_per_conn'], 2)}** | "
+              f"{int(r['verified']):,} / {int(r['opened']):,} | {int(r['errors'])} |")
+errors = sum(int(r.get("errors", 0)) for r in rows)
+print()
+print(f"Errors over all runs: {errors}.")
+PY
+log "raw results: $RESULTS"
