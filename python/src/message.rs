@@ -1,4 +1,4 @@
-//! Python values to [`Message`]s, with one copy of the payload.
+//! Python values to [`Message`]s, with at most one copy of the payload.
 
 use bytes::Bytes;
 use polysocket::Message;
@@ -32,11 +32,12 @@ impl AsRef<[u8]> for Lent {
     }
 }
 
-/// The payload of a `bytes` object made for this message alone (a `str`
-/// encoded to UTF-8, a memoryview's `tobytes()`): large ones are lent to
-/// the engine, which only reads them while encoding, so the copy that made
-/// the object is the only one.
-fn fresh(b: Bound<'_, PyBytes>) -> Bytes {
+/// The payload of a `bytes` object (the caller's, or one made for this
+/// message: a `str` encoded to UTF-8, a memoryview's `tobytes()`): large
+/// ones are lent, not copied. `bytes` are immutable, and the runtime writes
+/// a large message from the buffer it is given, so the object's own buffer
+/// goes to the socket.
+fn lend(b: Bound<'_, PyBytes>) -> Bytes {
     let data = b.as_bytes();
     if data.len() < LEND_AT {
         return Bytes::copy_from_slice(data);
@@ -55,7 +56,7 @@ fn fresh(b: Bound<'_, PyBytes>) -> Bytes {
 pub fn to_message(obj: &Bound<'_, PyAny>, binary: bool) -> PyResult<Message> {
     if let Ok(s) = obj.cast::<PyString>() {
         // abi3-py39 has no borrowed UTF-8 view of a str: encode it.
-        let data = fresh(s.encode_utf8()?);
+        let data = lend(s.encode_utf8()?);
         return Ok(if binary {
             Message::Binary(data)
         } else {
@@ -63,7 +64,7 @@ pub fn to_message(obj: &Bound<'_, PyAny>, binary: bool) -> PyResult<Message> {
         });
     }
     let data = if let Ok(b) = obj.cast::<PyBytes>() {
-        Bytes::copy_from_slice(b.as_bytes())
+        lend(b.clone())
     } else if let Ok(b) = obj.cast::<PyByteArray>() {
         Bytes::from(b.to_vec())
     } else if obj.is_instance_of::<PyDict>() {
@@ -72,7 +73,7 @@ pub fn to_message(obj: &Bound<'_, PyAny>, binary: bool) -> PyResult<Message> {
         return to_message(&text, binary);
     } else if let Ok(view) = obj.call_method0("tobytes") {
         // memoryview and other buffer exporters with tobytes()
-        fresh(view.cast_into::<PyBytes>()?)
+        lend(view.cast_into::<PyBytes>()?)
     } else {
         return Err(PyTypeError::new_err(format!(
             "a message must be str, bytes, bytearray, memoryview or dict, not {}",
