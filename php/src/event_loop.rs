@@ -68,8 +68,8 @@ pub fn run(
         policy,
         handle: OnceLock::new(),
         php: PhpOnly::new(State {
-            status: apps.get(STATUS_KEY).map(Zval::shallow_clone),
-            apps,
+            status: RefCell::new(apps.get(STATUS_KEY).map(Zval::shallow_clone)),
+            apps: RefCell::new(apps),
             clients: RefCell::new(HashMap::new()),
             abort: RefCell::new(None),
             verbose: crate::ini::verbose(),
@@ -175,8 +175,8 @@ struct Client {
 
 /// What the handler keeps on the PHP side. Cells, not locks: one thread.
 struct State {
-    apps: HashMap<String, Zval>,
-    status: Option<Zval>,
+    apps: RefCell<HashMap<String, Zval>>,
+    status: RefCell<Option<Zval>>,
     clients: RefCell<HashMap<ConnId, Client>>,
     /// Set by the first `exit()`/fatal error; PHP is not called again.
     abort: RefCell<Option<Abort>>,
@@ -187,6 +187,8 @@ impl State {
     /// Drop the PHP values; the pending abort, if any.
     fn clear(&self) -> Option<Abort> {
         self.clients.borrow_mut().clear();
+        self.apps.borrow_mut().clear();
+        self.status.borrow_mut().take();
         self.abort.borrow_mut().take()
     }
 }
@@ -270,8 +272,7 @@ impl PhpHandler {
         let Some(app) = self
             .policy
             .route(&info.path)
-            .and_then(|key| state.apps.get(key))
-            .map(Zval::shallow_clone)
+            .and_then(|key| state.apps.borrow().get(key).map(Zval::shallow_clone))
         else {
             close_client(handle, id, 1011, "no application");
             return Ok(());
@@ -377,8 +378,9 @@ impl PhpHandler {
         hook: &str,
         args: &[&dyn IntoZvalDyn],
     ) -> Result<(), Abort> {
-        match &state.status {
-            Some(status) => call(handle, status, hook, args, None).map(|_| ()),
+        let status = state.status.borrow().as_ref().map(Zval::shallow_clone);
+        match status {
+            Some(status) => call(handle, &status, hook, args, None).map(|_| ()),
             None => Ok(()),
         }
     }
