@@ -519,3 +519,26 @@ pub fn queued(ids: &[ConnId]) {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn php_only_values_stay_on_their_thread() {
+        let marker = Arc::new(());
+        let value = Arc::new(PhpOnly::new(marker.clone()));
+        assert!(value.get().is_some());
+        let elsewhere = value.clone();
+        let reached = thread::spawn(move || elsewhere.get().is_some())
+            .join()
+            .unwrap();
+        assert!(!reached, "reached from another thread");
+        // Dropped on another thread: leaked, not dropped there.
+        let moved = PhpOnly::new(marker.clone());
+        thread::spawn(move || drop(moved)).join().unwrap();
+        assert_eq!(Arc::strong_count(&marker), 3);
+        drop(value);
+        assert_eq!(Arc::strong_count(&marker), 2);
+    }
+}
