@@ -11,8 +11,8 @@
 #   ROUNDS=1 DURATION=1 scripts/bench-php.sh  # quick look
 #
 # Fairness as in scripts/bench-runtime.sh: every server pinned to core
-# SERVER_CPU (default 1) with one runtime worker (the extension's PHP
-# thread shares that core with its worker), the loadgen pinned to
+# SERVER_CPU (default 1) with one runtime worker (the extension's runtime
+# runs on its PHP thread), the loadgen pinned to
 # LOADGEN_CPU (0); rounds rotate the servers' order; the median round is
 # reported with the ratio's range over rounds. Markdown on stdout.
 set -euo pipefail
@@ -44,9 +44,9 @@ PY=${PYTHON:-target/php-venv/bin/python}   # scripts/test-php.sh makes it
 SERVERS=(native php-ext php-select)
 declare -A CMD PORT PID
 CMD[native]="$BIN/examples/echo --host 127.0.0.1 --workers 1 --port"
-CMD[php-ext]="php -n -d extension=$BIN/polysocket.so -d polysocket.workers=1 examples/php/echo.php --port"
+CMD[php-ext]="php -n -d extension=$BIN/polysocket.so examples/php/echo.php --port"
 CMD[php-select]="php -n benches/php/select_echo.php --port"
-CMD[php-bcast]="php -n -d extension=$BIN/polysocket.so -d polysocket.workers=1 benches/php/broadcast_server.php --port"
+CMD[php-bcast]="php -n -d extension=$BIN/polysocket.so benches/php/broadcast_server.php --port"
 
 STARTED=()
 cleanup() { for p in "${STARTED[@]}"; do kill "$p" 2>/dev/null || true; done; }

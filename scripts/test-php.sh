@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
 # The PHP extension: install what a fresh Debian 12 lacks (idempotently),
 # build it, run its tests, then the repository's interop suite against the
-# PHP echo daemon (pytest part; the Autobahn subset on request).
+# PHP echo daemon (pytest part and the Autobahn CI subset).
 #
 #   scripts/test-php.sh                   # everything
 #   POLYSOCKET_SKIP_INTEROP=1 ...         # only php/tests
-#   POLYSOCKET_PHP_AUTOBAHN=1 ...         # also the Autobahn CI subset (7 cases are
-#                                         # NON-STRICT through PHP: docs/PHP.md)
+#   POLYSOCKET_SKIP_AUTOBAHN=1 ...        # no Autobahn subset (the interop pytest part only)
 #   POLYSOCKET_SKIP_BROWSER=1 ...         # no Chromium (neither installed nor tested)
 #   extra arguments go to pytest for php/tests, e.g. scripts/test-php.sh -k limits
 #
@@ -92,9 +91,7 @@ interop_line="interop: skipped (POLYSOCKET_SKIP_INTEROP=1)"
 if [ "${POLYSOCKET_SKIP_INTEROP:-}" != 1 ]; then
     echo "== scripts/test-interop.sh against examples/php/echo.php"
     set +e
-    skip_autobahn=1
-    [ "${POLYSOCKET_PHP_AUTOBAHN:-}" = 1 ] && skip_autobahn=0
-    POLYSOCKET_SKIP_AUTOBAHN=$skip_autobahn \
+    POLYSOCKET_SKIP_AUTOBAHN="${POLYSOCKET_SKIP_AUTOBAHN:-}" \
     POLYSOCKET_ECHO_CMD="php -n -d extension=$EXT examples/php/echo.php --host 127.0.0.1 --port {port}" \
         ./scripts/test-interop.sh 2>&1 | tee target/php/interop.log
     irc=${PIPESTATUS[0]}

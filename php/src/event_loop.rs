@@ -1,31 +1,34 @@
-//! The PHP thread's side of a running server. The runtime's threads queue
-//! events (core's `EventQueue`) and never touch PHP; this loop waits on the
-//! queue's descriptor, drains a batch and calls the applications. A
+//! The runtime on the PHP thread. `run()` drives a current-thread tokio
+//! runtime with `block_on`, so every connection task (sockets, TLS,
+//! framing, compression) runs on the PHP thread and the handler below calls
+//! the applications straight from those tasks: no thread hop, no queue. A
 //! callback's exception is logged with its trace and its client closed
 //! with 1011; the server carries on.
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::mem::ManuallyDrop;
 use std::net::TcpListener;
-use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, OnceLock};
+use std::thread::{self, ThreadId};
 
 use ext_php_rs::boxed::ZBox;
 use ext_php_rs::convert::{IntoZval, IntoZvalDyn};
 use ext_php_rs::error::Error;
 use ext_php_rs::types::{ZendClassObject, ZendObject, Zval};
 use ext_php_rs::zend::{try_catch, CatchError, ExecutorGlobals};
+use polysocket::handshake::Request;
 use polysocket::runtime::{
-    CloseInfo, ConnId, EventQueue, OpenInfo, Server, ServerConfig, ServerEvent, ServerHandle,
+    serve_listener, CloseInfo, Conn, ConnId, Handler, OpenInfo, ServerConfig, ServerHandle,
 };
-use polysocket::Message;
+use polysocket::{HandshakeError, Message};
 
 use crate::connection::Connection;
 use crate::payload;
 use crate::policy::Policy;
 use crate::signals::Signals;
 
-/// How long the PHP thread sleeps at most between looks at `stop()`.
-const WAIT_MS: i32 = 250;
 /// Key of the application that receives php-websocket's status hooks.
 const STATUS_KEY: &str = "status";
 
@@ -45,6 +48,124 @@ enum Abort {
     Bailout,
 }
 
+/// Serve `listener` on this (the PHP) thread until the server stops.
+/// `started` gets the handle once serving (for `$server->stop()`).
+pub fn run(
+    listener: TcpListener,
+    config: ServerConfig,
+    policy: Policy,
+    apps: HashMap<String, Zval>,
+    started: impl FnOnce(ServerHandle),
+) -> Result<Outcome, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("listener: {e}"))?;
+    let handler = Arc::new(PhpHandler {
+        policy,
+        handle: OnceLock::new(),
+        php: PhpOnly::new(State {
+            status: RefCell::new(apps.get(STATUS_KEY).map(Zval::shallow_clone)),
+            apps: RefCell::new(apps),
+            clients: RefCell::new(HashMap::new()),
+            abort: RefCell::new(None),
+            verbose: crate::ini::verbose(),
+        }),
+    });
+    let signals = Signals::install()
+        .map_err(|e| crate::log::write(&format!("no signal handling: {e}"), "warning"))
+        .ok();
+    let served = runtime.block_on(async {
+        let listener =
+            tokio::net::TcpListener::from_std(listener).map_err(|e| format!("listener: {e}"))?;
+        let handle = serve_listener(listener, config, handler.clone())
+            .map_err(|e| format!("cannot start the server: {e}"))?;
+        let _ = handler.handle.set(handle.clone());
+        started(handle.clone());
+        // Graceful close on a signal: 1001 to everyone, then wait for the
+        // close handshakes (up to the close timeout). `stop()` and aborting
+        // callbacks call `handle.stop()` themselves.
+        tokio::select! {
+            () = handle.stopped() => {}
+            () = wait_signal(signals.as_ref()) => {
+                handle.stop();
+                handle.stopped().await;
+            }
+        }
+        Ok::<(), String>(())
+    });
+    drop(runtime);
+    drop(signals);
+    // Drop every PHP value here, on the PHP thread: `Connection` objects
+    // keep the server (and so this handler) alive beyond `run()`.
+    let abort = handler.php.get().and_then(State::clear);
+    served?;
+    Ok(match abort {
+        None => Outcome::Stopped,
+        Some(Abort::Exit(unwind)) => {
+            ExecutorGlobals::get_mut().exception = unwind.into_raw();
+            Outcome::Exit
+        }
+        Some(Abort::Bailout) => Outcome::Bailout,
+    })
+}
+
+async fn wait_signal(signals: Option<&Signals>) {
+    match signals {
+        Some(signals) => signals.wait().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A value only ever used on the thread that made it (the PHP thread).
+///
+/// PHP values (`Zval`s, objects) are neither `Send` nor `Sync`, and the
+/// engine may only be entered from its own thread; `Handler` must be both.
+/// The runtime is current-thread and driven by `block_on` on the PHP
+/// thread, so every handler call happens there. `get` enforces it: on any
+/// other thread it gives nothing and the caller leaves PHP alone, and a
+/// drop elsewhere leaks the value instead of touching PHP.
+struct PhpOnly<T> {
+    thread: ThreadId,
+    value: ManuallyDrop<T>,
+}
+
+// SAFETY: the value is reached only through `get` (and dropped only in
+// `drop`), both of which check that they run on the creating thread.
+unsafe impl<T> Send for PhpOnly<T> {}
+unsafe impl<T> Sync for PhpOnly<T> {}
+
+impl<T> PhpOnly<T> {
+    fn new(value: T) -> Self {
+        PhpOnly {
+            thread: thread::current().id(),
+            value: ManuallyDrop::new(value),
+        }
+    }
+
+    /// The value, on the PHP thread only.
+    fn get(&self) -> Option<&T> {
+        if thread::current().id() == self.thread {
+            Some(&self.value)
+        } else {
+            eprintln!("polysocket: PHP state reached from another thread; ignored");
+            None
+        }
+    }
+}
+
+impl<T> Drop for PhpOnly<T> {
+    fn drop(&mut self) {
+        if thread::current().id() == self.thread {
+            // SAFETY: dropped once, here.
+            unsafe { ManuallyDrop::drop(&mut self.value) };
+        }
+    }
+}
+
 struct Client {
     conn: Zval,
     app: Zval,
@@ -52,150 +173,130 @@ struct Client {
     port: i64,
 }
 
-pub struct EventLoop {
-    server: Server,
-    handle: ServerHandle,
-    queue: Arc<EventQueue>,
-    policy: Arc<Policy>,
-    apps: HashMap<String, Zval>,
-    status: Option<Zval>,
-    clients: HashMap<ConnId, Client>,
+/// What the handler keeps on the PHP side. Cells, not locks: one thread.
+struct State {
+    apps: RefCell<HashMap<String, Zval>>,
+    status: RefCell<Option<Zval>>,
+    clients: RefCell<HashMap<ConnId, Client>>,
+    /// Set by the first `exit()`/fatal error; PHP is not called again.
+    abort: RefCell<Option<Abort>>,
     verbose: bool,
 }
 
-impl EventLoop {
-    pub fn start(
-        listener: TcpListener,
-        config: ServerConfig,
-        policy: Policy,
-        apps: HashMap<String, Zval>,
-    ) -> Result<EventLoop, String> {
-        let policy = Arc::new(policy);
-        let decide = policy.clone();
-        let queue = EventQueue::with_acceptor(Some(Box::new(move |request, offered| {
-            decide.accept(request, offered)
-        })))
-        .map_err(|e| format!("event queue: {e}"))?;
-        let server = Server::start_with_listener(listener, config, queue.clone())
-            .map_err(|e| format!("cannot start the server: {e}"))?;
-        Ok(EventLoop {
-            handle: server.handle(),
-            server,
-            queue,
-            policy,
-            status: apps.get(STATUS_KEY).map(Zval::shallow_clone),
-            apps,
-            clients: HashMap::new(),
-            verbose: crate::ini::verbose(),
-        })
+impl State {
+    /// Drop the PHP values; the pending abort, if any.
+    fn clear(&self) -> Option<Abort> {
+        self.clients.borrow_mut().clear();
+        self.apps.borrow_mut().clear();
+        self.status.borrow_mut().take();
+        self.abort.borrow_mut().take()
+    }
+}
+
+struct PhpHandler {
+    policy: Policy,
+    handle: OnceLock<ServerHandle>,
+    php: PhpOnly<State>,
+}
+
+impl Handler for PhpHandler {
+    fn accept(
+        &self,
+        request: &Request,
+        offered: &[&str],
+    ) -> Result<Option<String>, HandshakeError> {
+        self.policy.accept(request, offered)
     }
 
-    pub fn run(mut self, stop_requested: &std::cell::Cell<bool>) -> Outcome {
-        let signals = match Signals::install() {
-            Ok(s) => Some(s),
-            Err(e) => {
-                crate::log::write(&format!("no signal handling: {e}"), "warning");
-                None
-            }
-        };
-        let mut batch = Vec::new();
-        let abort = loop {
-            if stop_requested.get() || signals.as_ref().is_some_and(Signals::received) {
-                break None;
-            }
-            self.wait(signals.as_ref());
-            self.queue.drain_into(&mut batch);
-            if let Err(abort) = self.dispatch_all(&mut batch) {
-                break Some(abort);
-            }
-        };
-        // Graceful close: 1001 to everyone, wait for the close handshakes
-        // (up to the close timeout), then tell the applications.
-        self.handle.stop();
-        self.server.wait();
-        let outcome = match abort {
-            None => {
-                self.queue.drain_into(&mut batch);
-                match self.dispatch_all(&mut batch) {
-                    Ok(()) => Outcome::Stopped,
-                    Err(Abort::Exit(unwind)) => restore(unwind),
-                    Err(Abort::Bailout) => Outcome::Bailout,
-                }
-            }
-            Some(Abort::Exit(unwind)) => restore(unwind),
-            Some(Abort::Bailout) => Outcome::Bailout,
-        };
-        drop(signals);
-        outcome
+    fn on_open(&self, conn: &mut Conn<'_>, info: &Arc<OpenInfo>) {
+        self.enter(conn, |state, handle| self.open(state, handle, info));
     }
 
-    /// Sleep until events or a signal arrive, or the timeout passes.
-    fn wait(&self, signals: Option<&Signals>) {
-        let mut fds = [
-            libc::pollfd {
-                fd: self.queue.fileno(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: signals.map_or(-1, Signals::fileno),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: `fds` is a valid array of two pollfd for the call's duration;
-        // a negative fd is ignored by poll(2). EINTR just ends the wait early.
-        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, WAIT_MS) };
+    fn on_message(&self, conn: &mut Conn<'_>, message: Message) {
+        let id = conn.id();
+        self.enter(conn, |state, handle| {
+            self.message(state, handle, id, message)
+        });
     }
 
-    fn dispatch_all(&mut self, batch: &mut Vec<ServerEvent>) -> Result<(), Abort> {
-        let mut events = batch.drain(..);
-        for event in events.by_ref() {
-            self.dispatch(event)?;
+    fn on_close(&self, id: ConnId, close: &CloseInfo) {
+        if let (Some(state), Some(handle)) = (self.php.get(), self.handle.get()) {
+            self.guarded(state, handle, || self.close(state, handle, id, close));
         }
-        Ok(())
+    }
+}
+
+impl PhpHandler {
+    /// Run a PHP-calling step for the connection whose task is running:
+    /// on the PHP thread only, never after an abort, with `conn` reachable
+    /// by `$client->send()` for the duration.
+    fn enter(
+        &self,
+        conn: &mut Conn<'_>,
+        step: impl FnOnce(&State, &ServerHandle) -> Result<(), Abort>,
+    ) {
+        let (Some(state), Some(handle)) = (self.php.get(), self.handle.get()) else {
+            return;
+        };
+        let _current = Current::set(conn);
+        self.guarded(state, handle, || step(state, handle));
     }
 
-    fn dispatch(&mut self, event: ServerEvent) -> Result<(), Abort> {
-        match event {
-            ServerEvent::Open(info) => self.open(info),
-            ServerEvent::Message(id, message) => self.message(id, message),
-            ServerEvent::Close(id, close) => self.close(id, &close),
-            ServerEvent::Ping(..) | ServerEvent::Pong(..) => Ok(()),
+    /// No panic unwinds into tokio; an abort stops the server.
+    fn guarded(
+        &self,
+        state: &State,
+        handle: &ServerHandle,
+        step: impl FnOnce() -> Result<(), Abort>,
+    ) {
+        if state.abort.borrow().is_some() {
+            return;
+        }
+        match catch_unwind(AssertUnwindSafe(step)) {
+            Ok(Ok(())) => {}
+            Ok(Err(abort)) => {
+                *state.abort.borrow_mut() = Some(abort);
+                handle.stop();
+            }
+            Err(_) => crate::log::write("internal error (panic) in a callback", "error"),
         }
     }
 
-    fn open(&mut self, info: Arc<OpenInfo>) -> Result<(), Abort> {
+    fn open(
+        &self,
+        state: &State,
+        handle: &ServerHandle,
+        info: &Arc<OpenInfo>,
+    ) -> Result<(), Abort> {
+        let id = info.id;
         let Some(app) = self
             .policy
             .route(&info.path)
-            .and_then(|key| self.apps.get(key))
-            .map(Zval::shallow_clone)
+            .and_then(|key| state.apps.borrow().get(key).map(Zval::shallow_clone))
         else {
-            self.handle.close(info.id, Some(1011), "no application");
+            close_client(handle, id, 1011, "no application");
             return Ok(());
         };
-        let id = info.id;
         let ip = info.peer.ip().to_string();
         let port = i64::from(info.peer.port());
-        if self.verbose {
+        if state.verbose {
             crate::log::write(
                 &format!("Connected {} {} ({})", info.peer, info.path, info.draft),
                 "info",
             );
         }
-        let conn = match ZendClassObject::new(Connection::new(info, self.handle.clone(), &app))
+        let conn = match ZendClassObject::new(Connection::new(info.clone(), handle.clone(), &app))
             .into_zval(false)
         {
             Ok(conn) => conn,
             Err(e) => {
                 crate::log::write(&format!("cannot create a connection object: {e}"), "error");
-                self.handle.close(id, Some(1011), "internal server error");
+                close_client(handle, id, 1011, "internal server error");
                 return Ok(());
             }
         };
         let args: [&dyn IntoZvalDyn; 1] = [&conn];
-        self.clients.insert(
+        state.clients.borrow_mut().insert(
             id,
             Client {
                 conn: conn.shallow_clone(),
@@ -204,41 +305,53 @@ impl EventLoop {
                 port,
             },
         );
-        self.call(&app, "onConnect", &args, Some(id))?;
-        self.status("clientConnected", &[&ip, &port])
+        call(handle, &app, "onConnect", &args, Some(id))?;
+        self.status(state, handle, "clientConnected", &[&ip, &port])
     }
 
-    fn message(&mut self, id: ConnId, message: Message) -> Result<(), Abort> {
-        let Some(client) = self.clients.get(&id) else {
+    fn message(
+        &self,
+        state: &State,
+        handle: &ServerHandle,
+        id: ConnId,
+        message: Message,
+    ) -> Result<(), Abort> {
+        let Some((app, conn, port)) = state
+            .clients
+            .borrow()
+            .get(&id)
+            .map(|c| (c.app.shallow_clone(), c.conn.shallow_clone(), c.port))
+        else {
             return Ok(());
         };
-        let (app, conn, port) = (
-            client.app.shallow_clone(),
-            client.conn.shallow_clone(),
-            client.port,
-        );
         let data = payload::string(message.data());
         let args: [&dyn IntoZvalDyn; 2] = [&data, &conn];
         match message {
             Message::Text(_) => {
-                self.call(&app, "onData", &args, Some(id))?;
+                call(handle, &app, "onData", &args, Some(id))?;
             }
             Message::Binary(_) => {
                 // php-websocket closed with 1003 when the application has
                 // no onBinaryData.
-                if !self.call(&app, "onBinaryData", &args, Some(id))? {
-                    self.handle.close(id, Some(1003), "unknown data (opcode)");
+                if !call(handle, &app, "onBinaryData", &args, Some(id))? {
+                    close_client(handle, id, 1003, "unknown data (opcode)");
                 }
             }
         }
-        self.status("clientActivity", &[&port])
+        self.status(state, handle, "clientActivity", &[&port])
     }
 
-    fn close(&mut self, id: ConnId, close: &CloseInfo) -> Result<(), Abort> {
-        let Some(client) = self.clients.remove(&id) else {
+    fn close(
+        &self,
+        state: &State,
+        handle: &ServerHandle,
+        id: ConnId,
+        close: &CloseInfo,
+    ) -> Result<(), Abort> {
+        let Some(client) = state.clients.borrow_mut().remove(&id) else {
             return Ok(());
         };
-        if self.verbose {
+        if state.verbose {
             crate::log::write(
                 &format!(
                     "Disconnected {}:{} ({} {})",
@@ -248,61 +361,81 @@ impl EventLoop {
             );
         }
         let args: [&dyn IntoZvalDyn; 1] = [&client.conn];
-        self.call(&client.app, "onDisconnect", &args, None)?;
-        self.status("clientDisconnected", &[&client.ip, &client.port])
+        call(handle, &client.app, "onDisconnect", &args, None)?;
+        self.status(
+            state,
+            handle,
+            "clientDisconnected",
+            &[&client.ip, &client.port],
+        )
     }
 
     /// A hook of the `status` application (php-websocket's StatusApplication).
-    fn status(&mut self, hook: &str, args: &[&dyn IntoZvalDyn]) -> Result<(), Abort> {
-        match self.status.as_ref().map(Zval::shallow_clone) {
-            Some(status) => self.call(&status, hook, args, None).map(|_| ()),
+    fn status(
+        &self,
+        state: &State,
+        handle: &ServerHandle,
+        hook: &str,
+        args: &[&dyn IntoZvalDyn],
+    ) -> Result<(), Abort> {
+        let status = state.status.borrow().as_ref().map(Zval::shallow_clone);
+        match status {
+            Some(status) => call(handle, &status, hook, args, None).map(|_| ()),
             None => Ok(()),
         }
     }
+}
 
-    /// Call `$target->$method(...$args)`. False when there is no such
-    /// method. An exception is logged (message and trace) and, when the
-    /// call was for a client, that client is closed with 1011.
-    fn call(
-        &mut self,
-        target: &Zval,
-        method: &str,
-        args: &[&dyn IntoZvalDyn],
-        client: Option<ConnId>,
-    ) -> Result<bool, Abort> {
-        let Some(object) = target.object() else {
-            return Ok(false);
-        };
-        let result = try_catch(AssertUnwindSafe(|| {
-            object.try_call_method(method, args.to_vec())
-        }));
-        let found = match result {
-            Err(CatchError::Bailout) => return Err(Abort::Bailout),
-            Err(e) => {
-                crate::log::write(&format!("{method}: {e}"), "error");
-                true
-            }
-            Ok(Err(Error::Callable)) => false,
-            Ok(Err(e)) => {
-                crate::log::write(&format!("{method}: {e}"), "error");
-                true
-            }
-            Ok(Ok(_)) => true,
-        };
-        if let Some(exception) = ExecutorGlobals::take_exception() {
-            if is_exit(&exception) {
-                return Err(Abort::Exit(exception));
-            }
-            let class = object.get_class_name().unwrap_or_default();
-            crate::log::write(
-                &format!("{class}::{method}() threw {}", describe(&exception)),
-                "error",
-            );
-            if let Some(id) = client {
-                self.handle.close(id, Some(1011), "internal server error");
-            }
+/// Call `$target->$method(...$args)`. False when there is no such method.
+/// An exception is logged (message and trace) and, when the call was for a
+/// client, that client is closed with 1011.
+fn call(
+    handle: &ServerHandle,
+    target: &Zval,
+    method: &str,
+    args: &[&dyn IntoZvalDyn],
+    client: Option<ConnId>,
+) -> Result<bool, Abort> {
+    let Some(object) = target.object() else {
+        return Ok(false);
+    };
+    let result = try_catch(AssertUnwindSafe(|| {
+        object.try_call_method(method, args.to_vec())
+    }));
+    let found = match result {
+        Err(CatchError::Bailout) => return Err(Abort::Bailout),
+        Err(e) => {
+            crate::log::write(&format!("{method}: {e}"), "error");
+            true
         }
-        Ok(found)
+        Ok(Err(Error::Callable)) => false,
+        Ok(Err(e)) => {
+            crate::log::write(&format!("{method}: {e}"), "error");
+            true
+        }
+        Ok(Ok(_)) => true,
+    };
+    if let Some(exception) = ExecutorGlobals::take_exception() {
+        if is_exit(&exception) {
+            return Err(Abort::Exit(exception));
+        }
+        let class = object.get_class_name().unwrap_or_default();
+        crate::log::write(
+            &format!("{class}::{method}() threw {}", describe(&exception)),
+            "error",
+        );
+        if let Some(id) = client {
+            close_client(handle, id, 1011, "internal server error");
+        }
+    }
+    Ok(found)
+}
+
+/// Close a client: in the engine at once when its task is the running one
+/// (ahead of anything it received later), else through its mailbox.
+fn close_client(handle: &ServerHandle, id: ConnId, code: u16, reason: &str) {
+    if with_current(id, |conn| conn.close(Some(code), reason)).is_none() {
+        handle.close(id, Some(code), reason);
     }
 }
 
@@ -323,8 +456,89 @@ fn describe(exception: &ZendObject) -> String {
         .unwrap_or_else(|| exception.get_class_name().unwrap_or_default())
 }
 
-/// Put an `exit()` unwind back so it continues once `run()` returns.
-fn restore(unwind: ZBox<ZendObject>) -> Outcome {
-    ExecutorGlobals::get_mut().exception = unwind.into_raw();
-    Outcome::Exit
+thread_local! {
+    /// The connection whose `on_open`/`on_message` is calling PHP.
+    static CURRENT: Cell<Option<Entry>> = const { Cell::new(None) };
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    id: ConnId,
+    conn: *mut Conn<'static>,
+    /// Something went through the mailbox already: later sends must too,
+    /// to stay behind it.
+    queued: bool,
+}
+
+/// Makes a connection reachable by [`with_current`] while it lives.
+struct Current(Option<Entry>);
+
+impl Current {
+    fn set(conn: &mut Conn<'_>) -> Current {
+        let entry = Entry {
+            id: conn.id(),
+            conn: (conn as *mut Conn<'_>).cast::<Conn<'static>>(),
+            queued: false,
+        };
+        Current(CURRENT.with(|c| c.replace(Some(entry))))
+    }
+}
+
+impl Drop for Current {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.0));
+    }
+}
+
+/// Use connection `id` directly when its task is the one calling PHP: a
+/// send then goes into the engine at once and is written when the callback
+/// returns, in the same task poll (as a native handler's would). `None`
+/// for any other connection, and once [`queued`] was told about it.
+pub fn with_current<R>(id: ConnId, f: impl FnOnce(&mut Conn<'_>) -> R) -> Option<R> {
+    let entry = CURRENT.with(Cell::get)?;
+    if entry.id != id || entry.queued {
+        return None;
+    }
+    // SAFETY: the pointer was made from the `&mut Conn` given to the
+    // running handler call, which does not touch it until the `Current`
+    // guard (set for exactly that call) is dropped; the guard lives on this
+    // thread, and the entry is thread-local. PHP calls do not nest
+    // handler calls, so no second `&mut` to it exists here.
+    Some(f(unsafe { &mut *entry.conn }))
+}
+
+/// These connections were sent something through the server's handle
+/// (their mailboxes).
+pub fn queued(ids: &[ConnId]) {
+    CURRENT.with(|c| {
+        if let Some(entry) = c.get().filter(|e| ids.contains(&e.id)) {
+            c.set(Some(Entry {
+                queued: true,
+                ..entry
+            }));
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn php_only_values_stay_on_their_thread() {
+        let marker = Arc::new(());
+        let value = Arc::new(PhpOnly::new(marker.clone()));
+        assert!(value.get().is_some());
+        let elsewhere = value.clone();
+        let reached = thread::spawn(move || elsewhere.get().is_some())
+            .join()
+            .unwrap();
+        assert!(!reached, "reached from another thread");
+        // Dropped on another thread: leaked, not dropped there.
+        let moved = PhpOnly::new(marker.clone());
+        thread::spawn(move || drop(moved)).join().unwrap();
+        assert_eq!(Arc::strong_count(&marker), 3);
+        drop(value);
+        assert_eq!(Arc::strong_count(&marker), 2);
+    }
 }

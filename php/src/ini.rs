@@ -1,27 +1,18 @@
 //! php.ini settings:
 //!
-//! * `polysocket.workers` (0): runtime threads doing the socket I/O,
-//!   framing and compression; 0 means one per core.
 //! * `polysocket.verbose` (0): log every connect and disconnect, as
 //!   php-websocket did (costly with thousands of clients).
 
 use ext_php_rs::flags::IniEntryPermission;
 use ext_php_rs::zend::{ExecutorGlobals, IniEntryDef, IniEntryDefs};
 
-pub static ENTRIES: IniEntryDefs<3> = IniEntryDefs::new([
-    IniEntryDef::new(c"polysocket.workers", c"0", IniEntryPermission::All),
+pub static ENTRIES: IniEntryDefs<2> = IniEntryDefs::new([
     IniEntryDef::new(c"polysocket.verbose", c"0", IniEntryPermission::All),
     IniEntryDef::end(),
 ]);
 
 fn value(name: &str) -> Option<String> {
     ExecutorGlobals::get().ini_values().remove(name).flatten()
-}
-
-pub fn workers() -> usize {
-    value("polysocket.workers")
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 pub fn verbose() -> bool {

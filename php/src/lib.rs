@@ -1,7 +1,8 @@
 #![cfg_attr(windows, feature(abi_vectorcall))]
 //! polysocket's PHP extension: php-websocket's `\WebSocket\` daemon API
-//! (Server, Application, Connection) on polysocket's Rust runtime. PHP runs
-//! only on its own thread; the runtime's threads do the I/O.
+//! (Server, Application, Connection) on polysocket's Rust runtime, which
+//! runs on the PHP thread itself (current-thread tokio), so PHP is only
+//! ever entered from its own thread and a message costs no thread hop.
 
 mod connection;
 mod event_loop;

@@ -1,6 +1,6 @@
 //! Which handshakes the server takes: php-websocket's routing (the path
-//! names a registered application) and its origin check, decided on the
-//! runtime's threads before the connection opens.
+//! names a registered application) and its origin check, decided in the
+//! connection's task before the connection opens (pure Rust, no PHP).
 
 use std::collections::HashSet;
 

@@ -5,18 +5,18 @@
 //! Every method takes `&self` (state in cells): application callbacks may
 //! call back into the server (`stop()`, getters) while `run()` is active.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::Path;
 
 use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendHashTable, Zval};
-use polysocket::runtime::{tls, ServerConfig};
+use polysocket::runtime::{tls, ServerConfig, ServerHandle};
 use polysocket::Message;
 
 use crate::connection::Connection;
-use crate::event_loop::{EventLoop, Outcome};
+use crate::event_loop::{self, Outcome};
 use crate::payload::{self, Kind};
 use crate::policy::{self, Policy};
 
@@ -46,7 +46,8 @@ pub struct Server {
     listener: RefCell<Option<TcpListener>>,
     settings: RefCell<Settings>,
     apps: RefCell<HashMap<String, Zval>>,
-    stop_requested: Cell<bool>,
+    /// While `run()` is serving: what `stop()` stops.
+    running: RefCell<Option<ServerHandle>>,
 }
 
 /// A limit for the runtime: 0 (or below) means none.
@@ -75,7 +76,6 @@ impl Server {
             max_connections: limit(s.max_clients),
             max_connections_per_ip: limit(s.max_per_ip),
             max_messages_per_minute: u32::try_from(s.max_per_minute.max(0)).unwrap_or(u32::MAX),
-            workers: crate::ini::workers(),
             ..ServerConfig::default()
         };
         if self.ssl {
@@ -159,19 +159,19 @@ impl Server {
                 key,
             }),
             apps: RefCell::new(HashMap::new()),
-            stop_requested: Cell::new(false),
+            running: RefCell::new(None),
         };
         crate::log::write(&format!("Server created on {}", server.url()), "info");
         Ok(server)
     }
 
     /// Serve until `stop()` or SIGINT/SIGTERM, then close every client
-    /// with 1001 and return. Callbacks run here, on the PHP thread.
+    /// with 1001 and return. The runtime and the callbacks run here, on the
+    /// PHP thread.
     pub fn run(&self) -> PhpResult<()> {
         let Some(listener) = self.listener.borrow_mut().take() else {
             return Err("WebSocket\\Server::run(): this server already ran".into());
         };
-        self.stop_requested.set(false);
         let config = self.config()?;
         let apps = self
             .apps
@@ -179,9 +179,13 @@ impl Server {
             .iter()
             .map(|(k, v)| (k.clone(), v.shallow_clone()))
             .collect();
-        let event_loop = EventLoop::start(listener, config, self.policy(), apps)?;
-        crate::log::write(&format!("Server running on {}", self.url()), "info");
-        match event_loop.run(&self.stop_requested) {
+        let url = self.url();
+        let outcome = event_loop::run(listener, config, self.policy(), apps, |handle| {
+            *self.running.borrow_mut() = Some(handle);
+            crate::log::write(&format!("Server running on {url}"), "info");
+        });
+        self.running.borrow_mut().take();
+        match outcome? {
             Outcome::Stopped => {
                 crate::log::write("Server stopped", "info");
                 Ok(())
@@ -197,9 +201,12 @@ impl Server {
         }
     }
 
-    /// End `run()` after the current callback: every client gets 1001.
+    /// End `run()`: every client gets 1001 once the current callback
+    /// returns.
     pub fn stop(&self) {
-        self.stop_requested.set(true);
+        if let Some(handle) = self.running.borrow().as_ref() {
+            handle.stop();
+        }
     }
 
     /// Serve `$application` at `ws://host:port/$key` (`*`: every path no
@@ -381,6 +388,7 @@ impl Server {
             Kind::Text => Message::Text(data),
             _ => Message::Binary(data),
         };
+        crate::event_loop::queued(&ids);
         Ok(handle.broadcast(&ids, message) as i64)
     }
 }

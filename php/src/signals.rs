@@ -1,8 +1,8 @@
 //! SIGINT and SIGTERM end `run()` gracefully, without pcntl. While `run()`
 //! is active our handler replaces whatever was installed (PHP's own zend
 //! signal handler would re-raise with the default action and kill the
-//! process); it sets a flag and writes a byte the event loop polls, so the
-//! PHP thread notices at once. A second signal takes the default action,
+//! process); it sets a flag and writes a byte to a pipe the runtime
+//! watches, so the server stops at once. A second signal takes the default action,
 //! so a stuck shutdown can still be interrupted. The previous handlers come
 //! back when `run()` returns.
 //!
@@ -10,9 +10,12 @@
 //! is exactly PHP's killing one, hence plain sigaction.)
 
 use std::io::Read;
-use std::os::unix::io::{AsRawFd, RawFd};
+use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 
 const SIGNALS: [libc::c_int; 2] = [libc::SIGINT, libc::SIGTERM];
 
@@ -73,15 +76,31 @@ impl Signals {
     }
 
     /// A signal arrived since `install`.
-    pub fn received(&self) -> bool {
+    fn received(&self) -> bool {
         let mut sink = [0u8; 16];
         while matches!((&self.wake).read(&mut sink), Ok(n) if n > 0) {}
         RECEIVED.load(Ordering::SeqCst)
     }
 
-    /// Readable when a signal arrived.
-    pub fn fileno(&self) -> RawFd {
-        self.wake.as_raw_fd()
+    /// Wait (within the runtime) until a signal arrives. Never returns when
+    /// the pipe cannot be watched.
+    pub async fn wait(&self) {
+        // SAFETY: `self.wake` owns the descriptor and outlives `fd`, which
+        // is dropped (deregistered) when this future is.
+        let registered =
+            unsafe { AsyncFd::register_with_interest(self.wake.as_raw_fd(), Interest::READABLE) };
+        let Ok(fd) = registered else {
+            return std::future::pending().await;
+        };
+        loop {
+            if self.received() {
+                return;
+            }
+            match fd.readable().await {
+                Ok(mut guard) => guard.clear_ready(),
+                Err(_) => return std::future::pending().await,
+            }
+        }
     }
 }
 

@@ -89,6 +89,6 @@ ob_start();
 phpinfo(INFO_MODULES);
 $info = ob_get_clean();
 check(strpos($info, 'polysocket support => enabled') !== false && strpos($info, 'hixie-76') !== false, 'phpinfo');
-check(ini_get('polysocket.workers') === '0' && ini_get('polysocket.verbose') === '0', 'ini settings');
+check(ini_get('polysocket.workers') === false && ini_get('polysocket.verbose') === '0', 'ini settings');
 
 echo "ok $checks\n";
