@@ -17,26 +17,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 START=$(date +%s)
 
-if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
-    . "$HOME/.cargo/env"
-fi
-mkdir -p target/interop
-SETUP_LOG="$ROOT/target/interop/setup.log"
-: >"$SETUP_LOG"
-
-apt_install() {
-    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-        echo "test-interop: missing $*; install it (needs root and apt-get)" >&2
-        exit 2
-    fi
-    echo "== installing $* (apt)"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y -q "$@" >>"$SETUP_LOG" 2>&1; then
-        apt-get update -q >>"$SETUP_LOG" 2>&1
-        apt-get install -y -q "$@" >>"$SETUP_LOG" 2>&1 || {
-            tail -n 20 "$SETUP_LOG" >&2; exit 2; }
-    fi
-}
+. scripts/lib/setup.sh
+setup_init interop
 
 # --- system packages ---------------------------------------------------------
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_install python3 python3-venv
@@ -47,15 +29,7 @@ fi
 
 # --- Python venv ---------------------------------------------------------------
 VENV="$ROOT/target/interop-venv"
-STAMP="$(cat tests/requirements.txt; python3 -c 'import sys; print(sys.version)')"
-if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.stamp" 2>/dev/null)" != "$STAMP" ]; then
-    echo "== creating $VENV"
-    rm -rf "$VENV"
-    python3 -m venv "$VENV" >>"$SETUP_LOG" 2>&1
-    "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/requirements.txt \
-        >>"$SETUP_LOG" 2>&1 || { tail -n 20 "$SETUP_LOG" >&2; exit 2; }
-    printf '%s' "$STAMP" >"$VENV/.stamp"
-fi
+ensure_venv "$VENV" -r tests/requirements.txt
 PY="$VENV/bin/python"
 
 # --- Node ws ---------------------------------------------------------------------
@@ -63,7 +37,7 @@ NODE_STAMP="$(sha256sum tests/node/package-lock.json | cut -d' ' -f1) $(node --v
 if [ "$(cat tests/node/node_modules/.stamp 2>/dev/null)" != "$NODE_STAMP" ]; then
     echo "== npm ci in tests/node"
     (cd tests/node && npm ci --no-audit --no-fund --loglevel=error >>"$SETUP_LOG" 2>&1) \
-        || { tail -n 20 "$SETUP_LOG" >&2; exit 2; }
+        || setup_failed
     printf '%s' "$NODE_STAMP" >tests/node/node_modules/.stamp
 fi
 

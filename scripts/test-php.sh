@@ -17,26 +17,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 START=$(date +%s)
-if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
-    . "$HOME/.cargo/env"
-fi
-mkdir -p target/php
-SETUP_LOG="$ROOT/target/php/setup.log"
-: >"$SETUP_LOG"
-
-apt_install() {
-    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-        echo "test-php: missing $*; install it (needs root and apt-get)" >&2
-        exit 2
-    fi
-    echo "== installing $* (apt)"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y -q "$@" >>"$SETUP_LOG" 2>&1; then
-        apt-get update -q >>"$SETUP_LOG" 2>&1
-        apt-get install -y -q "$@" >>"$SETUP_LOG" 2>&1 || {
-            tail -n 20 "$SETUP_LOG" >&2; exit 2; }
-    fi
-}
+. scripts/lib/setup.sh
+setup_init php
 
 # --- system packages -------------------------------------------------------------
 missing=()
@@ -51,15 +33,7 @@ fi
 
 # --- Python venv for the clients -------------------------------------------------
 VENV="$ROOT/target/php-venv"
-STAMP="$(cat tests/requirements.txt; python3 -c 'import sys; print(sys.version)')"
-if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.stamp" 2>/dev/null)" != "$STAMP" ]; then
-    echo "== creating $VENV"
-    rm -rf "$VENV"
-    python3 -m venv "$VENV" >>"$SETUP_LOG" 2>&1
-    "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/requirements.txt \
-        >>"$SETUP_LOG" 2>&1 || { tail -n 20 "$SETUP_LOG" >&2; exit 2; }
-    printf '%s' "$STAMP" >"$VENV/.stamp"
-fi
+ensure_venv "$VENV" -r tests/requirements.txt
 
 # --- build ---------------------------------------------------------------------------
 echo "== cargo build --release -p polysocket-php"

@@ -14,25 +14,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 START=$(date +%s)
-if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
-    . "$HOME/.cargo/env"
-fi
-mkdir -p target/python
-LOG="$ROOT/target/python/setup.log"
-: >"$LOG"
-
-apt_install() {
-    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-        echo "test-python: missing $*; install it (needs root and apt-get)" >&2
-        exit 2
-    fi
-    echo "== installing $* (apt)"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y -q "$@" >>"$LOG" 2>&1; then
-        apt-get update -q >>"$LOG" 2>&1
-        apt-get install -y -q "$@" >>"$LOG" 2>&1 || { tail -n 20 "$LOG" >&2; exit 2; }
-    fi
-}
+. scripts/lib/setup.sh
+setup_init python
 
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_install python3 python3-venv
 command -v openssl >/dev/null 2>&1 || apt_install openssl
@@ -41,24 +24,15 @@ if [ "${POLYSOCKET_SKIP_BROWSER:-}" != 1 ] && [ ! -x /usr/bin/chromium ]; then
 fi
 
 VENV="$ROOT/target/python-venv"
-STAMP="$(cat python/tests/requirements.txt; python3 -c 'import sys; print(sys.version)')"
-if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.stamp" 2>/dev/null)" != "$STAMP" ]; then
-    echo "== creating $VENV"
-    rm -rf "$VENV"
-    python3 -m venv "$VENV" >>"$LOG" 2>&1
-    "$VENV/bin/pip" install -q --disable-pip-version-check -U pip >>"$LOG" 2>&1
-    "$VENV/bin/pip" install -q --disable-pip-version-check maturin -r python/tests/requirements.txt \
-        >>"$LOG" 2>&1 || { tail -n 20 "$LOG" >&2; exit 2; }
-    printf '%s' "$STAMP" >"$VENV/.stamp"
-fi
+ensure_venv "$VENV" maturin -r python/tests/requirements.txt
 
 # A wheel from the workspace's target dir (incremental), installed like `pip install ./python`.
 echo "== building the polysocket wheel (release)"
 rm -rf target/python/wheels
 (cd python && PATH="$VENV/bin:$PATH" maturin build --release -q -o ../target/python/wheels) \
-    >>"$LOG" 2>&1 || { tail -n 30 "$LOG" >&2; exit 2; }
+    >>"$SETUP_LOG" 2>&1 || setup_failed
 "$VENV/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps \
-    target/python/wheels/*.whl >>"$LOG" 2>&1 || { tail -n 20 "$LOG" >&2; exit 2; }
+    target/python/wheels/*.whl >>"$SETUP_LOG" 2>&1 || setup_failed
 echo "== setup done in $(( $(date +%s) - START )) s"
 
 echo "== pytest python/tests/standalone"
