@@ -26,6 +26,7 @@ SERVER_CPU=${SERVER_CPU:-1}
 LOADGEN_CPU=${LOADGEN_CPU:-0}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/bench-php.XXXXXX)}
+mkdir -p "$OUT_DIR"
 RESULTS="$OUT_DIR/results.jsonl"
 : > "$RESULTS"
 log() { echo "[bench-php] $*" >&2; }
@@ -41,73 +42,23 @@ cp "$BIN/libpolysocket_php.so" "$BIN/polysocket.so"
 LOADGEN="$BIN/loadgen"
 PY=${PYTHON:-target/php-venv/bin/python}   # scripts/test-php.sh makes it
 
+. scripts/lib/bench.sh
 SERVERS=(native php-ext php-select)
-declare -A CMD PORT PID
 CMD[native]="$BIN/examples/echo --host 127.0.0.1 --workers 1 --port"
 CMD[php-ext]="php -n -d extension=$BIN/polysocket.so examples/php/echo.php --port"
 CMD[php-select]="php -n benches/php/select_echo.php --port"
 CMD[php-bcast]="php -n -d extension=$BIN/polysocket.so benches/php/broadcast_server.php --port"
-
-STARTED=()
-cleanup() { for p in "${STARTED[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-start() {
-    local name=$1 port
-    port=$(free_port)
-    # shellcheck disable=SC2086
-    taskset -c "$SERVER_CPU" ${CMD[$name]} "$port" > "$OUT_DIR/$name.log" 2>&1 &
-    PID[$name]=$!; PORT[$name]=$port; STARTED+=("$!")
-    for _ in $(seq 1 100); do
-        python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),0.2).close()" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    log "$name did not start"; cat "$OUT_DIR/$name.log" >&2; exit 1
-}
-stop() { kill "${PID[$1]}" 2>/dev/null || true; wait "${PID[$1]}" 2>/dev/null || true; }
-run() {
-    local row=$1 round=$2 name=$3; shift 3
-    taskset -c "$LOADGEN_CPU" "$LOADGEN" "$@" --port "${PORT[$name]}" --server-pid "${PID[$name]}" 2>/dev/null \
-        | jq -c --arg row "$row" --arg server "$name" --argjson round "$round" \
-            '. + {row: $row, server: $server, round: $round}' >> "$RESULTS" || true
-}
-rotate() { local r=$1 n=${#SERVERS[@]} i; for i in $(seq 0 $((n - 1))); do echo "${SERVERS[$(((i + r) % n))]}"; done; }
+PIN=(taskset -c "$SERVER_CPU")
 
 T0=$(date +%s)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 for s in "${SERVERS[@]}"; do start "$s"; done
-for s in "${SERVERS[@]}"; do
-    taskset -c "$LOADGEN_CPU" "$LOADGEN" echo --port "${PORT[$s]}" --conns 10 --size 1024 --duration 0.5 --warmup 0 >/dev/null 2>&1 || true
-done
-ROWS=("100x32:100:32" "100x4KiB:100:4096" "10x1MiB:10:1048576" "1000x32:1000:32")
-for spec in "${ROWS[@]}"; do
-    IFS=: read -r row conns size <<< "$spec"
-    for round in $(seq 1 "$ROUNDS"); do
-        for s in $(rotate "$round"); do
-            log "echo $row, round $round, $s"
-            run "$row" "$round" "$s" echo --conns "$conns" --size "$size" --duration "$DURATION" --warmup "$WARMUP"
-        done
-    done
-done
+warm_up
+echo_rows "100x32:100:32" "100x4KiB:100:4096" "10x1MiB:10:1048576" "1000x32:1000:32"
 for s in "${SERVERS[@]}"; do stop "$s"; done
 
 # 10,000 idle connections on the extension (select() stops at 1,024).
-start php-ext
-rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-base=$(rss "${PID[php-ext]}")
-ready="$OUT_DIR/idle.ready"
-taskset -c "$LOADGEN_CPU" "$LOADGEN" idle --port "${PORT[php-ext]}" --conns "$IDLE_CONNS" \
-    --ready-file "$ready" --hold-timeout 60 > "$OUT_DIR/idle.json" 2>/dev/null &
-lg=$!
-for _ in $(seq 1 600); do [ -f "$ready" ] && break; kill -0 "$lg" 2>/dev/null || break; sleep 0.1; done
-sleep 1
-held=$(rss "${PID[php-ext]}")
-rm -f "$ready"
-wait "$lg" || true
-jq -c --argjson base "$base" --argjson held "$held" \
-    '. + {row: "idle", server: "php-ext", round: 1, rss_base_kib: $base, rss_idle_kib: $held}' \
-    "$OUT_DIR/idle.json" >> "$RESULTS" || true
-stop php-ext
+idle_row php-ext "$IDLE_CONNS"
 
 # Broadcast to 1,000 clients from one onData.
 start php-bcast

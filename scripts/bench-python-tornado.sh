@@ -31,52 +31,15 @@ cargo build -q --release -p polysocket-bench --bin loadgen >&2
 TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 LOADGEN="$TARGET/release/loadgen"
 
-IMPLS=(tornado polysocket)
-declare -A PORT PID
-STARTED=()
-cleanup() {
-    for p in "${STARTED[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${STARTED[@]}"; do wait "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
+. scripts/lib/bench.sh
+SERVERS=(tornado polysocket)
+CMD[tornado]="$PY benches/python/tornado_echo.py --impl tornado --port"
+CMD[polysocket]="$PY benches/python/tornado_echo.py --impl polysocket --port"
+PIN=(taskset -c "$SERVER_CPU")
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-for impl in "${IMPLS[@]}"; do
-    port=$(free_port)
-    taskset -c "$SERVER_CPU" "$PY" benches/python/tornado_echo.py --impl "$impl" --port "$port" \
-        >"$OUT_DIR/$impl.log" 2>&1 &
-    PID[$impl]=$!
-    PORT[$impl]=$port
-    STARTED+=("$!")
-    for _ in $(seq 1 100); do
-        python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),0.2).close()" 2>/dev/null && break
-        kill -0 "${PID[$impl]}" 2>/dev/null || { cat "$OUT_DIR/$impl.log" >&2; exit 1; }
-        sleep 0.1
-    done
-    log "$impl: pid ${PID[$impl]}, port $port"
-    taskset -c "$LOADGEN_CPU" "$LOADGEN" echo --port "$port" --conns 10 --size 1024 \
-        --duration 0.5 --warmup 0 >/dev/null 2>&1
-done
-
-ROWS=("100x32:100:32" "10x64KiB:10:65536")
-for spec in "${ROWS[@]}"; do
-    IFS=: read -r row conns size <<<"$spec"
-    for round in $(seq 1 "$ROUNDS"); do
-        order=("${IMPLS[@]}")
-        [ $((round % 2)) = 0 ] && order=(polysocket tornado)
-        for impl in "${order[@]}"; do
-            log "echo $row, round $round, $impl"
-            taskset -c "$LOADGEN_CPU" "$LOADGEN" echo --conns "$conns" --size "$size" \
-                --duration "$DURATION" --warmup "$WARMUP" --port "${PORT[$impl]}" \
-                --server-pid "${PID[$impl]}" 2>/dev/null |
-                jq -c --arg row "$row" --arg impl "$impl" --argjson round "$round" \
-                    '. + {row: $row, impl: $impl, round: $round}' >>"$RESULTS"
-        done
-    done
-done
+for s in "${SERVERS[@]}"; do start "$s"; done
+warm_up
+echo_rows "100x32:100:32" "10x64KiB:10:65536"
 
 log "raw results: $RESULTS"
 python3 - "$RESULTS" <<'PY'
@@ -84,7 +47,7 @@ import json, statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
     r = json.loads(line)
-    rows.setdefault(r["row"], {}).setdefault(r["impl"], []).append(r)
+    rows.setdefault(r["row"], {}).setdefault(r["server"], []).append(r)
 def fmt(v, unit=""):
     return f"{statistics.median(v):,.0f}{unit} ({min(v):,.0f}-{max(v):,.0f})"
 def ratios(a, b):

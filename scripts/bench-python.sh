@@ -63,103 +63,22 @@ PY="$VENV/bin/python"
 BIN="$ROOT/target/release"
 LOADGEN="$BIN/loadgen"
 
+. scripts/lib/bench.sh
 SERVERS=(polysocket-py picows rust tornado)
-declare -A CMD PORT PID
 CMD[polysocket-py]="$PY -m polysocket echo --host 127.0.0.1 --workers $WORKERS --port"
 CMD[picows]="$PY benches/python/picows_echo.py --host 127.0.0.1 --port"
 CMD[rust]="$BIN/examples/echo --host 127.0.0.1 --workers $WORKERS --port"
 CMD[tornado]="$PY benches/python/tornado_stock_echo.py --host 127.0.0.1 --port"
-PIN=()
 [ -n "$SERVER_CPU" ] && PIN=(taskset -c "$SERVER_CPU")
-
-STARTED=()
-cleanup() {
-    for p in "${STARTED[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${STARTED[@]}"; do wait "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-start() {
-    local name=$1 port
-    port=$(free_port)
-    # shellcheck disable=SC2086
-    "${PIN[@]}" ${CMD[$name]} "$port" > "$OUT_DIR/$name.log" 2>&1 &
-    PID[$name]=$!
-    PORT[$name]=$port
-    STARTED+=("$!")
-    for _ in $(seq 1 100); do
-        if python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),0.2).close()" 2>/dev/null; then
-            log "$name: pid ${PID[$name]}, port $port"
-            return 0
-        fi
-        kill -0 "${PID[$name]}" 2>/dev/null || break
-        sleep 0.1
-    done
-    log "$name did not start; log:"; cat "$OUT_DIR/$name.log" >&2
-    exit 1
-}
-stop() {
-    local p=${PID[$1]}
-    kill -INT "$p" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-}
-run() {
-    local row=$1 round=$2 name=$3
-    shift 3
-    taskset -c "$LOADGEN_CPU" "$LOADGEN" "$@" --port "${PORT[$name]}" --server-pid "${PID[$name]}" \
-        | jq -c --arg row "$row" --arg server "$name" --argjson round "$round" \
-            '. + {row: $row, server: $server, round: $round}' >> "$RESULTS"
-}
-rotate() {
-    local r=$1 n=${#SERVERS[@]} i
-    for i in $(seq 0 $((n - 1))); do echo "${SERVERS[$(((i + r) % n))]}"; done
-}
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 T0=$(date +%s)
 for s in "${SERVERS[@]}"; do start "$s"; done
-for s in "${SERVERS[@]}"; do
-    taskset -c "$LOADGEN_CPU" "$LOADGEN" echo --port "${PORT[$s]}" --conns 10 --size 1024 --duration 0.5 --warmup 0 > /dev/null
-done
-ROWS=("100x32:100:32" "10x64KiB:10:65536")
-for spec in "${ROWS[@]}"; do
-    IFS=: read -r row conns size <<< "$spec"
-    for round in $(seq 1 "$ROUNDS"); do
-        for s in $(rotate "$round"); do
-            log "echo $row, round $round, $s"
-            run "$row" "$round" "$s" echo --conns "$conns" --size "$size" --duration "$DURATION" --warmup "$WARMUP"
-        done
-    done
-done
+warm_up
+echo_rows "100x32:100:32" "10x64KiB:10:65536"
 for s in "${SERVERS[@]}"; do stop "$s"; done
 
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-for s in polysocket-py picows rust; do
-    start "$s"
-    taskset -c "$LOADGEN_CPU" "$LOADGEN" echo --port "${PORT[$s]}" --conns 10 --size 1024 --duration 0.5 --warmup 0 > /dev/null
-    sleep 0.5
-    base=$(rss_kib "${PID[$s]}")
-    ready="$OUT_DIR/idle-$s.ready"
-    rm -f "$ready"
-    log "idle: $IDLE_CONNS connections to $s (baseline RSS $base KiB)"
-    taskset -c "$LOADGEN_CPU" "$LOADGEN" idle --port "${PORT[$s]}" --conns "$IDLE_CONNS" \
-        --ready-file "$ready" --hold-timeout 120 > "$OUT_DIR/idle-$s.json" &
-    lg=$!
-    for _ in $(seq 1 1200); do [ -f "$ready" ] && break; kill -0 "$lg" 2>/dev/null || break; sleep 0.1; done
-    sleep 1
-    held=$(rss_kib "${PID[$s]}")
-    rm -f "$ready"
-    wait "$lg" || true
-    jq -c --arg server "$s" --argjson base "$base" --argjson held "$held" \
-        '. + {row: "idle", server: $server, round: 1, rss_base_kib: $base, rss_idle_kib: $held,
-              kib_per_conn: (if .opened > 0 then ($held - $base) / .opened else null end)}' \
-        "$OUT_DIR/idle-$s.json" >> "$RESULTS"
-    stop "$s"
-done
+for s in polysocket-py picows rust; do idle_row "$s" "$IDLE_CONNS"; done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$(( $(date +%s) - T0 ))
 

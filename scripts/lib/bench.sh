@@ -1,0 +1,122 @@
+# Server processes and loadgen runs shared by the benchmark scripts
+# (sourced, not run). The caller sets, before calling anything here:
+#   OUT_DIR, RESULTS   where logs and raw JSON lines go
+#   LOADGEN, LOADGEN_CPU, WARMUP, DURATION, ROUNDS
+#   SERVERS            the servers compared, in their first-round order
+#   CMD[name]          each server's command, ending just before the port
+#   PIN                a command prefix for the servers (e.g. taskset), may be empty
+#   log()              progress on stderr
+#
+#   start NAME / stop NAME      a fresh process on a fresh port / TERM, then KILL
+#   run ROW ROUND NAME ARGS...  one loadgen run, its JSON line tagged and appended
+#   warm_up                     every server handles connections and messages once
+#   echo_rows SPEC...           "row:conns:size" rows, ROUNDS rounds, order rotating
+#   idle_row NAME CONNS         RSS of a fresh NAME before / with CONNS idle connections
+
+declare -A CMD PORT PID
+PIN=()
+STARTED=()
+
+bench_cleanup() {
+    for p in "${STARTED[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${STARTED[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap bench_cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+start() {
+    local name=$1 port
+    port=$(free_port)
+    # shellcheck disable=SC2086
+    "${PIN[@]}" ${CMD[$name]} "$port" > "$OUT_DIR/$name.log" 2>&1 &
+    PID[$name]=$!
+    PORT[$name]=$port
+    STARTED+=("$!")
+    for _ in $(seq 1 100); do
+        if python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),0.2).close()" 2>/dev/null; then
+            log "$name: pid ${PID[$name]}, port $port"
+            return 0
+        fi
+        kill -0 "${PID[$name]}" 2>/dev/null || break
+        sleep 0.1
+    done
+    log "$name did not start; log:"; cat "$OUT_DIR/$name.log" >&2
+    exit 1
+}
+
+stop() {
+    local p=${PID[$1]}
+    kill "$p" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+}
+
+run() {
+    local row=$1 round=$2 name=$3
+    shift 3
+    # A server that fails a row (e.g. a peer that cannot take 1 MiB) still
+    # yields its JSON line with the errors counted; the run goes on.
+    taskset -c "$LOADGEN_CPU" "$LOADGEN" "$@" --port "${PORT[$name]}" --server-pid "${PID[$name]}" \
+        2>>"$OUT_DIR/loadgen.log" \
+        | jq -c --arg row "$row" --arg server "$name" --argjson round "$round" \
+            '. + {row: $row, server: $server, round: $round}' >> "$RESULTS" \
+        || log "loadgen: $row round $round on $name exited with an error (see $OUT_DIR/loadgen.log)"
+}
+
+rotate() { # the servers' order for round $1
+    local r=$1 n=${#SERVERS[@]} i
+    for i in $(seq 0 $((n - 1))); do echo "${SERVERS[$(((i + r) % n))]}"; done
+}
+
+warm_up() {
+    local s
+    for s in "${SERVERS[@]}"; do
+        taskset -c "$LOADGEN_CPU" "$LOADGEN" echo --port "${PORT[$s]}" --conns 10 --size 1024 \
+            --duration 0.5 --warmup 0 > /dev/null 2>&1 || true
+    done
+}
+
+echo_rows() {
+    local spec row conns size round s
+    for spec in "$@"; do
+        IFS=: read -r row conns size <<< "$spec"
+        for round in $(seq 1 "$ROUNDS"); do
+            for s in $(rotate "$round"); do
+                log "echo $row, round $round, $s"
+                run "$row" "$round" "$s" echo --conns "$conns" --size "$size" \
+                    --duration "$DURATION" --warmup "$WARMUP"
+            done
+        done
+    done
+}
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+idle_row() {
+    local s=$1 conns=$2 base held ready lg
+    start "$s"
+    taskset -c "$LOADGEN_CPU" "$LOADGEN" echo --port "${PORT[$s]}" --conns 10 --size 1024 \
+        --duration 0.5 --warmup 0 > /dev/null 2>&1 || true
+    sleep 0.5
+    base=$(rss_kib "${PID[$s]}")
+    ready="$OUT_DIR/idle-$s.ready"
+    rm -f "$ready"
+    log "idle: $conns connections to $s (baseline RSS $base KiB)"
+    taskset -c "$LOADGEN_CPU" "$LOADGEN" idle --port "${PORT[$s]}" --conns "$conns" \
+        --ready-file "$ready" --hold-timeout 120 > "$OUT_DIR/idle-$s.json" 2>>"$OUT_DIR/loadgen.log" &
+    lg=$!
+    for _ in $(seq 1 1200); do [ -f "$ready" ] && break; kill -0 "$lg" 2>/dev/null || break; sleep 0.1; done
+    sleep 1 # let the server settle
+    held=$(rss_kib "${PID[$s]}")
+    rm -f "$ready"
+    wait "$lg" || true
+    jq -c --arg server "$s" --argjson base "$base" --argjson held "$held" \
+        '. + {row: "idle", server: $server, round: 1, rss_base_kib: $base, rss_idle_kib: $held,
+              kib_per_conn: (if .opened > 0 then ($held - $base) / .opened else null end)}' \
+        "$OUT_DIR/idle-$s.json" >> "$RESULTS"
+    stop "$s"
+}
