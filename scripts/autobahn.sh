@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# The Autobahn|Testsuite CI subset: sections 1-10 plus 12.1.*, 13.1.* and
-# 13.7.* (permessage-deflate), about 355 cases, 1-2 minutes on 2 cores.
+# The Autobahn|Testsuite against the echo server.
 #
-#   scripts/autobahn.sh [URL]
+#   scripts/autobahn.sh [URL]        CI subset: sections 1-10 plus 12.1.*,
+#                                    13.1.*, 13.7.* (permessage-deflate), about
+#                                    355 cases, 1-2 minutes on 2 cores
+#   scripts/autobahn-full.sh [URL]   all 517 cases (12-20 minutes), then writes
+#                                    the result into docs/CONFORMANCE.md
 #
 # Without URL it starts the echo server itself on a free port of 127.0.0.1
 # (POLYSOCKET_ECHO_CMD, a command template with {port}; default: the
 # tokio echo example, built if needed) and stops it at the end. Prints the
 # per-behaviour summary and fails on any FAILED, NON-STRICT or UNIMPLEMENTED
-# case (INFORMATIONAL is accepted). The report is in target/autobahn/ci/.
+# case (INFORMATIONAL is accepted). Reports: target/autobahn/{ci,full}/.
+# AB_CASES overrides the case list (e.g. AB_CASES='1.*').
 #
 # The suite comes from ../shared/tools/autobahn (beside the repository;
 # AUTOBAHN_DIR overrides), installed on first use into /opt/autobahn-py3.
@@ -16,17 +20,25 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-CASES="1.*,2.*,3.*,4.*,5.*,6.*,7.*,8.*,9.*,10.*,12.1.*,13.1.*,13.7.*"
-OUT="$ROOT/target/autobahn/ci"
+MODE="${AB_MODE:-ci}"
+case "$MODE" in
+    ci) CASES="1.*,2.*,3.*,4.*,5.*,6.*,7.*,8.*,9.*,10.*,12.1.*,13.1.*,13.7.*"; TIMEOUT=900
+        NAME=autobahn.sh ;;
+    full) CASES="*"; TIMEOUT=2400; NAME=autobahn-full.sh ;;
+    *) echo "autobahn.sh: AB_MODE must be ci or full" >&2; exit 2 ;;
+esac
+CASES="${AB_CASES:-$CASES}"
+OUT="$ROOT/target/autobahn/$MODE"
 AUTOBAHN_DIR="${AUTOBAHN_DIR:-$ROOT/../shared/tools/autobahn}"
 PY="${PYTHON:-python3}"
+DEFAULT_SERVER="target/release/examples/echo --host 127.0.0.1 --port {port}"
 
 if [[ ! -x "$AUTOBAHN_DIR/run.sh" ]]; then
-    echo "autobahn.sh: $AUTOBAHN_DIR/run.sh not found (set AUTOBAHN_DIR)" >&2
+    echo "$NAME: $AUTOBAHN_DIR/run.sh not found (set AUTOBAHN_DIR)" >&2
     exit 2
 fi
 if [[ $# -gt 1 || "${1:-}" == -* ]]; then
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,18p' "$ROOT/scripts/autobahn.sh" | sed 's/^# \{0,1\}//' >&2
     exit 2
 fi
 
@@ -36,23 +48,39 @@ mkdir -p "$ROOT/target/autobahn"
 if [[ "${POLYSOCKET_AB_UNDER_HARNESS:-}" != 1 ]] \
     && ! AB_QUIET=1 bash "$AUTOBAHN_DIR/install.sh" >"$ROOT/target/autobahn/install.log" 2>&1; then
     tail -n 20 "$ROOT/target/autobahn/install.log" >&2
-    echo "autobahn.sh: installing the Autobahn|Testsuite failed" >&2
+    echo "$NAME: installing the Autobahn|Testsuite failed" >&2
     exit 2
 fi
 
 if [[ $# -eq 0 && "${POLYSOCKET_AB_UNDER_HARNESS:-}" != 1 ]]; then
     mkdir -p "$OUT"
-    POLYSOCKET_AB_UNDER_HARNESS=1 exec "$PY" tests/harness/echo_server.py \
-        --log "$ROOT/target/autobahn/echo-server-ci.log" -- "$ROOT/scripts/autobahn.sh"
+    AB_MODE="$MODE" POLYSOCKET_AB_UNDER_HARNESS=1 exec "$PY" tests/harness/echo_server.py \
+        --log "$ROOT/target/autobahn/echo-server-$MODE.log" -- "$ROOT/scripts/autobahn.sh"
 fi
-URL="${1:-${ECHO_URL:?}}"
+if [[ $# -eq 1 ]]; then
+    URL="$1"; SERVER="external server at $1"
+else
+    URL="${ECHO_URL:?}"; SERVER="${POLYSOCKET_ECHO_CMD:-$DEFAULT_SERVER}"
+fi
 
+start=$(date +%s)
 set +e
-"$AUTOBAHN_DIR/run.sh" --agent polysocket --timeout 900 "$URL" "$CASES" "$OUT"
+"$AUTOBAHN_DIR/run.sh" --agent polysocket --timeout "$TIMEOUT" "$URL" "$CASES" "$OUT"
 rc=$?
 set -e
+wall=$(( $(date +%s) - start ))
 if [[ ! -f "$OUT/index.json" || $rc -ge 2 ]]; then
-    echo "autobahn.sh: the suite did not run to the end (run.sh status $rc)" >&2
+    echo "$NAME: the suite did not run to the end (run.sh status $rc)" >&2
     exit 2
 fi
+set +e
 "$PY" tests/harness/autobahn_report.py check "$OUT/index.json"
+verdict=$?
+set -e
+if [[ "$MODE" == full ]]; then
+    "$PY" tests/harness/autobahn_report.py markdown "$OUT/index.json" docs/CONFORMANCE.md \
+        --command "scripts/autobahn-full.sh" --server "$SERVER" \
+        --wall "$((wall / 60)) min $((wall % 60)) s" >/dev/null
+    echo "$NAME: wrote docs/CONFORMANCE.md"
+fi
+exit $verdict

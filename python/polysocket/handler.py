@@ -120,6 +120,8 @@ class WebSocketHandler(_native.Connection):
         """The connection is open; receives the route's groups."""
 
     def on_message(self, message: Any) -> Any:
+        """A message arrived: ``str`` for text, ``bytes`` for binary. Every
+        handler must override it (Tornado's contract: the base raises)."""
         raise NotImplementedError
 
     def on_ping(self, data: bytes) -> None:
