@@ -600,47 +600,45 @@ impl Connection {
 
     /// Send a text message.
     pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
-        self.send_data(OpCode::Text, text.as_bytes())
+        self.send_data(OpCode::Text, text.as_bytes(), None)
     }
 
     /// Send a binary message (hybi-01 and later).
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
-        self.send_data(OpCode::Binary, data)
+        self.send_data(OpCode::Binary, data, None)
     }
 
     /// Send a text or binary message. A [`Message::Text`] is sent as it is,
     /// without UTF-8 validation.
     pub fn send(&mut self, message: &Message) -> Result<(), SendError> {
-        let data = message.data();
-        if data.len() >= SHARE_MIN && self.stream.is_none() && !self.compresses(data.len()) {
-            self.ensure_open()?;
-            self.ensure_opcode(message.opcode(), "binary messages")?;
-            if self.sending.is_some() {
-                return Err(SendError::FragmentInProgress);
-            }
-            let opcode = message.opcode();
-            if self
-                .encoder
-                .encode_header(opcode, true, 0, data.len(), &mut self.output)
-            {
-                self.push_shared(data.clone());
-                return Ok(());
-            }
-        }
-        self.send_data(message.opcode(), data)
+        self.send_data(message.opcode(), message.data(), Some(message.data()))
     }
 
-    /// Whether a whole message of `len` bytes would be compressed.
-    fn compresses(&self, len: usize) -> bool {
-        !matches!(self.compression, Compression::None)
-            && len >= self.config.extensions.compression_threshold
-    }
-
-    fn send_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
+    /// Send one whole message. With `shared` (the payload as `Bytes`), a
+    /// large unmasked, uncompressed frame is written from that buffer
+    /// instead of being copied into the output.
+    fn send_data(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        shared: Option<&Bytes>,
+    ) -> Result<(), SendError> {
         self.ensure_open()?;
         self.ensure_opcode(opcode, "binary messages")?;
         if self.sending.is_some() {
             return Err(SendError::FragmentInProgress);
+        }
+        if let Some(bytes) = shared.filter(|b| b.len() >= SHARE_MIN && self.stream.is_none()) {
+            let compressed = !matches!(self.compression, Compression::None)
+                && bytes.len() >= self.config.extensions.compression_threshold;
+            if !compressed
+                && self
+                    .encoder
+                    .encode_header(opcode, true, 0, bytes.len(), &mut self.output)
+            {
+                self.push_shared(bytes.clone());
+                return Ok(());
+            }
         }
         self.encode_data(opcode, true, payload, true);
         Ok(())
