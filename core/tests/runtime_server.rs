@@ -587,3 +587,78 @@ fn handle_sends_pings_and_unsolicited_pongs() {
         "{events:?}"
     );
 }
+
+/// Sends through the handle from inside a connection's own handler call,
+/// as a binding's `send` makes them.
+struct ThroughHandle {
+    handle: std::sync::OnceLock<polysocket::runtime::ServerHandle>,
+    refused: Mutex<Vec<usize>>,
+    closes: Mutex<Vec<CloseInfo>>,
+}
+
+impl Handler for ThroughHandle {
+    fn on_message(&self, conn: &mut Conn<'_>, message: Message) {
+        let handle = self.handle.get().expect("handle set");
+        let id = conn.id();
+        if message.data().as_ref() == b"flood" {
+            // Far more than the send buffer in one call: refused past it.
+            // (Incompressible, each one new: the client offers
+            // permessage-deflate.)
+            let mut x = 0x9E37_79B9u32;
+            let mut noise = || {
+                let bytes: Vec<u8> = (0..16 * 1024)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 17;
+                        x ^= x << 5;
+                        x as u8
+                    })
+                    .collect();
+                Message::binary(bytes)
+            };
+            let sent = (0..64).take_while(|_| handle.send(id, noise())).count();
+            self.refused.lock().unwrap().push(sent);
+            return;
+        }
+        // Interleaved with the handler's own `Conn` sends, in call order:
+        // through the mailbox, "a" and "c" would follow "b".
+        assert!(handle.send(id, Message::text("a")));
+        conn.send(&Message::text("b"));
+        assert!(handle.send(id, Message::text("c")));
+    }
+
+    fn on_close(&self, _id: ConnId, close: &CloseInfo) {
+        self.closes.lock().unwrap().push(close.clone());
+    }
+}
+
+#[test]
+fn handle_sends_from_the_connections_own_handler_keep_call_order_and_the_buffer_limit() {
+    let handler = Arc::new(ThroughHandle {
+        handle: Default::default(),
+        refused: Mutex::new(Vec::new()),
+        closes: Mutex::new(Vec::new()),
+    });
+    let mut config = ServerConfig::default();
+    config.max_send_buffer = 256 * 1024;
+    let server = start(config, handler.clone());
+    handler.handle.set(server.handle()).ok().unwrap();
+    let mut c = Client::connect(server.local_addr(), Draft::Rfc6455);
+    for _ in 0..3 {
+        c.send("go");
+        for want in ["a", "b", "c"] {
+            assert_eq!(c.recv_message(), Message::text(want));
+        }
+    }
+    c.send("flood");
+    let start = Instant::now();
+    while handler.closes.lock().unwrap().is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(10), "no close");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // 16 sends fill 256 KiB; the one that would pass the limit is refused
+    // and the connection is cut off as when its mailbox overflows.
+    assert_eq!(*handler.refused.lock().unwrap(), vec![15]);
+    let close = handler.closes.lock().unwrap()[0].clone();
+    assert_eq!((close.code, close.clean), (1008, false), "{close:?}");
+}

@@ -14,7 +14,6 @@ use md5::{Digest, Md5};
 use polysocket::runtime::{ConnId, OpenInfo, ServerHandle};
 use polysocket::Message;
 
-use crate::event_loop::{queued, with_current};
 use crate::payload::{self, Kind};
 
 /// The reason text php-websocket sent with each close code.
@@ -60,20 +59,9 @@ impl Connection {
 
     /// Queue a message without blocking; false when the client is gone or
     /// its send buffer is full. From this client's own `onConnect`/`onData`
-    /// the message goes straight into its engine (written when the callback
-    /// returns); otherwise through the server's handle.
+    /// the runtime puts it straight into its engine (written when the
+    /// callback returns); otherwise into its mailbox.
     pub(crate) fn send_kind(&self, kind: Kind, data: Bytes) -> bool {
-        let direct = with_current(self.id, |conn| match kind {
-            Kind::Text => Some(conn.send(&Message::Text(data.clone()))),
-            Kind::Binary => Some(conn.send(&Message::Binary(data.clone()))),
-            Kind::Ping => Some(conn.ping(&data)),
-            Kind::Close => Some(conn.close(Some(1000), &String::from_utf8_lossy(&data))),
-            Kind::Pong => None,
-        });
-        if let Some(Some(sent)) = direct {
-            return sent;
-        }
-        queued(&[self.id]);
         match kind {
             Kind::Text => self.handle.send(self.id, Message::Text(data)),
             Kind::Binary => self.handle.send(self.id, Message::Binary(data)),
@@ -117,10 +105,7 @@ impl Connection {
             return false;
         };
         let reason = close_reason(code);
-        with_current(self.id, |conn| conn.close(Some(code), reason)).unwrap_or_else(|| {
-            queued(&[self.id]);
-            self.handle.close(self.id, Some(code), reason)
-        })
+        self.handle.close(self.id, Some(code), reason)
     }
 
     pub fn get_client_ip(&self) -> String {

@@ -5,7 +5,7 @@
 //! callback's exception is logged with its trace and its client closed
 //! with 1011; the server carries on.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::mem::ManuallyDrop;
 use std::net::TcpListener;
@@ -208,51 +208,33 @@ impl Handler for PhpHandler {
         self.policy.accept(request, offered)
     }
 
-    fn on_open(&self, conn: &mut Conn<'_>, info: &Arc<OpenInfo>) {
-        self.enter(conn, |state, handle| self.open(state, handle, info));
+    // `$client->send()` from these callbacks reaches the engine directly:
+    // the runtime makes the calling connection current (runtime::current).
+    fn on_open(&self, _conn: &mut Conn<'_>, info: &Arc<OpenInfo>) {
+        self.enter(|state, handle| self.open(state, handle, info));
     }
 
     fn on_message(&self, conn: &mut Conn<'_>, message: Message) {
         let id = conn.id();
-        self.enter(conn, |state, handle| {
-            self.message(state, handle, id, message)
-        });
+        self.enter(|state, handle| self.message(state, handle, id, message));
     }
 
     fn on_close(&self, id: ConnId, close: &CloseInfo) {
-        if let (Some(state), Some(handle)) = (self.php.get(), self.handle.get()) {
-            self.guarded(state, handle, || self.close(state, handle, id, close));
-        }
+        self.enter(|state, handle| self.close(state, handle, id, close));
     }
 }
 
 impl PhpHandler {
-    /// Run a PHP-calling step for the connection whose task is running:
-    /// on the PHP thread only, never after an abort, with `conn` reachable
-    /// by `$client->send()` for the duration.
-    fn enter(
-        &self,
-        conn: &mut Conn<'_>,
-        step: impl FnOnce(&State, &ServerHandle) -> Result<(), Abort>,
-    ) {
+    /// Run a PHP-calling step: on the PHP thread only, never after an
+    /// abort, and no panic unwinds into tokio; an abort stops the server.
+    fn enter(&self, step: impl FnOnce(&State, &ServerHandle) -> Result<(), Abort>) {
         let (Some(state), Some(handle)) = (self.php.get(), self.handle.get()) else {
             return;
         };
-        let _current = Current::set(conn);
-        self.guarded(state, handle, || step(state, handle));
-    }
-
-    /// No panic unwinds into tokio; an abort stops the server.
-    fn guarded(
-        &self,
-        state: &State,
-        handle: &ServerHandle,
-        step: impl FnOnce() -> Result<(), Abort>,
-    ) {
         if state.abort.borrow().is_some() {
             return;
         }
-        match catch_unwind(AssertUnwindSafe(step)) {
+        match catch_unwind(AssertUnwindSafe(|| step(state, handle))) {
             Ok(Ok(())) => {}
             Ok(Err(abort)) => {
                 *state.abort.borrow_mut() = Some(abort);
@@ -274,7 +256,7 @@ impl PhpHandler {
             .route(&info.path)
             .and_then(|key| state.apps.borrow().get(key).map(Zval::shallow_clone))
         else {
-            close_client(handle, id, 1011, "no application");
+            handle.close(id, Some(1011), "no application");
             return Ok(());
         };
         let ip = info.peer.ip().to_string();
@@ -291,7 +273,7 @@ impl PhpHandler {
             Ok(conn) => conn,
             Err(e) => {
                 crate::log::write(&format!("cannot create a connection object: {e}"), "error");
-                close_client(handle, id, 1011, "internal server error");
+                handle.close(id, Some(1011), "internal server error");
                 return Ok(());
             }
         };
@@ -334,7 +316,7 @@ impl PhpHandler {
                 // php-websocket closed with 1003 when the application has
                 // no onBinaryData.
                 if !call(handle, &app, "onBinaryData", &args, Some(id))? {
-                    close_client(handle, id, 1003, "unknown data (opcode)");
+                    handle.close(id, Some(1003), "unknown data (opcode)");
                 }
             }
         }
@@ -425,18 +407,10 @@ fn call(
             "error",
         );
         if let Some(id) = client {
-            close_client(handle, id, 1011, "internal server error");
+            handle.close(id, Some(1011), "internal server error");
         }
     }
     Ok(found)
-}
-
-/// Close a client: in the engine at once when its task is the running one
-/// (ahead of anything it received later), else through its mailbox.
-fn close_client(handle: &ServerHandle, id: ConnId, code: u16, reason: &str) {
-    if with_current(id, |conn| conn.close(Some(code), reason)).is_none() {
-        handle.close(id, Some(code), reason);
-    }
 }
 
 /// `exit()`/`die()` unwind the stack with an internal exception object.
@@ -454,70 +428,6 @@ fn describe(exception: &ZendObject) -> String {
         .ok()
         .and_then(|s| s.string())
         .unwrap_or_else(|| exception.get_class_name().unwrap_or_default())
-}
-
-thread_local! {
-    /// The connection whose `on_open`/`on_message` is calling PHP.
-    static CURRENT: Cell<Option<Entry>> = const { Cell::new(None) };
-}
-
-#[derive(Clone, Copy)]
-struct Entry {
-    id: ConnId,
-    conn: *mut Conn<'static>,
-    /// Something went through the mailbox already: later sends must too,
-    /// to stay behind it.
-    queued: bool,
-}
-
-/// Makes a connection reachable by [`with_current`] while it lives.
-struct Current(Option<Entry>);
-
-impl Current {
-    fn set(conn: &mut Conn<'_>) -> Current {
-        let entry = Entry {
-            id: conn.id(),
-            conn: (conn as *mut Conn<'_>).cast::<Conn<'static>>(),
-            queued: false,
-        };
-        Current(CURRENT.with(|c| c.replace(Some(entry))))
-    }
-}
-
-impl Drop for Current {
-    fn drop(&mut self) {
-        CURRENT.with(|c| c.set(self.0));
-    }
-}
-
-/// Use connection `id` directly when its task is the one calling PHP: a
-/// send then goes into the engine at once and is written when the callback
-/// returns, in the same task poll (as a native handler's would). `None`
-/// for any other connection, and once [`queued`] was told about it.
-pub fn with_current<R>(id: ConnId, f: impl FnOnce(&mut Conn<'_>) -> R) -> Option<R> {
-    let entry = CURRENT.with(Cell::get)?;
-    if entry.id != id || entry.queued {
-        return None;
-    }
-    // SAFETY: the pointer was made from the `&mut Conn` given to the
-    // running handler call, which does not touch it until the `Current`
-    // guard (set for exactly that call) is dropped; the guard lives on this
-    // thread, and the entry is thread-local. PHP calls do not nest
-    // handler calls, so no second `&mut` to it exists here.
-    Some(f(unsafe { &mut *entry.conn }))
-}
-
-/// These connections were sent something through the server's handle
-/// (their mailboxes).
-pub fn queued(ids: &[ConnId]) {
-    CURRENT.with(|c| {
-        if let Some(entry) = c.get().filter(|e| ids.contains(&e.id)) {
-            c.set(Some(Entry {
-                queued: true,
-                ..entry
-            }));
-        }
-    });
 }
 
 #[cfg(test)]

@@ -388,7 +388,6 @@ impl Server {
             Kind::Text => Message::Text(data),
             _ => Message::Binary(data),
         };
-        crate::event_loop::queued(&ids);
         Ok(handle.broadcast(&ids, message) as i64)
     }
 }

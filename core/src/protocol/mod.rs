@@ -553,6 +553,14 @@ impl Connection {
             || self.stream.as_ref().is_some_and(|s| !s.deflated.is_empty())
     }
 
+    /// How many bytes are waiting to be written (before deflate-stream's
+    /// compression of the newest ones).
+    pub fn output_len(&self) -> usize {
+        self.shared.iter().map(Bytes::len).sum::<usize>()
+            + self.output.len()
+            + self.stream.as_ref().map_or(0, |s| s.deflated.len())
+    }
+
     /// Queue `payload` to be written from its own buffer, after everything
     /// encoded so far.
     fn push_shared(&mut self, payload: Bytes) {

@@ -8,6 +8,7 @@
 //! * [`tls`], [`stream`]: `wss://` from PEM files.
 
 pub mod client;
+mod current;
 mod error;
 pub mod events;
 pub mod server;

@@ -8,7 +8,9 @@
 //! mailbox whose queued bytes count against the send-buffer limit.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -22,7 +24,7 @@ use tokio::time::Instant;
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 
-use super::{RuntimeError, Stream};
+use super::{current, RuntimeError, Stream};
 use crate::config::Config;
 use crate::draft::Draft;
 use crate::error::HandshakeError;
@@ -179,10 +181,19 @@ pub trait Handler: Send + Sync + 'static {
 /// the engine and are written when the handler returns.
 pub struct Conn<'a> {
     id: ConnId,
-    conn: &'a mut Connection,
+    /// The engine, shared with [`current`] for the handler call (see there).
+    conn: NonNull<Connection>,
+    _conn: PhantomData<&'a mut Connection>,
 }
 
 impl Conn<'_> {
+    fn engine(&mut self) -> &mut Connection {
+        // SAFETY: made by `call_handler` from the task's `&mut Connection`
+        // for one handler call; the only other user of the pointer is
+        // `current::with`, whose access never overlaps this short borrow.
+        unsafe { self.conn.as_mut() }
+    }
+
     /// The connection's id.
     pub fn id(&self) -> ConnId {
         self.id
@@ -190,29 +201,42 @@ impl Conn<'_> {
 
     /// The draft in use.
     pub fn draft(&self) -> Draft {
-        self.conn.draft()
+        // SAFETY: as in `engine`, a short shared borrow.
+        unsafe { self.conn.as_ref() }.draft()
     }
 
     /// Send a message; false when the connection is closing or the draft
     /// cannot carry it (binary on hixie).
     pub fn send(&mut self, message: &Message) -> bool {
-        self.conn.send(message).is_ok()
+        self.engine().send(message).is_ok()
     }
 
     /// Send a message encoded once for many connections.
     pub fn send_prepared(&mut self, message: &PreparedMessage) -> bool {
-        self.conn.send_prepared(message).is_ok()
+        self.engine().send_prepared(message).is_ok()
     }
 
     /// Send a ping (hybi-01 and later).
     pub fn ping(&mut self, data: &[u8]) -> bool {
-        self.conn.send_ping(data).is_ok()
+        self.engine().send_ping(data).is_ok()
     }
 
     /// Start the close handshake.
     pub fn close(&mut self, code: Option<u16>, reason: &str) -> bool {
-        self.conn.close(code, reason).is_ok()
+        self.engine().close(code, reason).is_ok()
     }
+}
+
+/// Call the handler for connection `id` with its engine current on this
+/// thread, so that the handle's commands for it from inside the call are
+/// applied at once (see [`current`]).
+fn call_handler<R>(id: ConnId, conn: &mut Connection, f: impl FnOnce(&mut Conn<'_>) -> R) -> R {
+    let (_scope, ptr) = current::enter(id, conn);
+    f(&mut Conn {
+        id,
+        conn: ptr,
+        _conn: PhantomData,
+    })
 }
 
 /// What other threads ask a connection's task to do.
@@ -260,8 +284,14 @@ const OVERFLOW: u8 = 2;
 const STOP: u8 = 4;
 
 impl Mailbox {
-    fn take(&self) -> VecDeque<Command> {
-        std::mem::take(&mut *self.commands.lock().expect("mailbox lock"))
+    /// Apply every queued command, in order.
+    fn apply_all(&self, conn: &mut Connection) {
+        let commands = std::mem::take(&mut *self.commands.lock().expect("mailbox lock"));
+        for command in commands {
+            self.queued
+                .fetch_sub(command.queued_bytes(), Ordering::AcqRel);
+            apply(conn, command);
+        }
     }
 
     fn signal(&self, bits: u8) {
@@ -322,6 +352,25 @@ impl ServerHandle {
         };
         let mailbox = &entry.mailbox;
         let size = command.queued_bytes();
+        let limit = self.shared.config.max_send_buffer;
+        let mut command = Some(command);
+        let direct = current::with(id, |conn| {
+            // What was queued for it earlier goes first.
+            mailbox.apply_all(conn);
+            if conn.output_len() + size > limit {
+                return false;
+            }
+            apply(conn, command.take().expect("once"));
+            true
+        });
+        let command = match (direct, command) {
+            (Some(true), _) => return true,
+            (Some(false), _) | (None, None) => {
+                mailbox.signal(OVERFLOW);
+                return false;
+            }
+            (None, Some(command)) => command,
+        };
         let queued = mailbox.queued.fetch_add(size, Ordering::AcqRel) + size;
         if queued > self.shared.config.max_send_buffer {
             mailbox.queued.fetch_sub(size, Ordering::AcqRel);
@@ -968,13 +1017,7 @@ async fn run_connection(
         window_start: Instant::now(),
         count: 0,
     };
-    handler.on_open(
-        &mut Conn {
-            id,
-            conn: &mut conn,
-        },
-        &info,
-    );
+    call_handler(id, &mut conn, |c| handler.on_open(c, &info));
     // The handler keeps what it wants of it; the task keeps only the id.
     drop(info);
     // Frames the client pipelined behind its request are already here.
@@ -1027,9 +1070,7 @@ async fn run_connection(
                 }
                 if signals & READY != 0 {
                     // Apply everything queued before writing once.
-                    for command in mailbox.take() {
-                        apply(&mut conn, command, &mailbox.queued);
-                    }
+                    mailbox.apply_all(&mut conn);
                 }
                 if signals & STOP != 0 && conn.state() == State::Open {
                     let _ = conn.close(Some(1001), "server shutting down");
@@ -1150,8 +1191,7 @@ fn dropped(reason: &str) -> CloseInfo {
     }
 }
 
-fn apply(conn: &mut Connection, command: Command, queued: &AtomicUsize) {
-    queued.fetch_sub(command.queued_bytes(), Ordering::AcqRel);
+fn apply(conn: &mut Connection, command: Command) {
     let _ = match command {
         Command::Send(m) => conn.send(&m),
         Command::Prepared(p) => conn.send_prepared(&p),
@@ -1256,10 +1296,10 @@ fn dispatch(
                         clean: false,
                     });
                 }
-                handler.on_message(&mut Conn { id, conn }, m);
+                call_handler(id, conn, |c| handler.on_message(c, m));
             }
-            Event::Ping(d) => handler.on_ping(&mut Conn { id, conn }, d),
-            Event::Pong(d) => handler.on_pong(&mut Conn { id, conn }, d),
+            Event::Ping(d) => call_handler(id, conn, |c| handler.on_ping(c, d)),
+            Event::Pong(d) => call_handler(id, conn, |c| handler.on_pong(c, d)),
             Event::Close(CloseFrame { code, reason }) => {
                 return Some(CloseInfo {
                     code,
