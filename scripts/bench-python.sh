@@ -8,8 +8,10 @@
 #   scripts/bench-python.sh                 # full run
 #   ROUNDS=1 DURATION=1 IDLE_CONNS=2000 scripts/bench-python.sh   # quick look
 #
-# Each server gets WORKERS runtime threads (default 1; the Python servers run
-# one asyncio loop). The load generator (one thread) is pinned to core
+# The standalone server runs as `python -m polysocket echo` does by default:
+# its runtime on the asyncio loop's thread (PY_WORKERS=0; PY_WORKERS=N gives
+# it N runtime threads instead). The Rust echo gets WORKERS runtime threads
+# (default 1); the other Python servers run one asyncio loop. The load generator (one thread) is pinned to core
 # LOADGEN_CPU (default 0); servers are pinned to SERVER_CPU if set (default:
 # not pinned, so the standalone server's Python thread and its runtime
 # thread can run side by side). Every server's CPU time per message (all its
@@ -30,6 +32,7 @@ ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-2}
 WARMUP=${WARMUP:-0.5}
 WORKERS=${WORKERS:-1}
+PY_WORKERS=${PY_WORKERS:-0}
 SERVER_CPU=${SERVER_CPU:-}
 LOADGEN_CPU=${LOADGEN_CPU:-0}
 IDLE_CONNS=${IDLE_CONNS:-10000}
@@ -65,7 +68,7 @@ LOADGEN="$BIN/loadgen"
 
 . scripts/lib/bench.sh
 SERVERS=(polysocket-py picows rust tornado)
-CMD[polysocket-py]="$PY -m polysocket echo --host 127.0.0.1 --workers $WORKERS --port"
+CMD[polysocket-py]="$PY -m polysocket echo --host 127.0.0.1 --workers $PY_WORKERS --port"
 CMD[picows]="$PY benches/python/picows_echo.py --host 127.0.0.1 --port"
 CMD[rust]="$BIN/examples/echo --host 127.0.0.1 --workers $WORKERS --port"
 CMD[tornado]="$PY benches/python/tornado_stock_echo.py --host 127.0.0.1 --port"

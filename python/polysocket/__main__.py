@@ -17,7 +17,8 @@ def main(argv=None):
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--tls-cert", help="PEM certificate chain (serves wss://)")
     p.add_argument("--tls-key", help="PEM private key")
-    p.add_argument("--workers", type=int, default=0, help="runtime threads (0: one per core)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="runtime threads (0: none, I/O on the asyncio loop's thread)")
     p.add_argument("--max-connections", type=int, default=0)
     p.add_argument("--no-compression", action="store_true")
     args = p.parse_args(argv)

@@ -1,9 +1,12 @@
 """The standalone server: I/O, handshakes and framing in the Rust runtime,
 handlers (``polysocket.WebSocketHandler``) on the caller's asyncio loop.
 
-The runtime queues events behind one descriptor; ``loop.add_reader`` wakes
-``_on_readable`` once for any number of them, and one ``drain()`` returns
-them all as ``(kind, id, payload)`` tuples.
+On polysocket's own loop (``polysocket.run``, ``serve``) the runtime runs
+on the loop's thread and calls ``_event(kind, id, payload)`` for each event
+from the task that read it. On any other loop (or with ``workers=N``) the
+runtime has its own threads and queues events behind one descriptor;
+``loop.add_reader`` wakes ``_on_readable`` once for any number of them, and
+one ``drain()`` returns them all as the same tuples.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from . import _native
 from .handler import Request, WebSocketHandler, app_log
+from .loop import EventLoop, run
 
 __all__ = ["Server", "serve"]
 
@@ -88,7 +92,8 @@ class Server:
     max_connections, max_connections_per_ip, max_messages_per_minute,
     max_message_size, handshake_timeout, ping_interval, ping_timeout,
     max_send_buffer, close_timeout, allowed_origins, drafts, compression,
-    ssl_certfile, ssl_keyfile, workers.
+    ssl_certfile, ssl_keyfile, workers (runtime threads; 0, the default:
+    the loop's own thread on polysocket's loop, one per core on others).
     """
 
     def __init__(self, routes: Sequence[Route], host: str = "127.0.0.1", port: int = 8888, *,
@@ -114,6 +119,7 @@ class Server:
         self._pending_lock = threading.Lock()
         self._last_sweep = time.monotonic()
         self._stop_requested: Optional[asyncio.Event] = None
+        self._inline = False
 
     # --- lifecycle ---------------------------------------------------------------------
     def start(self) -> "Server":
@@ -123,10 +129,16 @@ class Server:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._stop_requested = asyncio.Event()
-        self._native = _native.NativeServer(self.options, self.host, self.port, self._accept,
-                                            self.pages)
+        if isinstance(loop, EventLoop) and self.options.workers == 0:
+            self._native = _native.NativeServer(self.options, self.host, self.port, self._accept,
+                                                self.pages, loop.reactor, self)
+            self._inline = True
+        else:
+            self._native = _native.NativeServer(self.options, self.host, self.port, self._accept,
+                                                self.pages)
+            self._inline = False
+            loop.add_reader(self._native.fileno(), self._on_readable)
         self.host, self.port = self._native.address
-        loop.add_reader(self._native.fileno(), self._on_readable)
         return self
 
     @property
@@ -151,10 +163,16 @@ class Server:
             return
         self.request_stop()
         native.stop()
-        await asyncio.get_running_loop().run_in_executor(None, native.wait)
-        self._on_readable()
-        self._loop.remove_reader(native.fileno())
-        await asyncio.get_running_loop().run_in_executor(None, native.close)
+        if self._inline:
+            # The runtime runs while this loop waits: poll for the end.
+            while native.connection_count():
+                await asyncio.sleep(0.005)
+        else:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, native.wait)
+            self._on_readable()
+            loop.remove_reader(native.fileno())
+            await loop.run_in_executor(None, native.close)
         self._native = None
 
     async def serve_forever(self) -> None:
@@ -258,35 +276,38 @@ class Server:
 
     # --- events (on the loop) ---------------------------------------------------------------
     def _on_readable(self) -> None:
-        handlers = self._handlers
+        event = self._event
         for kind, cid, data in self._native.drain():
-            if kind == MESSAGE:  # the hot path
-                h = handlers.get(cid)
-                if h is None:
-                    continue
-                if h._backlog is not None:
-                    h._backlog.append((kind, data))
-                    continue
-                try:
-                    r = h.on_message(data)
-                except Exception:
-                    self._failed(h)
-                    continue
-                if r is not None:
-                    self._maybe_await(h, r)
-            elif kind == OPEN:
-                self._open(cid, data)
+            event(kind, cid, data)
+
+    def _event(self, kind: int, cid: int, data: Any) -> None:
+        if kind == MESSAGE:  # the hot path
+            h = self._handlers.get(cid)
+            if h is None:
+                return
+            if h._backlog is not None:
+                h._backlog.append((kind, data))
+                return
+            try:
+                r = h.on_message(data)
+            except Exception:
+                self._failed(h)
+                return
+            if r is not None:
+                self._maybe_await(h, r)
+        elif kind == OPEN:
+            self._open(cid, data)
+        else:
+            h = self._handlers.get(cid)
+            if h is None:
+                return
+            if kind == CLOSE:
+                del self._handlers[cid]
+                h._detach()
+            if h._backlog is not None:
+                h._backlog.append((kind, data))
             else:
-                h = handlers.get(cid)
-                if h is None:
-                    continue
-                if kind == CLOSE:
-                    del handlers[cid]
-                    h._detach()
-                if h._backlog is not None:
-                    h._backlog.append((kind, data))
-                else:
-                    self._run(h, kind, data)
+                self._run(h, kind, data)
 
     def _open(self, cid: int, info: Tuple[Any, ...]) -> None:
         key, ip, port, draft, subprotocol, extension, _secure = info
@@ -350,9 +371,13 @@ class Server:
                 h._backlog.extend(backlog)
                 return
 
-    def _failed(self, h: WebSocketHandler, task: Optional["asyncio.Future[Any]"] = None) -> None:
-        """A handler raised: log it with its traceback, close with 1011."""
-        if task is None:
+    def _failed(self, h: WebSocketHandler, task: Optional["asyncio.Future[Any]"] = None,
+                exc: Optional[BaseException] = None) -> None:
+        """A handler raised (the exception being handled, ``exc``, or the
+        task's): log it with its traceback, close with 1011."""
+        if exc is not None:
+            h.log_exception(type(exc), exc, exc.__traceback__)
+        elif task is None:
             import sys
             h.log_exception(*sys.exc_info())
         elif task.cancelled():
@@ -366,6 +391,7 @@ class Server:
 def serve(routes: Sequence[Route], host: str = "127.0.0.1", port: int = 8888,
           **kwargs: Any) -> None:
     """Run a server until SIGINT or SIGTERM, then stop it gracefully (every
-    connection is closed with 1001). Blocks; starts its own asyncio loop."""
+    connection is closed with 1001). Blocks; runs polysocket's own asyncio
+    loop (``polysocket.run``)."""
     server = Server(routes, host, port, **kwargs)
-    asyncio.run(server.serve_forever())
+    run(server.serve_forever())

@@ -137,6 +137,13 @@ impl ServerOptions {
         Ok(ServerOptions { config })
     }
 
+    /// Runtime threads asked for (0: the loop's own thread on polysocket's
+    /// loop, else one per core).
+    #[getter]
+    fn workers(&self) -> usize {
+        self.config.workers
+    }
+
     /// Whether the server speaks `wss://`.
     #[getter]
     fn secure(&self) -> bool {

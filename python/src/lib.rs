@@ -8,6 +8,7 @@ mod engine;
 mod handshake;
 mod message;
 mod options;
+mod reactor;
 mod server;
 
 use pyo3::prelude::*;
@@ -35,6 +36,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // asyncio loop.
     m.add_class::<config::ServerOptions>()?;
     m.add_class::<server::NativeServer>()?;
+    m.add_class::<reactor::Reactor>()?;
     m.add_class::<connection::Connection>()?;
     m.add_class::<connection::Done>()?;
     Ok(())

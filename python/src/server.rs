@@ -1,11 +1,18 @@
-//! `NativeServer`: the runtime's tokio server (core/src/runtime) with an
-//! [`EventQueue`] between it and the Python event loop.
+//! `NativeServer`: the runtime's tokio server (core/src/runtime) serving
+//! Python handlers, in one of two ways:
 //!
-//! The tokio threads never take the GIL except to decide a handshake
-//! (routing, `check_origin`, `select_subprotocol` are Python code). Every
-//! other event is queued; the queue's descriptor wakes the asyncio loop
-//! (`loop.add_reader`), and one [`NativeServer::drain`] turns every queued
-//! event into `(kind, id, payload)` tuples with one copy of each payload.
+//! * inline, on polysocket's own asyncio loop ([`Reactor`]): the connection
+//!   tasks run on the loop's thread and each event is handed to the Python
+//!   server from the task that read it (a message straight to its
+//!   handler's `on_message` when nothing holds it back);
+//! * threaded, on any other loop: the runtime has its own threads, which
+//!   take the GIL only to decide a handshake (routing, `check_origin`,
+//!   `select_subprotocol` are Python code). Every other event is queued in
+//!   an [`EventQueue`] whose descriptor wakes the asyncio loop
+//!   (`loop.add_reader`), and one [`NativeServer::drain`] turns every
+//!   queued event into the same `(kind, id, payload)` tuples.
+//!
+//! Either way each payload is copied once, into its Python object.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -16,15 +23,18 @@ use polysocket::extensions::Agreed;
 use polysocket::handshake::Request;
 use polysocket::http::{Headers, RequestHead};
 use polysocket::runtime::{
-    CloseInfo, Conn, ConnId, EventQueue, Handler, OpenInfo, Server, ServerEvent, ServerHandle,
+    serve_listener, CloseInfo, Conn, ConnId, EventQueue, Handler, OpenInfo, Server, ServerEvent,
+    ServerHandle,
 };
 use polysocket::{HandshakeError, Message};
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::{PyException, PyOSError, PyRuntimeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::config::ServerOptions;
 use crate::message::to_message;
+use crate::reactor::{self, Reactor};
 
 /// Event kinds as seen by Python (`polysocket.server` mirrors them).
 const OPEN: u8 = 0;
@@ -58,10 +68,88 @@ fn extension_name(agreed: &Agreed) -> Option<&'static str> {
     }
 }
 
-/// The runtime's [`Handler`]: events go to the queue, handshakes to Python,
+/// Where a [`Bridge`] delivers events.
+enum Sink {
+    /// Threaded: queued for [`NativeServer::drain`].
+    Queue(Arc<EventQueue>),
+    /// Inline: delivered at once, on the loop's thread.
+    Call(Inline),
+}
+
+/// The Python server's entry points for inline delivery.
+struct Inline {
+    /// `_event(kind, id, payload)`: every event but the plain message.
+    event: Py<PyAny>,
+    /// `_handlers`: id → handler of the open connections.
+    handlers: Py<PyDict>,
+    /// `_maybe_await(handler, result)`: a handler returned something.
+    maybe_await: Py<PyAny>,
+    /// `_failed(handler, None, exception)`: a handler raised.
+    failed: Py<PyAny>,
+}
+
+impl Inline {
+    fn new(server: &Bound<'_, PyAny>) -> PyResult<Inline> {
+        Ok(Inline {
+            event: server.getattr("_event")?.unbind(),
+            handlers: server.getattr("_handlers")?.cast_into::<PyDict>()?.unbind(),
+            maybe_await: server.getattr("_maybe_await")?.unbind(),
+            failed: server.getattr("_failed")?.unbind(),
+        })
+    }
+
+    /// Hand an event over: the runtime task runs on the loop's thread
+    /// inside `Reactor.select`, which holds the GIL. The Python side
+    /// handles the handlers' exceptions; an `Exception` escaping it is
+    /// reported as unraisable, anything else leaves the loop.
+    fn deliver(&self, event: ServerEvent) {
+        Python::attach(|py| {
+            let delivered = match event {
+                ServerEvent::Message(id, message) => self.message(py, id, message),
+                event => event_tuple(py, event)
+                    .and_then(|args| self.event.bind(py).call1(args))
+                    .map(drop),
+            };
+            match delivered {
+                Ok(()) => reactor::handler_ran(),
+                // SystemExit, KeyboardInterrupt: out of the loop, as from
+                // any asyncio callback.
+                Err(err) if !err.is_instance_of::<PyException>(py) => reactor::raise_later(err),
+                Err(err) => {
+                    err.write_unraisable(py, None);
+                    reactor::handler_ran();
+                }
+            }
+        });
+    }
+
+    /// The hot path, as `Server._event` does it for a message: to the
+    /// handler's `on_message` unless a coroutine of it holds its events.
+    fn message(&self, py: Python<'_>, id: ConnId, message: Message) -> PyResult<()> {
+        let Some(handler) = self.handlers.bind(py).get_item(id)? else {
+            return Ok(());
+        };
+        let payload = message_object(py, message)?;
+        if !handler.getattr(intern!(py, "_backlog"))?.is_none() {
+            return self.event.bind(py).call1((MESSAGE, id, payload)).map(drop);
+        }
+        match handler.call_method1(intern!(py, "on_message"), (payload,)) {
+            Ok(result) if result.is_none() => Ok(()),
+            Ok(result) => self.maybe_await.bind(py).call1((handler, result)).map(drop),
+            Err(err) if !err.is_instance_of::<PyException>(py) => Err(err),
+            Err(err) => self
+                .failed
+                .bind(py)
+                .call1((handler, py.None(), err.into_value(py)))
+                .map(drop),
+        }
+    }
+}
+
+/// The runtime's [`Handler`]: events go to the sink, handshakes to Python,
 /// plain HTTP requests to the configured pages.
 struct Bridge {
-    queue: Arc<EventQueue>,
+    sink: Sink,
     /// `accept(key, path, query, headers, offered, secure)` → `None`, a
     /// subprotocol, or `(status, reason)` to refuse.
     accept: Py<PyAny>,
@@ -125,24 +213,72 @@ impl Handler for Bridge {
     }
 
     fn on_open(&self, conn: &mut Conn<'_>, info: &Arc<OpenInfo>) {
-        self.queue.on_open(conn, info);
+        match &self.sink {
+            Sink::Queue(queue) => queue.on_open(conn, info),
+            Sink::Call(inline) => inline.deliver(ServerEvent::Open(info.clone())),
+        }
     }
 
     fn on_message(&self, conn: &mut Conn<'_>, message: Message) {
-        self.queue.on_message(conn, message);
+        match &self.sink {
+            Sink::Queue(queue) => queue.on_message(conn, message),
+            Sink::Call(inline) => inline.deliver(ServerEvent::Message(conn.id(), message)),
+        }
     }
 
     fn on_ping(&self, conn: &mut Conn<'_>, data: Bytes) {
-        self.queue.on_ping(conn, data);
+        match &self.sink {
+            Sink::Queue(queue) => queue.on_ping(conn, data),
+            Sink::Call(inline) => inline.deliver(ServerEvent::Ping(conn.id(), data)),
+        }
     }
 
     fn on_pong(&self, conn: &mut Conn<'_>, data: Bytes) {
-        self.queue.on_pong(conn, data);
+        match &self.sink {
+            Sink::Queue(queue) => queue.on_pong(conn, data),
+            Sink::Call(inline) => inline.deliver(ServerEvent::Pong(conn.id(), data)),
+        }
     }
 
     fn on_close(&self, id: ConnId, close: &CloseInfo) {
-        self.queue.on_close(id, close);
+        match &self.sink {
+            Sink::Queue(queue) => queue.on_close(id, close),
+            Sink::Call(inline) => inline.deliver(ServerEvent::Close(id, close.clone())),
+        }
     }
+}
+
+/// A message's payload: `str` for text, `bytes` for binary.
+fn message_object(py: Python<'_>, message: Message) -> PyResult<Bound<'_, PyAny>> {
+    Ok(match message {
+        Message::Text(data) => PyString::from_bytes(py, &data)?.into_any(),
+        Message::Binary(data) => PyBytes::new(py, &data).into_any(),
+    })
+}
+
+/// `(kind, id, payload)`: open `(key, ip, port, draft, subprotocol,
+/// extension, secure)`, message `str | bytes`, ping/pong `bytes`, close
+/// `(code, reason)`.
+fn event_tuple(py: Python<'_>, event: ServerEvent) -> PyResult<Bound<'_, PyTuple>> {
+    let (kind, id, payload) = match event {
+        ServerEvent::Message(id, message) => (MESSAGE, id, message_object(py, message)?),
+        ServerEvent::Ping(id, data) => (PING, id, PyBytes::new(py, &data).into_any()),
+        ServerEvent::Pong(id, data) => (PONG, id, PyBytes::new(py, &data).into_any()),
+        ServerEvent::Close(id, close) => (
+            CLOSE,
+            id,
+            (close.code, close.reason).into_pyobject(py)?.into_any(),
+        ),
+        ServerEvent::Open(info) => (OPEN, info.id, open_payload(py, &info)?),
+    };
+    PyTuple::new(
+        py,
+        [
+            kind.into_pyobject(py)?.into_any(),
+            id.into_pyobject(py)?.into_any(),
+            payload,
+        ],
+    )
 }
 
 /// An HTTP 200 response carrying `body`.
@@ -160,8 +296,10 @@ fn page_response(content_type: &str, body: &[u8]) -> Vec<u8> {
 /// A running server. Methods that may wait release the GIL.
 #[pyclass(frozen, module = "polysocket._native")]
 pub struct NativeServer {
-    queue: Arc<EventQueue>,
+    /// Threaded: the queue Python drains (inline: `None`).
+    queue: Option<Arc<EventQueue>>,
     pub(crate) handle: ServerHandle,
+    /// Threaded: the server with its own runtime (inline: the reactor's).
     server: Mutex<Option<Server>>,
     addr: SocketAddr,
     /// Drained events, kept to reuse the vector's capacity.
@@ -171,9 +309,13 @@ pub struct NativeServer {
 #[pymethods]
 impl NativeServer {
     /// Bind `host:port` and start serving. `pages` maps a path to
-    /// `(content_type, body)` answered to plain HTTP GETs.
+    /// `(content_type, body)` answered to plain HTTP GETs. With `reactor`
+    /// the server runs inline on it and hands events to the Python
+    /// `server` (see [`Inline`]); otherwise on its own threads, queuing
+    /// events for `drain`.
     #[new]
-    #[pyo3(signature = (options, host, port, accept, pages=None))]
+    #[pyo3(signature = (options, host, port, accept, pages=None, reactor=None, server=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         options: &ServerOptions,
@@ -181,29 +323,60 @@ impl NativeServer {
         port: u16,
         accept: Py<PyAny>,
         pages: Option<HashMap<String, (String, Vec<u8>)>>,
+        reactor: Option<PyRef<'_, Reactor>>,
+        server: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let addr = (host, port)
             .to_socket_addrs()
             .map_err(|e| PyValueError::new_err(format!("cannot resolve {host}:{port}: {e}")))?
             .next()
             .ok_or_else(|| PyValueError::new_err(format!("{host} has no address")))?;
-        let queue = EventQueue::new()?;
         let config = options.config.clone();
+        let pages = pages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(path, (ctype, body))| (path, page_response(&ctype, &body)))
+            .collect();
+        let secure = config.tls.is_some();
+        let cannot =
+            |e: &dyn std::fmt::Display| PyOSError::new_err(format!("cannot serve on {addr}: {e}"));
+        if let Some(reactor) = reactor {
+            let server = server
+                .ok_or_else(|| PyValueError::new_err("an inline server needs its Python server"))?;
+            let bridge = Bridge {
+                sink: Sink::Call(Inline::new(&server)?),
+                accept,
+                pages,
+                secure,
+            };
+            let listener = std::net::TcpListener::bind(addr).map_err(|e| cannot(&e))?;
+            listener.set_nonblocking(true).map_err(|e| cannot(&e))?;
+            let addr = listener.local_addr().map_err(|e| cannot(&e))?;
+            let runtime = reactor.handle()?;
+            let _context = runtime.enter();
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| cannot(&e))?;
+            let handle =
+                serve_listener(listener, config, Arc::new(bridge)).map_err(|e| cannot(&e))?;
+            return Ok(NativeServer {
+                queue: None,
+                handle,
+                addr,
+                server: Mutex::new(None),
+                scratch: Mutex::new(Vec::new()),
+            });
+        }
+        let queue = EventQueue::new()?;
         let bridge = Bridge {
-            queue: queue.clone(),
+            sink: Sink::Queue(queue.clone()),
             accept,
-            pages: pages
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(path, (ctype, body))| (path, page_response(&ctype, &body)))
-                .collect(),
-            secure: config.tls.is_some(),
+            pages,
+            secure,
         };
         let server = py
             .detach(|| Server::start(addr, config, Arc::new(bridge)))
-            .map_err(|e| PyOSError::new_err(format!("cannot serve on {addr}: {e}")))?;
+            .map_err(|e| cannot(&e))?;
         Ok(NativeServer {
-            queue,
+            queue: Some(queue),
             handle: server.handle(),
             addr: server.local_addr(),
             server: Mutex::new(Some(server)),
@@ -217,9 +390,10 @@ impl NativeServer {
         (self.addr.ip().to_string(), self.addr.port())
     }
 
-    /// The descriptor that becomes readable when events are queued.
-    fn fileno(&self) -> i32 {
-        self.queue.fileno()
+    /// Threaded: the descriptor that becomes readable when events are
+    /// queued.
+    fn fileno(&self) -> PyResult<i32> {
+        Ok(self.queue()?.fileno())
     }
 
     /// Every queued event as `(kind, id, payload)`, oldest first:
@@ -227,33 +401,10 @@ impl NativeServer {
     /// message `str | bytes`, ping/pong `bytes`, close `(code, reason)`.
     fn drain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let mut events = self.scratch.lock().expect("scratch lock");
-        self.queue.drain_into(&mut events);
+        self.queue()?.drain_into(&mut events);
         let list = PyList::empty(py);
         for event in events.drain(..) {
-            let item = match event {
-                ServerEvent::Message(id, Message::Text(data)) => {
-                    (MESSAGE, id, PyString::from_bytes(py, &data)?.into_any())
-                }
-                ServerEvent::Message(id, Message::Binary(data)) => {
-                    (MESSAGE, id, PyBytes::new(py, &data).into_any())
-                }
-                ServerEvent::Ping(id, data) => (PING, id, PyBytes::new(py, &data).into_any()),
-                ServerEvent::Pong(id, data) => (PONG, id, PyBytes::new(py, &data).into_any()),
-                ServerEvent::Close(id, close) => (
-                    CLOSE,
-                    id,
-                    (close.code, close.reason).into_pyobject(py)?.into_any(),
-                ),
-                ServerEvent::Open(info) => (OPEN, info.id, open_payload(py, &info)?),
-            };
-            list.append(PyTuple::new(
-                py,
-                [
-                    item.0.into_pyobject(py)?.into_any(),
-                    item.1.into_pyobject(py)?.into_any(),
-                    item.2,
-                ],
-            )?)?;
+            list.append(event_tuple(py, event)?)?;
         }
         Ok(list)
     }
@@ -338,6 +489,14 @@ impl Drop for NativeServer {
         if let Some(server) = self.server.get_mut().expect("server lock").take() {
             Python::attach(|py| py.detach(|| drop(server)));
         }
+    }
+}
+
+impl NativeServer {
+    fn queue(&self) -> PyResult<&EventQueue> {
+        self.queue
+            .as_deref()
+            .ok_or_else(|| PyRuntimeError::new_err("an inline server has no event queue"))
     }
 }
 

@@ -18,10 +18,13 @@ sys.path.insert(0, os.path.join(REPO, "tests", "harness"))
 
 
 class ServerThread:
-    """A Server whose loop runs in a background thread."""
+    """A Server whose loop runs in a background thread: polysocket's loop
+    (``inline``: the runtime on the loop's thread) or asyncio's own
+    (``threaded``: the runtime on its threads, events queued)."""
 
-    def __init__(self, routes, **options):
+    def __init__(self, routes, mode="inline", **options):
         self.server = polysocket.Server(routes, "127.0.0.1", 0, **options)
+        self.mode = mode
         self.loop = None
         self.error = None
         self._ready = threading.Event()
@@ -37,7 +40,10 @@ class ServerThread:
             await self.server.serve_forever()
 
         try:
-            asyncio.run(main())
+            if self.mode == "inline":
+                polysocket.run(main())
+            else:
+                asyncio.run(main())
         except BaseException as e:  # reported by start()/stop()
             self.error = e
             self._ready.set()
@@ -71,13 +77,14 @@ class ServerThread:
             raise self.error
 
 
-@pytest.fixture
-def serve():
-    """serve(routes, **options) -> a started ServerThread, stopped after the test."""
+@pytest.fixture(params=["inline", "threaded"])
+def serve(request):
+    """serve(routes, **options) -> a started ServerThread, stopped after the
+    test; every test runs with the server in both modes."""
     started = []
 
     def start(routes, **options):
-        s = ServerThread(routes, **options).start()
+        s = ServerThread(routes, request.param, **options).start()
         started.append(s)
         return s
 

@@ -212,6 +212,7 @@ class Goodbye(WebSocketHandler):
 
 
 def test_graceful_stop_sends_1001_and_runs_on_close(serve):
+    Goodbye.closed.clear()
     s = serve([(r"/", Goodbye)])
     with contextlib.ExitStack() as stack:
         clients = [stack.enter_context(sync_connect(s.url())) for _ in range(3)]
@@ -249,6 +250,44 @@ def test_signal_stops_python_m_polysocket_echo(sig):
                 ws.recv(timeout=10)
             assert ws.close_code == 1001
         assert proc.wait(10) == 0, proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+EXITING = """
+import sys
+from polysocket import WebSocketHandler, serve
+
+class Exiting(WebSocketHandler):
+    def on_message(self, message):
+        raise SystemExit(int(message))
+
+print("ready", flush=True)
+serve([(r"/", Exiting)], "127.0.0.1", int(sys.argv[1]))
+"""
+
+
+def test_system_exit_in_a_handler_ends_the_server():
+    """SystemExit (like KeyboardInterrupt) is not a handler error: it leaves
+    the loop, as from any asyncio callback."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", EXITING, str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert proc.stdout.readline().strip() == b"ready"
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                ws = sync_connect("ws://127.0.0.1:%d/" % port, open_timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the server does not listen"
+                time.sleep(0.05)
+        with ws:
+            ws.send("7")
+        assert proc.wait(10) == 7, proc.stdout.read()
     finally:
         if proc.poll() is None:
             proc.kill()
