@@ -85,7 +85,7 @@ for s in polysocket-py picows rust; do idle_row "$s" "$IDLE_CONNS"; done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$(( $(date +%s) - T0 ))
 
-export RESULTS ROUNDS DURATION WARMUP WORKERS SERVER_CPU LOADGEN_CPU IDLE_CONNS LOAD_BEFORE LOAD_AFTER ELAPSED
+export RESULTS ROUNDS DURATION WARMUP WORKERS PY_WORKERS SERVER_CPU LOADGEN_CPU IDLE_CONNS LOAD_BEFORE LOAD_AFTER ELAPSED
 "$PY" - <<'PY'
 import json, os, platform, statistics, subprocess, sys
 rows = [json.loads(l) for l in open(os.environ["RESULTS"]) if l.strip()]
@@ -116,7 +116,8 @@ cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
 pin = f"pinned to core {E['SERVER_CPU']}" if E["SERVER_CPU"] else "not pinned"
 print(f"Machine: {os.cpu_count()} cores \"{cpu}\", kernel {platform.release()}, Python {platform.python_version()}, "
       f"{sh('rustc --version')}. Load average {E['LOAD_BEFORE']} before, {E['LOAD_AFTER']} after; {E['ELAPSED']} s.")
-print(f"Servers {pin}, {E['WORKERS']} runtime worker thread(s) where they have any; loadgen pinned to core "
+py_io = "on its asyncio loop's thread" if E["PY_WORKERS"] == "0" else f"on {E['PY_WORKERS']} runtime thread(s)"
+print(f"Servers {pin}; polysocket-py's I/O {py_io}, the Rust echo's on {E['WORKERS']} runtime thread(s); loadgen pinned to core "
       f"{E['LOADGEN_CPU']}. {E['ROUNDS']} rounds × {E['DURATION']} s per server and row, interleaved; median round.")
 print()
 print("| row | polysocket-py | picows | Rust echo | Tornado | **py / picows** (range) | **py / Rust** (range) |")
