@@ -11,26 +11,33 @@ use std::cell::Cell;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 
-use super::server::ConnId;
+use super::server::{ConnId, Mailbox};
 use crate::protocol::Connection;
 
+/// The current connection: its id, engine and mailbox.
+type Current = (ConnId, NonNull<Connection>, NonNull<Mailbox>);
+
 thread_local! {
-    static CURRENT: Cell<Option<(ConnId, NonNull<Connection>)>> = const { Cell::new(None) };
+    static CURRENT: Cell<Option<Current>> = const { Cell::new(None) };
 }
 
 /// Marks a connection current for as long as it lives (one handler call);
 /// restores the previous one when dropped.
 pub(super) struct Scope<'a> {
-    previous: Option<(ConnId, NonNull<Connection>)>,
+    previous: Option<Current>,
     _conn: PhantomData<&'a mut Connection>,
 }
 
 /// Make `conn` current and return the pointer the handler's `Conn` must use:
 /// both reach the engine only through this one pointer, never at the same
 /// time (each access is a short `&mut` inside a method that calls nobody).
-pub(super) fn enter(id: ConnId, conn: &mut Connection) -> (Scope<'_>, NonNull<Connection>) {
+pub(super) fn enter<'a>(
+    id: ConnId,
+    conn: &'a mut Connection,
+    mailbox: &'a Mailbox,
+) -> (Scope<'a>, NonNull<Connection>) {
     let ptr = NonNull::from(conn);
-    let previous = CURRENT.with(|c| c.replace(Some((id, ptr))));
+    let previous = CURRENT.with(|c| c.replace(Some((id, ptr, NonNull::from(mailbox)))));
     let scope = Scope {
         previous,
         _conn: PhantomData,
@@ -44,17 +51,17 @@ impl Drop for Scope<'_> {
     }
 }
 
-/// Run `f` on connection `id`'s engine if its handler call is the one
-/// running on this thread.
-pub(super) fn with<R>(id: ConnId, f: impl FnOnce(&mut Connection) -> R) -> Option<R> {
-    let (current, mut ptr) = CURRENT.with(Cell::get)?;
+/// Run `f` on connection `id`'s engine and mailbox if its handler call is
+/// the one running on this thread.
+pub(super) fn with<R>(id: ConnId, f: impl FnOnce(&mut Connection, &Mailbox) -> R) -> Option<R> {
+    let (current, mut conn, mailbox) = CURRENT.with(Cell::get)?;
     if current != id {
         return None;
     }
-    // SAFETY: the pointer came from the `&mut Connection` lent to the
-    // running handler call (see `enter`), which outlives this call (the
-    // scope is dropped only when the handler returns), and the task that
-    // owns the engine is the one being polled on this thread, so no other
-    // reference to it is in use while `f` runs.
-    Some(f(unsafe { ptr.as_mut() }))
+    // SAFETY: both pointers came from references lent to the running
+    // handler call (see `enter`), which outlive this call (the scope is
+    // dropped only when the handler returns), and the task that owns the
+    // engine is the one being polled on this thread, so no other reference
+    // to the engine is in use while `f` runs.
+    Some(f(unsafe { conn.as_mut() }, unsafe { mailbox.as_ref() }))
 }

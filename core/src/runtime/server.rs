@@ -230,8 +230,13 @@ impl Conn<'_> {
 /// Call the handler for connection `id` with its engine current on this
 /// thread, so that the handle's commands for it from inside the call are
 /// applied at once (see [`current`]).
-fn call_handler<R>(id: ConnId, conn: &mut Connection, f: impl FnOnce(&mut Conn<'_>) -> R) -> R {
-    let (_scope, ptr) = current::enter(id, conn);
+fn call_handler<R>(
+    id: ConnId,
+    conn: &mut Connection,
+    mailbox: &Mailbox,
+    f: impl FnOnce(&mut Conn<'_>) -> R,
+) -> R {
+    let (_scope, ptr) = current::enter(id, conn, mailbox);
     f(&mut Conn {
         id,
         conn: ptr,
@@ -267,7 +272,7 @@ impl Command {
 /// few atomic operations and stays registered across loop turns, where a
 /// `Notify` would lock a waiter list on every turn of every connection.
 #[derive(Default)]
-struct Mailbox {
+pub(super) struct Mailbox {
     commands: Mutex<VecDeque<Command>>,
     /// Bytes of commands queued and not yet applied by the task.
     queued: AtomicUsize,
@@ -346,31 +351,28 @@ pub struct ServerHandle {
 
 impl ServerHandle {
     fn command(&self, id: ConnId, command: Command) -> bool {
-        let conns = self.shared.conns.read().expect("registry lock");
-        let Some(entry) = conns.get(&id) else {
-            return false;
-        };
-        let mailbox = &entry.mailbox;
         let size = command.queued_bytes();
         let limit = self.shared.config.max_send_buffer;
         let mut command = Some(command);
-        let direct = current::with(id, |conn| {
+        let direct = current::with(id, |conn, mailbox| {
             // What was queued for it earlier goes first.
             mailbox.apply_all(conn);
             if conn.output_len() + size > limit {
+                mailbox.signal(OVERFLOW);
                 return false;
             }
             apply(conn, command.take().expect("once"));
             true
         });
-        let command = match (direct, command) {
-            (Some(true), _) => return true,
-            (Some(false), _) | (None, None) => {
-                mailbox.signal(OVERFLOW);
-                return false;
-            }
-            (None, Some(command)) => command,
+        if let Some(sent) = direct {
+            return sent;
+        }
+        let command = command.expect("not applied");
+        let conns = self.shared.conns.read().expect("registry lock");
+        let Some(entry) = conns.get(&id) else {
+            return false;
         };
+        let mailbox = &entry.mailbox;
         let queued = mailbox.queued.fetch_add(size, Ordering::AcqRel) + size;
         if queued > self.shared.config.max_send_buffer {
             mailbox.queued.fetch_sub(size, Ordering::AcqRel);
@@ -1017,11 +1019,11 @@ async fn run_connection(
         window_start: Instant::now(),
         count: 0,
     };
-    call_handler(id, &mut conn, |c| handler.on_open(c, &info));
+    call_handler(id, &mut conn, &mailbox, |c| handler.on_open(c, &info));
     // The handler keeps what it wants of it; the task keeps only the id.
     drop(info);
     // Frames the client pipelined behind its request are already here.
-    let mut outcome: Option<CloseInfo> = dispatch(&shared, &mut conn, id, &mut rate);
+    let mut outcome: Option<CloseInfo> = dispatch(&shared, &mut conn, &mailbox, id, &mut rate);
     let mut last_heard = Instant::now();
     let mut ping_sent = false;
     let mut close_deadline: Option<Instant> = None;
@@ -1094,7 +1096,7 @@ async fn run_connection(
                             last_heard = Instant::now();
                         }
                         ping_sent = false;
-                        if let Some(close) = dispatch(&shared, &mut conn, id, &mut rate) {
+                        if let Some(close) = dispatch(&shared, &mut conn, &mailbox, id, &mut rate) {
                             outcome = Some(close);
                         }
                         conn.release_buffers(KEEP_BUFFER);
@@ -1270,6 +1272,7 @@ async fn write_out(stream: &mut Stream, conn: &mut Connection) -> std::io::Resul
 fn dispatch(
     shared: &Shared,
     conn: &mut Connection,
+    mailbox: &Mailbox,
     id: ConnId,
     rate: &mut RateLimit,
 ) -> Option<CloseInfo> {
@@ -1296,10 +1299,10 @@ fn dispatch(
                         clean: false,
                     });
                 }
-                call_handler(id, conn, |c| handler.on_message(c, m));
+                call_handler(id, conn, mailbox, |c| handler.on_message(c, m));
             }
-            Event::Ping(d) => call_handler(id, conn, |c| handler.on_ping(c, d)),
-            Event::Pong(d) => call_handler(id, conn, |c| handler.on_pong(c, d)),
+            Event::Ping(d) => call_handler(id, conn, mailbox, |c| handler.on_ping(c, d)),
+            Event::Pong(d) => call_handler(id, conn, mailbox, |c| handler.on_pong(c, d)),
             Event::Close(CloseFrame { code, reason }) => {
                 return Some(CloseInfo {
                     code,
