@@ -28,7 +28,25 @@ impl Client {
     }
 
     fn try_connect(addr: SocketAddr, draft: Draft, origin: Option<&str>) -> Result<Client, String> {
-        let config = Arc::new(Config::default());
+        Client::try_connect_with(addr, draft, origin, Config::default())
+    }
+
+    /// A client that offers no compression extension.
+    fn connect_uncompressed(addr: SocketAddr, draft: Draft) -> Client {
+        let mut config = Config::default();
+        config.extensions.permessage_deflate = None;
+        config.extensions.deflate_frame = false;
+        config.extensions.deflate_stream = false;
+        Client::try_connect_with(addr, draft, None, config).expect("handshake")
+    }
+
+    fn try_connect_with(
+        addr: SocketAddr,
+        draft: Draft,
+        origin: Option<&str>,
+        config: Config,
+    ) -> Result<Client, String> {
+        let config = Arc::new(config);
         let mut stream = TcpStream::connect(addr).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
@@ -661,4 +679,40 @@ fn handle_sends_from_the_connections_own_handler_keep_call_order_and_the_buffer_
     assert_eq!(*handler.refused.lock().unwrap(), vec![15]);
     let close = handler.closes.lock().unwrap()[0].clone();
     assert_eq!((close.code, close.clean), (1008, false), "{close:?}");
+}
+
+#[test]
+fn a_large_frame_trickling_in_counts_as_heard_by_keepalive() {
+    // The server waits for the rest of a large frame under a receive
+    // low-water mark; a slow sender must still count as alive.
+    let echo = Echo::new();
+    let mut config = ServerConfig::default();
+    config.ping_interval = Some(Duration::from_millis(100));
+    config.pong_timeout = Duration::from_millis(100);
+    let server = start(config, echo.clone());
+    let mut c = Client::connect_uncompressed(server.local_addr(), Draft::Rfc6455);
+    let payload: Vec<u8> = (0..500_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    c.conn.send_binary(&payload).unwrap();
+    let frame = c.conn.take_output();
+    // 10 kB every 20 ms, 1 s in all: far longer than a ping interval plus
+    // its pong timeout, and slow enough that the kernel's receive buffer
+    // does not fill up to the mark in that time.
+    for piece in frame.chunks(10_000) {
+        c.stream.write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    loop {
+        match c.recv() {
+            Some(Event::Message(m)) => {
+                assert_eq!(m.data().as_ref(), &payload[..]);
+                break;
+            }
+            Some(Event::Ping(_)) => {}
+            other => panic!("expected the echo, got {other:?}"),
+        }
+    }
+    assert!(
+        echo.closes.lock().unwrap().is_empty(),
+        "dropped while sending"
+    );
 }

@@ -1034,6 +1034,7 @@ async fn run_connection(
     let timer = tokio::time::sleep_until(Instant::now());
     tokio::pin!(timer);
     let mut armed: Option<Instant> = None;
+    let mut lowat = LowWater::new();
 
     loop {
         // Write what the engine produced; a peer that does not read stalls
@@ -1081,7 +1082,7 @@ async fn run_connection(
                     }
                 }
             }
-            read = read_into(&mut stream, &mut conn, config.read_chunk) => {
+            read = read_into(&mut stream, &mut conn, config.read_chunk, &mut lowat) => {
                 match read {
                     Ok(0) => {
                         eof = true;
@@ -1090,6 +1091,7 @@ async fn run_connection(
                         }
                     }
                     Ok(_) => {
+                        lowat.paused = false;
                         // Only keepalive needs the time (a clock read per
                         // message otherwise).
                         if config.ping_interval.is_some() {
@@ -1112,6 +1114,11 @@ async fn run_connection(
                 let now = Instant::now();
                 // Fired early: the deadline moved on since it was armed.
                 if next_wake(config, &conn, last_heard, ping_sent, close_deadline).is_none_or(|at| at > now) {
+                    continue;
+                }
+                // Part of a large frame may be waiting under the low-water
+                // mark: read it first (the deadline is still due after).
+                if lowat.pause(&stream) {
                     continue;
                 }
                 if close_deadline.is_some_and(|d| now >= d) {
@@ -1215,8 +1222,10 @@ async fn read_into(
     stream: &mut Stream,
     conn: &mut Connection,
     chunk: usize,
+    lowat: &mut LowWater,
 ) -> std::io::Result<usize> {
     let awaited = conn.awaited_bytes();
+    lowat.follow(stream, awaited);
     if awaited > 0 {
         // The rest of a large frame: read it in place behind its start,
         // growing the buffer geometrically (never ahead of what arrived).
@@ -1245,6 +1254,72 @@ async fn read_into(
     let buf = conn.receive_buffer();
     buf.reserve(chunk);
     stream.read_buf(buf).await
+}
+
+/// The socket's receive low-water mark. While the rest of a large frame is
+/// awaited, the kernel is asked to report the socket readable once that
+/// much has arrived (it caps the mark at half its largest receive buffer)
+/// instead of at every segment: fewer reads and far fewer sleeps and
+/// wake-ups, which the sending peer pays for too. End of stream and errors
+/// are reported regardless. A timer that fires meanwhile pauses it, so that
+/// bytes already queued count as heard before keepalive or a deadline acts.
+struct LowWater {
+    /// The mark as set (1: the default).
+    current: usize,
+    /// Until the next read, stay at 1.
+    paused: bool,
+}
+
+impl LowWater {
+    const fn new() -> LowWater {
+        LowWater {
+            current: 1,
+            paused: false,
+        }
+    }
+
+    /// Follow the engine: the awaited rest of a held frame, else 1.
+    fn follow(&mut self, stream: &Stream, awaited: usize) {
+        let want = if self.paused { 1 } else { awaited.max(1) };
+        self.set(stream, want);
+    }
+
+    /// Back to 1 until the next read; false if it was already.
+    fn pause(&mut self, stream: &Stream) -> bool {
+        self.paused = true;
+        let was_raised = self.current > 1;
+        self.set(stream, 1);
+        was_raised
+    }
+
+    fn set(&mut self, stream: &Stream, want: usize) {
+        let Stream::Plain(tcp) = stream else {
+            return;
+        };
+        let want = want.min(i32::MAX as usize);
+        if want == self.current {
+            return;
+        }
+        self.current = want;
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            let value = want as libc::c_int;
+            // SAFETY: a valid descriptor and an option value of the stated
+            // size. Failure only loses the optimisation.
+            unsafe {
+                libc::setsockopt(
+                    tcp.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVLOWAT,
+                    (&value as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tcp;
+    }
 }
 
 async fn write_out(stream: &mut Stream, conn: &mut Connection) -> std::io::Result<()> {
