@@ -2,7 +2,7 @@
 
 from typing import Final
 
-# The standalone server's classes (ServerOptions, NativeServer, Connection, Done).
+# The standalone server's classes (ServerOptions, NativeServer, Reactor, Connection, Done).
 from ._native_server import *
 
 __version__: Final[str]

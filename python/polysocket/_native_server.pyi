@@ -2,7 +2,7 @@
 # polysocket/_native.pyi re-exports them: `from ._native_server import *`.
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-__all__ = ["ServerOptions", "NativeServer", "Connection", "Done"]
+__all__ = ["ServerOptions", "NativeServer", "Reactor", "Connection", "Done"]
 
 Message = Union[str, bytes, bytearray, memoryview, Dict[str, Any]]
 
