@@ -241,13 +241,13 @@ impl Reactor {
                 if wait.is_zero() {
                     // Run what is ready (up to tokio's batch), then return.
                     tokio::task::yield_now().await;
-                    return;
+                    return false;
                 }
                 let sleep = (wait != Duration::MAX).then(|| tokio::time::sleep(wait));
                 tokio::pin!(sleep);
                 std::future::poll_fn(|cx| {
                     if RAN.get() {
-                        return Poll::Ready(());
+                        return Poll::Ready(false);
                     }
                     WAITER.with(|w| *w.borrow_mut() = Some(cx.waker().clone()));
                     let mut any = false;
@@ -266,28 +266,30 @@ impl Reactor {
                         }
                     }
                     if any {
-                        return Poll::Ready(());
+                        return Poll::Ready(true);
                     }
                     match sleep.as_mut().as_pin_mut() {
-                        Some(sleep) => sleep.poll(cx),
+                        Some(sleep) => sleep.poll(cx).map(|()| false),
                         None => Poll::Pending,
                     }
                 })
-                .await;
+                .await
             })
         }));
         ARMED.set(false);
         WAITER.with(|w| w.borrow_mut().take());
         reacquire_gil();
-        if waited.is_err() {
+        let Ok(fd_woke) = waited else {
             return Err(PyRuntimeError::new_err(
                 "the reactor's select was re-entered (a nested event loop?)",
             ));
-        }
+        };
         if let Some(err) = PENDING.with(|p| p.borrow_mut().take()) {
             return Err(err);
         }
-        if ready.is_empty() {
+        // Woken by a handler or the timeout: what became ready meanwhile
+        // is found by the next call's first check.
+        if ready.is_empty() && fd_woke {
             self.ready_now()
         } else {
             Ok(ready)
