@@ -281,33 +281,21 @@ class Server:
             event(kind, cid, data)
 
     def _event(self, kind: int, cid: int, data: Any) -> None:
-        if kind == MESSAGE:  # the hot path
-            h = self._handlers.get(cid)
-            if h is None:
-                return
-            if h._backlog is not None:
-                h._backlog.append((kind, data))
-                return
-            try:
-                r = h.on_message(data)
-            except Exception:
-                self._failed(h)
-                return
-            if r is not None:
-                self._maybe_await(h, r)
-        elif kind == OPEN:
+        """One event. (Inline, a message whose handler is not held by a
+        coroutine goes to ``on_message`` from Rust without coming here.)"""
+        if kind == OPEN:
             self._open(cid, data)
+            return
+        h = self._handlers.get(cid)
+        if h is None:
+            return
+        if kind == CLOSE:
+            del self._handlers[cid]
+            h._detach()
+        if h._backlog is not None:
+            h._backlog.append((kind, data))
         else:
-            h = self._handlers.get(cid)
-            if h is None:
-                return
-            if kind == CLOSE:
-                del self._handlers[cid]
-                h._detach()
-            if h._backlog is not None:
-                h._backlog.append((kind, data))
-            else:
-                self._run(h, kind, data)
+            self._run(h, kind, data)
 
     def _open(self, cid: int, info: Tuple[Any, ...]) -> None:
         key, ip, port, draft, subprotocol, extension, _secure = info

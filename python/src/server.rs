@@ -123,7 +123,7 @@ impl Inline {
         });
     }
 
-    /// The hot path, as `Server._event` does it for a message: to the
+    /// The hot path, as `Server._event` and `_run` do it for a message: to the
     /// handler's `on_message` unless a coroutine of it holds its events.
     fn message(&self, py: Python<'_>, id: ConnId, message: Message) -> PyResult<()> {
         let Some(handler) = self.handlers.bind(py).get_item(id)? else {

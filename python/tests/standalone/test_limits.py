@@ -227,6 +227,17 @@ def test_graceful_stop_sends_1001_and_runs_on_close(serve):
     assert Goodbye.closed == [1001] * 3
 
 
+def connect_when_listening(port):
+    """A client of a server process that is still starting up."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return sync_connect("ws://127.0.0.1:%d/" % port, open_timeout=1)
+        except OSError:
+            assert time.monotonic() < deadline, "the server does not listen"
+            time.sleep(0.05)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_stops_python_m_polysocket_echo(sig):
     port = free_port()
@@ -234,14 +245,7 @@ def test_signal_stops_python_m_polysocket_echo(sig):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         assert b"echo server on ws://127.0.0.1:%d" % port in proc.stdout.readline()
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                ws = sync_connect("ws://127.0.0.1:%d/" % port, open_timeout=1)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the server does not listen"
-                time.sleep(0.05)
+        ws = connect_when_listening(port)
         with ws:
             ws.send("before")
             assert ws.recv() == "before"
@@ -277,14 +281,7 @@ def test_system_exit_in_a_handler_ends_the_server():
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         assert proc.stdout.readline().strip() == b"ready"
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                ws = sync_connect("ws://127.0.0.1:%d/" % port, open_timeout=1)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the server does not listen"
-                time.sleep(0.05)
+        ws = connect_when_listening(port)
         with ws:
             ws.send("7")
         assert proc.wait(10) == 7, proc.stdout.read()
