@@ -19,30 +19,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 
-ROUNDS=${ROUNDS:-5}
-DURATION=${DURATION:-2}
-WARMUP=${WARMUP:-0.5}
 SERVER_CPU=${SERVER_CPU:-1}
-LOADGEN_CPU=${LOADGEN_CPU:-0}
-IDLE_CONNS=${IDLE_CONNS:-10000}
-OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/bench-php.XXXXXX)}
-mkdir -p "$OUT_DIR"
-RESULTS="$OUT_DIR/results.jsonl"
-: > "$RESULTS"
-log() { echo "[bench-php] $*" >&2; }
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+. scripts/lib/bench.sh
+bench_init bench-php
 
 log "building (release)"
 cargo build --release -q -p polysocket --features runtime --example echo >&2
 cargo build --release -q -p polysocket-bench --bins >&2
 cargo build --release -q -p polysocket-php >&2
-TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-BIN="$TARGET/release"
 cp "$BIN/libpolysocket_php.so" "$BIN/polysocket.so"
 LOADGEN="$BIN/loadgen"
 PY=${PYTHON:-target/php-venv/bin/python}   # scripts/test-php.sh makes it
 
-. scripts/lib/bench.sh
 SERVERS=(native php-ext php-select)
 CMD[native]="$BIN/examples/echo --host 127.0.0.1 --workers 1 --port"
 CMD[php-ext]="php -n -d extension=$BIN/polysocket.so examples/php/echo.php --port"

@@ -12,26 +12,19 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 
-ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-3}
-WARMUP=${WARMUP:-0.5}
 SERVER_CPU=${SERVER_CPU:-1}
-LOADGEN_CPU=${LOADGEN_CPU:-0}
 PY="$ROOT/target/python-venv-tornado/bin/python"
-OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/bench-python-tornado.XXXXXX)}
-RESULTS="$OUT_DIR/results.jsonl"
-: >"$RESULTS"
-log() { echo "[bench-python-tornado] $*" >&2; }
+. scripts/lib/bench.sh
+bench_init bench-python-tornado
 
 [ -x "$PY" ] || { log "no venv: run scripts/test-python-tornado.sh first"; exit 2; }
 "$PY" -c 'import polysocket.tornado' || { log "polysocket is not installed in $PY"; exit 2; }
 command -v jq >/dev/null || { log "needs jq"; exit 2; }
 log "building loadgen (release)"
 cargo build -q --release -p polysocket-bench --bin loadgen >&2
-TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-LOADGEN="$TARGET/release/loadgen"
+LOADGEN="$BIN/loadgen"
 
-. scripts/lib/bench.sh
 SERVERS=(tornado polysocket)
 CMD[tornado]="$PY benches/python/tornado_echo.py --impl tornado --port"
 CMD[polysocket]="$PY benches/python/tornado_echo.py --impl polysocket --port"

@@ -28,25 +28,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 
-ROUNDS=${ROUNDS:-5}
-DURATION=${DURATION:-2}
-WARMUP=${WARMUP:-0.5}
 WORKERS=${WORKERS:-1}
 PY_WORKERS=${PY_WORKERS:-0}
 SERVER_CPU=${SERVER_CPU:-}
-LOADGEN_CPU=${LOADGEN_CPU:-0}
-IDLE_CONNS=${IDLE_CONNS:-10000}
-OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/bench-python.XXXXXX)}
-mkdir -p "$OUT_DIR"
-RESULTS="$OUT_DIR/results.jsonl"
-: > "$RESULTS"
-log() { echo "[bench-python] $*" >&2; }
-
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_CONNS + 256)) ]; then
-    log "RLIMIT_NOFILE $(ulimit -n) is below $((IDLE_CONNS + 256)): lower IDLE_CONNS"
-    exit 1
-fi
+. scripts/lib/bench.sh
+bench_init bench-python
 command -v jq >/dev/null || { log "needs jq (apt-get install jq)"; exit 1; }
 
 log "building (release): loadgen, the Rust echo example, the Python package"
@@ -63,10 +49,8 @@ rm -rf target/bench-python-wheels
 "$VENV/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps \
     target/bench-python-wheels/*.whl >&2
 PY="$VENV/bin/python"
-BIN="$ROOT/target/release"
 LOADGEN="$BIN/loadgen"
 
-. scripts/lib/bench.sh
 SERVERS=(polysocket-py picows rust tornado)
 CMD[polysocket-py]="$PY -m polysocket echo --host 127.0.0.1 --workers $PY_WORKERS --port"
 CMD[picows]="$PY benches/python/picows_echo.py --host 127.0.0.1 --port"

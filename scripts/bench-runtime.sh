@@ -26,37 +26,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 
-ROUNDS=${ROUNDS:-5}
-DURATION=${DURATION:-2}
-WARMUP=${WARMUP:-0.5}
 WORKERS=${WORKERS:-1}
 SERVER_CPU=${SERVER_CPU:-1}
-LOADGEN_CPU=${LOADGEN_CPU:-0}
-IDLE_CONNS=${IDLE_CONNS:-10000}
 SETUP_CONC=${SETUP_CONC:-32}
-OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/bench-runtime.XXXXXX)}
-mkdir -p "$OUT_DIR"
-RESULTS="$OUT_DIR/results.jsonl"
-: > "$RESULTS"
-
-log() { echo "[bench-runtime] $*" >&2; }
-
-# 10k idle connections need more descriptors than the default soft limit
-# (the servers inherit this; the loadgen also raises its own).
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_CONNS + 256)) ]; then
-    log "RLIMIT_NOFILE $(ulimit -n) is below $((IDLE_CONNS + 256)): lower IDLE_CONNS"
-    exit 1
-fi
+. scripts/lib/bench.sh
+bench_init bench-runtime
 
 log "building (release)"
 cargo build --release -p polysocket --features runtime --example echo >&2
 cargo build --release -p polysocket-bench --bins >&2
-TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-BIN="$TARGET/release"
 LOADGEN="$BIN/loadgen"
 
-. scripts/lib/bench.sh
 SERVERS=(polysocket fastwebsockets tokio-tungstenite)
 CMD[polysocket]="$BIN/examples/echo --host 127.0.0.1 --workers $WORKERS --port"
 CMD[fastwebsockets]="$BIN/echo-fastwebsockets --host 127.0.0.1 --workers $WORKERS --port"

@@ -1,5 +1,7 @@
 //! Python values to [`Message`]s, with at most one copy of the payload.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use polysocket::Message;
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -55,8 +57,18 @@ fn lend(b: Bound<'_, PyBytes>) -> Bytes {
 /// `binary` (then it must be UTF-8).
 pub fn to_message(obj: &Bound<'_, PyAny>, binary: bool) -> PyResult<Message> {
     if let Ok(s) = obj.cast::<PyString>() {
-        // abi3-py39 has no borrowed UTF-8 view of a str: encode it.
-        let data = lend(s.encode_utf8()?);
+        // The str's own UTF-8 (borrowed from 3.10 on; the stable ABI of 3.9
+        // has no such view and encodes a copy): small text is copied once
+        // from it, large text sent from a `bytes` (or the copy) as it is.
+        let text = s.to_cow()?;
+        let data = if text.len() < LEND_AT {
+            Bytes::copy_from_slice(text.as_bytes())
+        } else {
+            match text {
+                Cow::Owned(copy) => Bytes::from(copy),
+                Cow::Borrowed(_) => lend(s.encode_utf8()?),
+            }
+        };
         return Ok(if binary {
             Message::Binary(data)
         } else {

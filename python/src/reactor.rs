@@ -215,10 +215,7 @@ impl Reactor {
 
     /// Stop watching `fd`.
     fn unregister(&self, fd: RawFd) {
-        let runtime = self.runtime().ok();
-        let _context = runtime.as_deref().map(Runtime::enter);
-        let watched = self.watched().remove(&fd);
-        drop(watched);
+        self.watched().remove(&fd);
     }
 
     /// Run the runtime until a watched descriptor is ready, `timeout`
@@ -299,9 +296,7 @@ impl Reactor {
     /// Stop the runtime: connection tasks still running are dropped.
     fn close(&self) {
         let runtime = self.runtime.lock().expect("runtime lock").take();
-        let _context = runtime.as_deref().map(Runtime::enter);
         self.watched().clear();
-        drop(_context);
         // Inside `select` (a handler closed the loop) `select` holds the
         // last reference and shuts it down when it returns.
         if let Some(runtime) = runtime.and_then(|r| Arc::try_unwrap(r).ok()) {

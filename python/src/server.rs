@@ -159,6 +159,13 @@ struct Bridge {
 }
 
 impl Bridge {
+    fn deliver(&self, event: ServerEvent) {
+        match &self.sink {
+            Sink::Queue(queue) => queue.push(event),
+            Sink::Call(inline) => inline.deliver(event),
+        }
+    }
+
     fn decide(&self, py: Python<'_>, request: &Request, offered: &[&str]) -> PyResult<Decision> {
         let path = request.path();
         let query = request.query().unwrap_or("");
@@ -212,39 +219,24 @@ impl Handler for Bridge {
         self.pages.get(path).cloned()
     }
 
-    fn on_open(&self, conn: &mut Conn<'_>, info: &Arc<OpenInfo>) {
-        match &self.sink {
-            Sink::Queue(queue) => queue.on_open(conn, info),
-            Sink::Call(inline) => inline.deliver(ServerEvent::Open(info.clone())),
-        }
+    fn on_open(&self, _conn: &mut Conn<'_>, info: &Arc<OpenInfo>) {
+        self.deliver(ServerEvent::Open(info.clone()));
     }
 
     fn on_message(&self, conn: &mut Conn<'_>, message: Message) {
-        match &self.sink {
-            Sink::Queue(queue) => queue.on_message(conn, message),
-            Sink::Call(inline) => inline.deliver(ServerEvent::Message(conn.id(), message)),
-        }
+        self.deliver(ServerEvent::Message(conn.id(), message));
     }
 
     fn on_ping(&self, conn: &mut Conn<'_>, data: Bytes) {
-        match &self.sink {
-            Sink::Queue(queue) => queue.on_ping(conn, data),
-            Sink::Call(inline) => inline.deliver(ServerEvent::Ping(conn.id(), data)),
-        }
+        self.deliver(ServerEvent::Ping(conn.id(), data));
     }
 
     fn on_pong(&self, conn: &mut Conn<'_>, data: Bytes) {
-        match &self.sink {
-            Sink::Queue(queue) => queue.on_pong(conn, data),
-            Sink::Call(inline) => inline.deliver(ServerEvent::Pong(conn.id(), data)),
-        }
+        self.deliver(ServerEvent::Pong(conn.id(), data));
     }
 
     fn on_close(&self, id: ConnId, close: &CloseInfo) {
-        match &self.sink {
-            Sink::Queue(queue) => queue.on_close(id, close),
-            Sink::Call(inline) => inline.deliver(ServerEvent::Close(id, close.clone())),
-        }
+        self.deliver(ServerEvent::Close(id, close.clone()));
     }
 }
 

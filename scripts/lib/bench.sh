@@ -1,17 +1,45 @@
 # Server processes and loadgen runs shared by the benchmark scripts
-# (sourced, not run). The caller sets, before calling anything here:
-#   OUT_DIR, RESULTS   where logs and raw JSON lines go
-#   LOADGEN, LOADGEN_CPU, WARMUP, DURATION, ROUNDS
+# (sourced, not run).
+#
+#   bench_init NAME             the knobs' defaults (a script sets its own
+#                               first), OUT_DIR and RESULTS, log(), BIN (the
+#                               release directory), descriptors for IDLE_CONNS
+#
+# Then the caller sets, before calling anything below:
+#   LOADGEN            the load generator
 #   SERVERS            the servers compared, in their first-round order
 #   CMD[name]          each server's command, ending just before the port
 #   PIN                a command prefix for the servers (e.g. taskset), may be empty
-#   log()              progress on stderr
 #
 #   start NAME / stop NAME      a fresh process on a fresh port / TERM, then KILL
 #   run ROW ROUND NAME ARGS...  one loadgen run, its JSON line tagged and appended
 #   warm_up                     every server handles connections and messages once
 #   echo_rows SPEC...           "row:conns:size" rows, ROUNDS rounds, order rotating
 #   idle_row NAME CONNS         RSS of a fresh NAME before / with CONNS idle connections
+
+bench_init() {
+    BENCH_NAME=$1
+    ROUNDS=${ROUNDS:-5}
+    DURATION=${DURATION:-2}
+    WARMUP=${WARMUP:-0.5}
+    LOADGEN_CPU=${LOADGEN_CPU:-0}
+    IDLE_CONNS=${IDLE_CONNS:-10000}
+    OUT_DIR=${OUT_DIR:-$(mktemp -d "/tmp/$BENCH_NAME.XXXXXX")}
+    mkdir -p "$OUT_DIR"
+    RESULTS="$OUT_DIR/results.jsonl"
+    : > "$RESULTS"
+    BIN="$(cargo metadata --format-version 1 --no-deps \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release"
+    # 10k idle connections need more descriptors than the default soft
+    # limit (the servers inherit this; the loadgen also raises its own).
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_CONNS + 256)) ]; then
+        log "RLIMIT_NOFILE $(ulimit -n) is below $((IDLE_CONNS + 256)): lower IDLE_CONNS"
+        exit 1
+    fi
+}
+
+log() { echo "[$BENCH_NAME] $*" >&2; }
 
 declare -A CMD PORT PID
 PIN=()

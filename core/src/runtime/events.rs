@@ -87,7 +87,9 @@ impl EventQueue {
         out.append(&mut self.events.lock().expect("event queue lock"));
     }
 
-    fn push(&self, event: ServerEvent) {
+    /// Queue an event (for handlers that wrap a queue and decide per event
+    /// where it goes).
+    pub fn push(&self, event: ServerEvent) {
         self.events.lock().expect("event queue lock").push(event);
         if !self.pending.swap(true, Ordering::AcqRel) {
             // A full socket buffer means a wake-up is already pending.

@@ -125,32 +125,8 @@ class ControlApp extends \WebSocket\Application\Application
     }
 }
 
-// php-websocket's DemoApplication, without the file upload.
-class DemoApplication extends \WebSocket\Application\Application
-{
-    private $_clients = array();
-
-    public function onConnect($client) { $this->_clients[$client->getClientId()] = $client; }
-    public function onDisconnect($client) { unset($this->_clients[$client->getClientId()]); }
-    public function onData($data, $client)
-    {
-        $decodedData = $this->_decodeData($data);
-        if ($decodedData === false) {
-            return;
-        }
-        $actionName = '_action' . ucfirst($decodedData['action']);
-        if (method_exists($this, $actionName)) {
-            call_user_func(array($this, $actionName), $decodedData['data']);
-        }
-    }
-    private function _actionEcho($text)
-    {
-        $encodedData = $this->_encodeData('echo', $text);
-        foreach ($this->_clients as $sendto) {
-            $sendto->send($encodedData);
-        }
-    }
-}
+// php-websocket's DemoApplication, as the status example serves it.
+require __DIR__ . '/../../../examples/php/DemoApplication.php';
 
 $o = getopt('', array('port:', 'max-clients:', 'per-ip:', 'per-minute:', 'origin:', 'cert:', 'key:'));
 $ssl = isset($o['cert']);
