@@ -334,7 +334,7 @@ impl Connection {
                 consumed,
             }) => {
                 let data = self.rx.buf.split_to(len).freeze();
-                self.rx.buf.advance(consumed - len);
+                consume(&mut self.rx.buf, consumed - len);
                 Some(Event::Message(match kind {
                     MessageKind::Text => Message::Text(data),
                     MessageKind::Binary => Message::Binary(data),
@@ -379,6 +379,10 @@ impl Connection {
         }
         if let Err(e) = self.inflate_stream() {
             return Err(self.fail(e));
+        }
+        // Nothing left to decode: the usual end of a batch.
+        if self.rx.buf.is_empty() {
+            return Ok(None);
         }
         let step = match self.rx.next(&mut self.compression) {
             Ok(None) => return Ok(None),
@@ -520,8 +524,8 @@ impl Connection {
             }
         }
         match &mut self.stream {
-            None => self.output.advance(n),
-            Some(s) => s.deflated.advance(n),
+            None => consume(&mut self.output, n),
+            Some(s) => consume(&mut s.deflated, n),
         }
     }
 
@@ -573,7 +577,23 @@ impl Connection {
     /// Give back the memory of empty buffers larger than `keep` bytes (the
     /// receive, output and compression buffers), so that a connection that
     /// once carried a large message does not pin that memory while idle.
+    /// Called after every read and write: the usual case is one comparison
+    /// per buffer.
+    #[inline]
     pub fn release_buffers(&mut self, keep: usize) {
+        let large = self
+            .rx
+            .buf
+            .capacity()
+            .max(self.output.capacity())
+            .max(self.scratch.capacity());
+        if large > keep || self.stream.is_some() {
+            self.release_large_buffers(keep);
+        }
+    }
+
+    #[cold]
+    fn release_large_buffers(&mut self, keep: usize) {
         fn release(buf: &mut BytesMut, keep: usize) {
             if buf.is_empty() && buf.capacity() > keep {
                 *buf = BytesMut::new();
@@ -782,5 +802,17 @@ impl std::fmt::Debug for Connection {
             .field("buffered_in", &self.rx.buf.len())
             .field("buffered_out", &self.output.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// Remove `n` bytes from the front of `buf`. A buffer emptied this way is
+/// cleared instead, keeping its start: the next append then fits in place
+/// without `BytesMut` reclaiming the consumed front first.
+#[inline]
+pub(crate) fn consume(buf: &mut BytesMut, n: usize) {
+    if n == buf.len() {
+        buf.clear();
+    } else {
+        buf.advance(n);
     }
 }

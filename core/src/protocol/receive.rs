@@ -96,7 +96,7 @@ impl Receiver {
     #[inline]
     pub(super) fn consume_lent(&mut self) {
         let lent = std::mem::take(&mut self.lent);
-        self.buf.advance(lent);
+        super::consume(&mut self.buf, lent);
     }
 
     /// Forget everything received (the connection failed or closed).
@@ -133,7 +133,7 @@ impl Receiver {
             let data = &self.buf[..chunk.len];
             if chunk.opcode.is_control() {
                 let payload = self.asm.control_payload(data, &chunk)?;
-                self.buf.advance(chunk.consumed);
+                super::consume(&mut self.buf, chunk.consumed);
                 match payload {
                     Some(p) => return Ok(Some(Received::Control(chunk.opcode, p))),
                     None => continue,
@@ -148,7 +148,7 @@ impl Receiver {
                 return self.whole_message(&chunk).map(Some);
             }
             let message = self.asm.data_chunk(data, &chunk, compression)?;
-            self.buf.advance(chunk.consumed);
+            super::consume(&mut self.buf, chunk.consumed);
             if let Some(m) = message {
                 return Ok(Some(Received::Message(m)));
             }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use atomic_waker::AtomicWaker;
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
@@ -306,17 +306,36 @@ impl Mailbox {
 
     /// Resolves with (and clears) the raised signals among `mask`.
     fn wait(&self, mask: u8) -> impl std::future::Future<Output = u8> + '_ {
-        std::future::poll_fn(move |cx| {
-            if self.signals.load(Ordering::Acquire) & mask == 0 {
-                self.waker.register(cx.waker());
-                // A signal raised before the registration took effect.
-                if self.signals.load(Ordering::Acquire) & mask == 0 {
-                    return std::task::Poll::Pending;
-                }
-            }
-            std::task::Poll::Ready(self.signals.fetch_and(!mask, Ordering::AcqRel) & mask)
-        })
+        std::future::poll_fn(move |cx| self.poll_signals(cx, mask))
     }
+
+    fn poll_signals(&self, cx: &mut std::task::Context<'_>, mask: u8) -> std::task::Poll<u8> {
+        if let Some(raised) = self.take_raised(mask) {
+            return std::task::Poll::Ready(raised);
+        }
+        self.waker.register(cx.waker());
+        // A signal raised before the registration took effect.
+        match self.take_raised(mask) {
+            Some(raised) => std::task::Poll::Ready(raised),
+            None => std::task::Poll::Pending,
+        }
+    }
+
+    /// Takes the raised signals among `mask`, if any: one atomic load when
+    /// none is.
+    fn take_raised(&self, mask: u8) -> Option<u8> {
+        if self.signals.load(Ordering::Acquire) & mask == 0 {
+            return None;
+        }
+        Some(self.signals.fetch_and(!mask, Ordering::AcqRel) & mask)
+    }
+}
+
+/// What woke a connection's task.
+enum Wake {
+    Signals(u8),
+    Read(std::io::Result<usize>),
+    Timer,
 }
 
 /// A connection's entry in the registry: how to reach its task.
@@ -1039,8 +1058,9 @@ async fn run_connection(
     loop {
         // Write what the engine produced; a peer that does not read stalls
         // the write, which the overflow signal cuts short.
-        if conn.has_output() {
+        if conn.has_output() && !write_now(&stream, &mut conn) {
             let written = tokio::select! {
+                biased;
                 r = write_out(&mut stream, &mut conn) => r,
                 _ = mailbox.wait(OVERFLOW) => Err(std::io::ErrorKind::WouldBlock.into()),
             };
@@ -1064,9 +1084,28 @@ async fn run_connection(
                 armed = Some(at);
             }
         }
-        tokio::select! {
-            biased;
-            signals = mailbox.wait(READY | OVERFLOW | STOP) => {
+        // Commands and signals first, then the socket, then the clock. The
+        // mailbox's waker is registered only when the task is to sleep.
+        let wake = std::future::poll_fn(|cx| {
+            use std::future::Future;
+            use std::task::Poll;
+            const ANY: u8 = READY | OVERFLOW | STOP;
+            if let Some(signals) = mailbox.take_raised(ANY) {
+                return Poll::Ready(Wake::Signals(signals));
+            }
+            if let Poll::Ready(read) =
+                poll_read_into(cx, &mut stream, &mut conn, config.read_chunk, &mut lowat)
+            {
+                return Poll::Ready(Wake::Read(read));
+            }
+            if armed.is_some() && timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Timer);
+            }
+            mailbox.poll_signals(cx, ANY).map(Wake::Signals)
+        })
+        .await;
+        match wake {
+            Wake::Signals(signals) => {
                 if signals & OVERFLOW != 0 {
                     outcome = Some(overflowed(config.max_send_buffer));
                     break;
@@ -1078,16 +1117,24 @@ async fn run_connection(
                 if signals & STOP != 0 && conn.state() == State::Open {
                     let _ = conn.close(Some(1001), "server shutting down");
                     if conn.state() == State::Closed {
-                        outcome = Some(CloseInfo { code: 1001, reason: "server shutting down".into(), clean: true });
+                        outcome = Some(CloseInfo {
+                            code: 1001,
+                            reason: "server shutting down".into(),
+                            clean: true,
+                        });
                     }
                 }
             }
-            read = read_into(&mut stream, &mut conn, config.read_chunk, &mut lowat) => {
+            Wake::Read(read) => {
                 match read {
                     Ok(0) => {
                         eof = true;
                         if let Some(Event::Close(frame)) = conn.receive_eof() {
-                            outcome = Some(CloseInfo { code: frame.code, reason: frame.reason, clean: conn.close_was_clean() });
+                            outcome = Some(CloseInfo {
+                                code: frame.code,
+                                reason: frame.reason,
+                                clean: conn.close_was_clean(),
+                            });
                         }
                     }
                     Ok(_) => {
@@ -1109,11 +1156,13 @@ async fn run_connection(
                     }
                 }
             }
-            _ = &mut timer, if armed.is_some() => {
+            Wake::Timer => {
                 armed = None;
                 let now = Instant::now();
                 // Fired early: the deadline moved on since it was armed.
-                if next_wake(config, &conn, last_heard, ping_sent, close_deadline).is_none_or(|at| at > now) {
+                if next_wake(config, &conn, last_heard, ping_sent, close_deadline)
+                    .is_none_or(|at| at > now)
+                {
                     continue;
                 }
                 // Part of a large frame may be waiting under the low-water
@@ -1218,12 +1267,13 @@ thread_local! {
 }
 
 /// Read once into the engine's receive buffer.
-async fn read_into(
+fn poll_read_into(
+    cx: &mut std::task::Context<'_>,
     stream: &mut Stream,
     conn: &mut Connection,
     chunk: usize,
     lowat: &mut LowWater,
-) -> std::io::Result<usize> {
+) -> std::task::Poll<std::io::Result<usize>> {
     let awaited = conn.awaited_bytes();
     lowat.follow(stream, awaited);
     if awaited > 0 {
@@ -1231,29 +1281,40 @@ async fn read_into(
         // growing the buffer geometrically (never ahead of what arrived).
         let buf = conn.receive_buffer();
         buf.reserve(awaited.min(buf.len().max(chunk)));
-        return stream.read_buf(buf).await;
+        return poll_read_buf(cx, stream, buf);
     }
     if let Stream::Plain(tcp) = stream {
         // `poll_read` rather than `readable` + `try_read`: after a short
         // read tokio knows the socket is drained and waits for the next
         // edge instead of spending a `recvfrom` to learn it.
-        return std::future::poll_fn(|cx| {
-            SCRATCH.with(|scratch| {
-                let mut scratch = scratch.borrow_mut();
-                if scratch.len() < chunk {
-                    scratch.resize(chunk, 0);
-                }
-                let mut buf = tokio::io::ReadBuf::new(&mut scratch[..chunk]);
-                std::task::ready!(std::pin::Pin::new(&mut *tcp).poll_read(cx, &mut buf))?;
-                conn.receive(buf.filled());
-                std::task::Poll::Ready(Ok(buf.filled().len()))
-            })
-        })
-        .await;
+        return SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            if scratch.len() < chunk {
+                scratch.resize(chunk, 0);
+            }
+            let mut buf = tokio::io::ReadBuf::new(&mut scratch[..chunk]);
+            std::task::ready!(std::pin::Pin::new(&mut *tcp).poll_read(cx, &mut buf))?;
+            conn.receive(buf.filled());
+            std::task::Poll::Ready(Ok(buf.filled().len()))
+        });
     }
     let buf = conn.receive_buffer();
     buf.reserve(chunk);
-    stream.read_buf(buf).await
+    poll_read_buf(cx, stream, buf)
+}
+
+/// Read once into `buf`'s spare capacity.
+fn poll_read_buf(
+    cx: &mut std::task::Context<'_>,
+    stream: &mut Stream,
+    buf: &mut bytes::BytesMut,
+) -> std::task::Poll<std::io::Result<usize>> {
+    let mut spare = tokio::io::ReadBuf::uninit(buf.spare_capacity_mut());
+    std::task::ready!(std::pin::Pin::new(stream).poll_read(cx, &mut spare))?;
+    let n = spare.filled().len();
+    // SAFETY: `poll_read` initialised the first `n` spare bytes.
+    unsafe { buf.set_len(buf.len() + n) };
+    std::task::Poll::Ready(Ok(n))
 }
 
 /// The socket's receive low-water mark. While the rest of a large frame is
@@ -1322,24 +1383,60 @@ impl LowWater {
     }
 }
 
+/// Write what the socket takes now, without waiting: true when all of it
+/// went (the usual case: no future, no overflow watch). Errors are left for
+/// [`write_out`] to meet and report.
+fn write_now(stream: &Stream, conn: &mut Connection) -> bool {
+    let Stream::Plain(tcp) = stream else {
+        return false;
+    };
+    drain_output(conn, |pieces| match pieces {
+        [one] => tcp.try_write(one),
+        _ => tcp.try_write_vectored(pieces),
+    })
+    .is_ok()
+}
+
 async fn write_out(stream: &mut Stream, conn: &mut Connection) -> std::io::Result<()> {
+    std::future::poll_fn(|cx| {
+        let mut stream = std::pin::Pin::new(&mut *stream);
+        let written = drain_output(conn, |pieces| {
+            let poll = match pieces {
+                [one] => stream.as_mut().poll_write(cx, one),
+                _ => stream.as_mut().poll_write_vectored(cx, pieces),
+            };
+            match poll {
+                std::task::Poll::Ready(r) => r,
+                std::task::Poll::Pending => Err(std::io::ErrorKind::WouldBlock.into()),
+            }
+        });
+        match written {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::task::Poll::Pending,
+            r => std::task::Poll::Ready(r),
+        }
+    })
+    .await?;
+    stream.flush().await
+}
+
+/// Write the pending output through `write` until all of it went or
+/// `write` fails (`WouldBlock`: not now). One piece, the usual case, goes
+/// by plain `send`, cheaper in the kernel than `writev`.
+fn drain_output(
+    conn: &mut Connection,
+    mut write: impl FnMut(&[std::io::IoSlice<'_>]) -> std::io::Result<usize>,
+) -> std::io::Result<()> {
     while conn.has_output() {
         let mut slices = [std::io::IoSlice::new(&[]); 8];
         let count = conn.output_slices(&mut slices);
-        // One piece (the usual case) goes by plain `send`, cheaper in the
-        // kernel than `writev`.
-        let n = if count == 1 {
-            stream.write(&slices[0]).await?
-        } else {
-            stream.write_vectored(&slices[..count]).await?
-        };
+        let n = write(&slices[..count])?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
         conn.advance_output(n);
     }
     conn.release_buffers(KEEP_BUFFER);
-    stream.flush().await
+    Ok(())
 }
 
 /// Hand every complete event to the handler. Returns how the connection
