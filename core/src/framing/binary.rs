@@ -143,6 +143,9 @@ impl BinaryDecoder {
     /// and yielded as it arrives; `Ok(None)` when more bytes are needed.
     #[inline(always)]
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Chunk>, ProtocolError> {
+        if matches!(self.state, State::Header) && self.short_masked_frame_ahead(buf) {
+            return Ok(Some(self.take_short_masked_frame(buf)));
+        }
         loop {
             match &mut self.state {
                 State::Header => match self.parse_header(buf)? {
@@ -214,6 +217,48 @@ impl BinaryDecoder {
                     return Ok(Some(chunk));
                 }
             }
+        }
+    }
+
+    /// Whether `buf` starts with the frame nearly every message comes in,
+    /// taken without the general header parser: a masked data frame with a
+    /// 7-bit length (FB3 layout), whole. Anything else, including anything
+    /// to reject, is left to [`parse_header`](Self::parse_header).
+    #[inline(always)]
+    fn short_masked_frame_ahead(&self, buf: &[u8]) -> bool {
+        if self.params.mask != MaskLayout::AfterLength
+            || self.options.mask_rule == MaskRule::Forbidden
+            || buf.len() < 6
+        {
+            return false;
+        }
+        let len = usize::from(buf[1] & 0x7F);
+        buf[1] & 0x80 != 0
+            && len <= 125
+            && buf.len() >= 6 + len
+            && len as u64 <= self.options.max_frame_size
+            && decode_opcode(self.params.opcodes, buf[0] & 0x0F).is_ok_and(|op| !op.is_control())
+    }
+
+    /// Consume the frame [`short_masked_frame_ahead`](Self::short_masked_frame_ahead)
+    /// found, unmasking its payload in place.
+    #[inline(always)]
+    fn take_short_masked_frame(&mut self, buf: &mut BytesMut) -> Chunk {
+        let (b0, b1) = (buf[0], buf[1]);
+        let len = usize::from(b1 & 0x7F);
+        let key = [buf[2], buf[3], buf[4], buf[5]];
+        buf.advance(6);
+        apply_mask(&mut buf[..len], key, 0);
+        self.held = 0;
+        Chunk {
+            opcode: decode_opcode(self.params.opcodes, b0 & 0x0F).expect("checked"),
+            fin: (b0 & 0x80 != 0) != self.params.more_bit,
+            rsv: b0 & 0x70,
+            frame_len: Some(len as u64),
+            first: true,
+            last: true,
+            len,
+            consumed: len,
         }
     }
 
