@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use polysocket::http::RequestHead;
 use polysocket::runtime::{tls, Conn, Handler, Server, ServerConfig};
-use polysocket::Message;
+use polysocket::Incoming;
 
 /// The test page (shared with the blocking example).
 const PAGE: &str = include_str!("page.html");
@@ -34,8 +34,8 @@ impl Handler for Echo {
         )
     }
 
-    fn on_message(&self, conn: &mut Conn<'_>, message: Message) {
-        conn.send(&message);
+    fn on_message(&self, conn: &mut Conn<'_>, message: Incoming<'_>) {
+        conn.forward(message);
     }
 }
 

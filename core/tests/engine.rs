@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use polysocket::protocol::{CloseFrame, MessageKind, State};
+use polysocket::protocol::{CloseFrame, MessageKind, Polled, State};
 use polysocket::{
     Config, Connection, Draft, Event, Message, PreparedMessage, ProtocolError, Role, Session,
 };
@@ -710,5 +710,71 @@ fn large_messages_shared_on_send_and_held_on_receive() {
                 assert_eq!(got, expected, "{draft} {role:?} split {split}");
             }
         }
+    }
+}
+
+#[test]
+fn lent_messages_are_answered_kept_or_forwarded_without_losing_what_follows() {
+    let big: Bytes = (0..40_000u32).map(|i| (i % 253) as u8).collect();
+    for draft in Draft::ALL {
+        let (mut client, mut server) = pair(draft);
+        let mut sent = vec![Message::text("a"), Message::text("héllo")];
+        if draft.has_binary() {
+            sent.push(Message::binary(vec![1u8, 2, 3]));
+            sent.push(Message::Binary(big.clone()));
+        }
+        sent.push(Message::text("kept"));
+        for m in &sent {
+            client.send(m).unwrap();
+        }
+        client.send_text("split across reads").unwrap();
+        let wire = client.take_output();
+        // Everything but the last frame's final byte arrives at once.
+        server.receive(&wire[..wire.len() - 1]);
+        let mut lent = Vec::new();
+        let mut kept = Vec::new();
+        while let Some(polled) = server
+            .poll_lending(|conn, m| {
+                lent.push((
+                    m.is_text(),
+                    m.data().to_vec(),
+                    m.as_text().map(str::to_owned),
+                ));
+                if m.as_text() == Some("kept") {
+                    kept.push(m.into_message());
+                } else {
+                    conn.forward(m).unwrap();
+                }
+            })
+            .unwrap()
+        {
+            assert!(matches!(polled, Polled::Message(())), "{draft}: {polled:?}");
+        }
+        assert_eq!(lent.len(), sent.len(), "{draft}");
+        for ((text, data, as_text), m) in lent.iter().zip(&sent) {
+            assert_eq!((*text, &data[..]), (m.is_text(), &m.data()[..]), "{draft}");
+            assert_eq!(as_text.as_deref(), m.as_text(), "{draft}");
+        }
+        assert_eq!(kept, vec![Message::text("kept")], "{draft}");
+        // The frame after the kept one completes with its last byte.
+        server.receive(&wire[wire.len() - 1..]);
+        let rest = server.poll_lending(|_, m| m.into_message()).unwrap();
+        assert!(
+            matches!(&rest, Some(Polled::Message(m)) if *m == Message::text("split across reads")),
+            "{draft}: {rest:?}"
+        );
+        assert!(server.poll().unwrap().is_none(), "{draft}");
+        // The forwarded ones came back in order, the kept one did not.
+        client.receive(&server.take_output());
+        let mut echoed = Vec::new();
+        while let Some(Event::Message(m)) = client.poll().unwrap() {
+            echoed.push(m);
+        }
+        let expected: Vec<_> = sent
+            .iter()
+            .filter(|m| m.as_text() != Some("kept"))
+            .cloned()
+            .collect();
+        assert_eq!(echoed, expected, "{draft}");
     }
 }

@@ -9,13 +9,13 @@ use polysocket::protocol::{CloseFrame, MessageKind};
 use polysocket::runtime::{
     connect, tls, Conn, ConnectOptions, Handler, Server, ServerConfig, WebSocket,
 };
-use polysocket::{Draft, Event, Message};
+use polysocket::{Draft, Event, Incoming, Message};
 
 struct Echo;
 
 impl Handler for Echo {
-    fn on_message(&self, conn: &mut Conn<'_>, message: Message) {
-        conn.send(&message);
+    fn on_message(&self, conn: &mut Conn<'_>, message: Incoming<'_>) {
+        conn.forward(message);
     }
 }
 

@@ -14,7 +14,7 @@ use polysocket::protocol::{CloseFrame, State};
 use polysocket::runtime::{
     CloseInfo, Conn, ConnId, EventQueue, Handler, Server, ServerConfig, ServerEvent,
 };
-use polysocket::{Config, Connection, Draft, Event, Message};
+use polysocket::{Config, Connection, Draft, Event, Incoming, Message};
 
 /// A blocking client driving the engine over std::net.
 struct Client {
@@ -168,8 +168,8 @@ impl Echo {
 }
 
 impl Handler for Echo {
-    fn on_message(&self, conn: &mut Conn<'_>, message: Message) {
-        conn.send(&message);
+    fn on_message(&self, conn: &mut Conn<'_>, message: Incoming<'_>) {
+        conn.forward(message);
     }
 
     fn on_close(&self, id: ConnId, close: &CloseInfo) {
@@ -523,7 +523,7 @@ fn plain_http_can_be_answered_by_the_handler() {
         fn http(&self, _r: &polysocket::http::RequestHead) -> Option<Vec<u8>> {
             Some(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi".to_vec())
         }
-        fn on_message(&self, _c: &mut Conn<'_>, _m: Message) {}
+        fn on_message(&self, _c: &mut Conn<'_>, _m: Incoming<'_>) {}
     }
     let server = start(ServerConfig::default(), Arc::new(Page));
     assert!(
@@ -617,10 +617,10 @@ struct ThroughHandle {
 }
 
 impl Handler for ThroughHandle {
-    fn on_message(&self, conn: &mut Conn<'_>, message: Message) {
+    fn on_message(&self, conn: &mut Conn<'_>, message: Incoming<'_>) {
         let handle = self.handle.get().expect("handle set");
         let id = conn.id();
-        if message.data().as_ref() == b"flood" {
+        if message.data() == b"flood" {
             // Far more than the send buffer in one call: refused past it.
             // (Incompressible, each one new: the client offers
             // permessage-deflate.)

@@ -22,7 +22,7 @@ use polysocket::handshake::Request;
 use polysocket::runtime::{
     serve_listener, CloseInfo, Conn, ConnId, Handler, OpenInfo, ServerConfig, ServerHandle,
 };
-use polysocket::{HandshakeError, Message};
+use polysocket::{HandshakeError, Incoming};
 
 use crate::connection::Connection;
 use crate::payload;
@@ -214,9 +214,9 @@ impl Handler for PhpHandler {
         self.enter(|state, handle| self.open(state, handle, info));
     }
 
-    fn on_message(&self, conn: &mut Conn<'_>, message: Message) {
+    fn on_message(&self, conn: &mut Conn<'_>, message: Incoming<'_>) {
         let id = conn.id();
-        self.enter(|state, handle| self.message(state, handle, id, message));
+        self.enter(|state, handle| self.message(state, handle, id, &message));
     }
 
     fn on_close(&self, id: ConnId, close: &CloseInfo) {
@@ -296,7 +296,7 @@ impl PhpHandler {
         state: &State,
         handle: &ServerHandle,
         id: ConnId,
-        message: Message,
+        message: &Incoming<'_>,
     ) -> Result<(), Abort> {
         let Some((app, conn, port)) = state
             .clients
@@ -308,16 +308,13 @@ impl PhpHandler {
         };
         let data = payload::string(message.data());
         let args: [&dyn IntoZvalDyn; 2] = [&data, &conn];
-        match message {
-            Message::Text(_) => {
-                call(handle, &app, "onData", &args, Some(id))?;
-            }
-            Message::Binary(_) => {
-                // php-websocket closed with 1003 when the application has
-                // no onBinaryData.
-                if !call(handle, &app, "onBinaryData", &args, Some(id))? {
-                    handle.close(id, Some(1003), "unknown data (opcode)");
-                }
+        if message.is_text() {
+            call(handle, &app, "onData", &args, Some(id))?;
+        } else {
+            // php-websocket closed with 1003 when the application has no
+            // onBinaryData.
+            if !call(handle, &app, "onBinaryData", &args, Some(id))? {
+                handle.close(id, Some(1003), "unknown data (opcode)");
             }
         }
         self.status(state, handle, "clientActivity", &[&port])

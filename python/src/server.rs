@@ -26,7 +26,7 @@ use polysocket::runtime::{
     serve_listener, CloseInfo, Conn, ConnId, EventQueue, Handler, OpenInfo, Server, ServerEvent,
     ServerHandle,
 };
-use polysocket::{HandshakeError, Message};
+use polysocket::{HandshakeError, Incoming};
 use pyo3::exceptions::{PyException, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -99,37 +99,49 @@ impl Inline {
     }
 
     /// Hand an event over: the runtime task runs on the loop's thread
-    /// inside `Reactor.select`, which holds the GIL. The Python side
-    /// handles the handlers' exceptions; an `Exception` escaping it is
-    /// reported as unraisable, anything else leaves the loop.
+    /// inside `Reactor.select`, which holds the GIL.
     fn deliver(&self, event: ServerEvent) {
-        Python::attach(|py| {
-            let delivered = match event {
-                ServerEvent::Message(id, message) => self.message(py, id, message),
-                event => event_tuple(py, event)
-                    .and_then(|args| self.event.bind(py).call1(args))
-                    .map(drop),
-            };
-            match delivered {
-                Ok(()) => reactor::handler_ran(),
-                // SystemExit, KeyboardInterrupt: out of the loop, as from
-                // any asyncio callback.
-                Err(err) if !err.is_instance_of::<PyException>(py) => reactor::raise_later(err),
-                Err(err) => {
-                    err.write_unraisable(py, None);
-                    reactor::handler_ran();
-                }
+        self.attach(|py| match event {
+            ServerEvent::Message(id, message) => {
+                let payload = payload_object(py, message.is_text(), message.data())?;
+                self.message(py, id, payload)
+            }
+            event => event_tuple(py, event)
+                .and_then(|args| self.event.bind(py).call1(args))
+                .map(drop),
+        });
+    }
+
+    /// A message, straight from the receive buffer it arrived in.
+    fn deliver_message(&self, id: ConnId, message: &Incoming<'_>) {
+        self.attach(|py| {
+            let payload = payload_object(py, message.is_text(), message.data())?;
+            self.message(py, id, payload)
+        });
+    }
+
+    /// Run a delivery with the GIL. The Python side handles the handlers'
+    /// exceptions; an `Exception` escaping it is reported as unraisable,
+    /// anything else leaves the loop.
+    fn attach(&self, deliver: impl FnOnce(Python<'_>) -> PyResult<()>) {
+        Python::attach(|py| match deliver(py) {
+            Ok(()) => reactor::handler_ran(),
+            // SystemExit, KeyboardInterrupt: out of the loop, as from
+            // any asyncio callback.
+            Err(err) if !err.is_instance_of::<PyException>(py) => reactor::raise_later(err),
+            Err(err) => {
+                err.write_unraisable(py, None);
+                reactor::handler_ran();
             }
         });
     }
 
     /// The hot path, as `Server._event` and `_run` do it for a message: to the
     /// handler's `on_message` unless a coroutine of it holds its events.
-    fn message(&self, py: Python<'_>, id: ConnId, message: Message) -> PyResult<()> {
+    fn message(&self, py: Python<'_>, id: ConnId, payload: Bound<'_, PyAny>) -> PyResult<()> {
         let Some(handler) = self.handlers.bind(py).get_item(id)? else {
             return Ok(());
         };
-        let payload = message_object(py, message)?;
         if !handler.getattr(intern!(py, "_backlog"))?.is_none() {
             return self.event.bind(py).call1((MESSAGE, id, payload)).map(drop);
         }
@@ -223,8 +235,13 @@ impl Handler for Bridge {
         self.deliver(ServerEvent::Open(info.clone()));
     }
 
-    fn on_message(&self, conn: &mut Conn<'_>, message: Message) {
-        self.deliver(ServerEvent::Message(conn.id(), message));
+    fn on_message(&self, conn: &mut Conn<'_>, message: Incoming<'_>) {
+        match &self.sink {
+            Sink::Queue(queue) => {
+                queue.push(ServerEvent::Message(conn.id(), message.into_message()))
+            }
+            Sink::Call(inline) => inline.deliver_message(conn.id(), &message),
+        }
     }
 
     fn on_ping(&self, conn: &mut Conn<'_>, data: Bytes) {
@@ -241,10 +258,11 @@ impl Handler for Bridge {
 }
 
 /// A message's payload: `str` for text, `bytes` for binary.
-fn message_object(py: Python<'_>, message: Message) -> PyResult<Bound<'_, PyAny>> {
-    Ok(match message {
-        Message::Text(data) => PyString::from_bytes(py, &data)?.into_any(),
-        Message::Binary(data) => PyBytes::new(py, &data).into_any(),
+fn payload_object<'py>(py: Python<'py>, text: bool, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    Ok(if text {
+        PyString::from_bytes(py, data)?.into_any()
+    } else {
+        PyBytes::new(py, data).into_any()
     })
 }
 
@@ -253,7 +271,11 @@ fn message_object(py: Python<'_>, message: Message) -> PyResult<Bound<'_, PyAny>
 /// `(code, reason)`.
 fn event_tuple(py: Python<'_>, event: ServerEvent) -> PyResult<Bound<'_, PyTuple>> {
     let (kind, id, payload) = match event {
-        ServerEvent::Message(id, message) => (MESSAGE, id, message_object(py, message)?),
+        ServerEvent::Message(id, message) => (
+            MESSAGE,
+            id,
+            payload_object(py, message.is_text(), message.data())?,
+        ),
         ServerEvent::Ping(id, data) => (PING, id, PyBytes::new(py, &data).into_any()),
         ServerEvent::Pong(id, data) => (PONG, id, PyBytes::new(py, &data).into_any()),
         ServerEvent::Close(id, close) => (

@@ -23,8 +23,8 @@ use bytes::Bytes;
 
 use polysocket::draft::CloseBody;
 use polysocket::extensions::{Agreed, DeflateFrameParams, PmdParams};
-use polysocket::protocol::{CloseFrame, EventRef, MessageKind, State};
-use polysocket::{Config, Connection, Event, Message, PreparedMessage, Role, Session};
+use polysocket::protocol::{CloseFrame, EventRef, MessageKind, Polled, State};
+use polysocket::{Config, Connection, Event, Incoming, Message, PreparedMessage, Role, Session};
 
 use super::input::{Input, Rng, Splitter};
 
@@ -122,17 +122,26 @@ fn small_config(input: &mut Input<'_>) -> Config {
     config
 }
 
-/// Polls until nothing is left, alternating `poll` and `poll_ref` at
-/// random, and tells the peer what the connection answered on its own.
+/// Polls until nothing is left, alternating `poll`, `poll_ref` and
+/// `poll_lending` at random, and tells the peer what the connection
+/// answered on its own.
 fn drain(conn: &mut Connection, config: &Config, rng: &mut Rng, peer: &mut Peer) {
     let has_close_frame = conn.draft().has_close_frame();
     let rules = conn.close_rules();
     loop {
         let before = conn.state();
-        let result = if rng.chance(2) {
-            conn.poll()
-        } else {
-            conn.poll_ref().map(|e| e.map(lent))
+        let result = match rng.below(3) {
+            0 => conn.poll(),
+            1 => conn.poll_ref().map(|e| e.map(lent)),
+            _ => {
+                let keep = rng.chance(2);
+                conn.poll_lending(|_, m| lent_message(m, keep)).map(|p| {
+                    p.map(|p| match p {
+                        Polled::Message(m) => Event::Message(m),
+                        Polled::Event(e) => e,
+                    })
+                })
+            }
         };
         match result {
             Ok(None) => return,
@@ -171,6 +180,21 @@ fn lent(event: EventRef<'_>) -> Event {
         assert!(std::str::from_utf8(text.as_bytes()).is_ok());
     }
     event.into_owned()
+}
+
+/// The owned form of a `poll_lending` message: kept (split off the
+/// receive buffer) or copied; a lent text must be UTF-8.
+fn lent_message(message: Incoming<'_>, keep: bool) -> Message {
+    if keep {
+        return message.into_message();
+    }
+    match message.as_text() {
+        Some(text) => {
+            assert!(std::str::from_utf8(text.as_bytes()).is_ok());
+            Message::text(text)
+        }
+        None => Message::binary(Bytes::copy_from_slice(message.data())),
+    }
 }
 
 fn check_event(event: &Event, config: &Config, has_binary: bool) {

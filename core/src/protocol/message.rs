@@ -9,6 +9,8 @@ use crate::draft::{Draft, Framing, OpcodeTable};
 use crate::framing::{Encoder, OpCode};
 use crate::session::Role;
 
+use super::MessageKind;
+
 /// A complete data message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -62,6 +64,85 @@ impl Message {
         match self {
             Message::Text(_) => OpCode::Text,
             Message::Binary(_) => OpCode::Binary,
+        }
+    }
+}
+
+/// A received data message, as [`Connection::poll_lending`](super::Connection::poll_lending)
+/// hands it over: lent from the connection's receive buffer when it arrived
+/// in one frame (no copy, no reference count), owned when it was
+/// reassembled. [`into_message`](Self::into_message) keeps it without
+/// copying the payload.
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    kind: MessageKind,
+    payload: Payload<'a>,
+}
+
+#[derive(Debug)]
+enum Payload<'a> {
+    /// The first `len` bytes of the (moved-out) receive buffer.
+    Lent(&'a mut BytesMut, usize),
+    Owned(Bytes),
+}
+
+impl<'a> Incoming<'a> {
+    pub(super) fn lent(kind: MessageKind, buf: &'a mut BytesMut, len: usize) -> Self {
+        Incoming {
+            kind,
+            payload: Payload::Lent(buf, len),
+        }
+    }
+
+    pub(super) fn owned(message: Message) -> Self {
+        match message {
+            Message::Text(b) => Incoming {
+                kind: MessageKind::Text,
+                payload: Payload::Owned(b),
+            },
+            Message::Binary(b) => Incoming {
+                kind: MessageKind::Binary,
+                payload: Payload::Owned(b),
+            },
+        }
+    }
+
+    /// Text or binary.
+    pub fn kind(&self) -> MessageKind {
+        self.kind
+    }
+
+    /// Whether it is a text message.
+    pub fn is_text(&self) -> bool {
+        self.kind == MessageKind::Text
+    }
+
+    /// The payload bytes.
+    pub fn data(&self) -> &[u8] {
+        match &self.payload {
+            Payload::Lent(buf, len) => &buf[..*len],
+            Payload::Owned(b) => b,
+        }
+    }
+
+    /// The text of a text message (validated on receipt).
+    pub fn as_text(&self) -> Option<&str> {
+        // SAFETY: only the connection builds an `Incoming`, from a message
+        // whose text it validated (or replaced, on drafts that do that).
+        self.is_text()
+            .then(|| unsafe { std::str::from_utf8_unchecked(self.data()) })
+    }
+
+    /// The message, owned: the payload is split off the receive buffer, not
+    /// copied.
+    pub fn into_message(self) -> Message {
+        let data = match self.payload {
+            Payload::Lent(buf, len) => buf.split_to(len).freeze(),
+            Payload::Owned(b) => b,
+        };
+        match self.kind {
+            MessageKind::Text => Message::Text(data),
+            MessageKind::Binary => Message::Binary(data),
         }
     }
 }

@@ -31,7 +31,7 @@ use crate::session::{Role, Session};
 use receive::{Received, Receiver};
 
 pub use close::{CloseFrame, ABNORMAL, NO_STATUS};
-pub use message::{Message, PreparedMessage};
+pub use message::{Incoming, Message, PreparedMessage};
 
 /// What the peer did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +70,15 @@ impl EventRef<'_> {
             EventRef::Event(e) => e,
         }
     }
+}
+
+/// What [`Connection::poll_lending`] produced.
+#[derive(Debug)]
+pub enum Polled<R> {
+    /// A data message went to the callback, which returned this.
+    Message(R),
+    /// Anything else (never [`Event::Message`]).
+    Event(Event),
 }
 
 /// What the receive path produced.
@@ -290,6 +299,7 @@ impl Connection {
 
     /// The receive buffer, for I/O layers that read straight into it
     /// (avoids a copy); equivalent to [`receive`](Self::receive).
+    #[inline]
     pub fn receive_buffer(&mut self) -> &mut BytesMut {
         self.rx.consume_lent();
         match &mut self.stream {
@@ -344,6 +354,44 @@ impl Connection {
         })
     }
 
+    /// Like [`poll`](Self::poll), but every data message goes to
+    /// `on_message` with the connection (to answer it), and one that arrived
+    /// in one frame is lent from the receive buffer: no reference counting,
+    /// and the buffer is reused in place for what comes next. Returns what
+    /// `on_message` returned, or the other events.
+    #[inline]
+    pub fn poll_lending<R>(
+        &mut self,
+        on_message: impl FnOnce(&mut Connection, Incoming<'_>) -> R,
+    ) -> Result<Option<Polled<R>>, ProtocolError> {
+        Ok(match self.next()? {
+            None => None,
+            Some(Step::InPlace {
+                kind,
+                len,
+                consumed,
+            }) => {
+                // Moved out for the call, so that the message borrows it
+                // while `on_message` has the connection.
+                let mut buf = std::mem::take(&mut self.rx.buf);
+                let before = buf.len();
+                let r = on_message(self, Incoming::lent(kind, &mut buf, len));
+                // `into_message` may have split the payload off already.
+                let split_off = before - buf.len();
+                consume(&mut buf, consumed - split_off);
+                let arrived = std::mem::replace(&mut self.rx.buf, buf);
+                if !arrived.is_empty() {
+                    self.rx.buf.extend_from_slice(&arrived);
+                }
+                Some(Polled::Message(r))
+            }
+            Some(Step::Event(Event::Message(m))) => {
+                Some(Polled::Message(on_message(self, Incoming::owned(m))))
+            }
+            Some(Step::Event(e)) => Some(Polled::Event(e)),
+        })
+    }
+
     /// Like [`poll`](Self::poll), but a message that arrived in one frame
     /// is lent straight from the receive buffer (no copy, no reference
     /// counting) until the next call on the connection. For bindings that
@@ -371,6 +419,7 @@ impl Connection {
     }
 
     /// The next received item; control frames are acted on here.
+    #[inline]
     fn next(&mut self) -> Result<Option<Step>, ProtocolError> {
         self.rx.consume_lent();
         if self.state == State::Closed {
@@ -407,13 +456,21 @@ impl Connection {
         Ok(Some(step))
     }
 
+    /// deflate-stream: inflate what arrived into the decode buffer.
+    #[inline]
     fn inflate_stream(&mut self) -> Result<(), ProtocolError> {
+        match &self.stream {
+            Some(s) if !s.raw.is_empty() => self.inflate_stream_now(),
+            _ => Ok(()),
+        }
+    }
+
+    #[cold]
+    fn inflate_stream_now(&mut self) -> Result<(), ProtocolError> {
         if let Some(s) = &mut self.stream {
-            if !s.raw.is_empty() {
-                let limit = self.config.max_decompressed_size;
-                s.codec.decompress(&s.raw, &mut self.rx.buf, limit)?;
-                s.raw.clear();
-            }
+            let limit = self.config.max_decompressed_size;
+            s.codec.decompress(&s.raw, &mut self.rx.buf, limit)?;
+            s.raw.clear();
         }
         Ok(())
     }
@@ -640,6 +697,16 @@ impl Connection {
     /// without UTF-8 validation.
     pub fn send(&mut self, message: &Message) -> Result<(), SendError> {
         self.send_data(message.opcode(), message.data(), Some(message.data()))
+    }
+
+    /// Send a received message on (an echo, a relay): a large one is sent
+    /// from the buffer it arrived in, a small one copied.
+    pub fn forward(&mut self, message: Incoming<'_>) -> Result<(), SendError> {
+        if message.data().len() >= SHARE_MIN {
+            return self.send(&message.into_message());
+        }
+        let opcode = message.kind().opcode();
+        self.send_data(opcode, message.data(), None)
     }
 
     /// Send one whole message. With `shared` (the payload as `Bytes`), a

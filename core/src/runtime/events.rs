@@ -14,7 +14,7 @@ use bytes::Bytes;
 use super::server::{CloseInfo, Conn, ConnId, Handler, OpenInfo};
 use crate::error::HandshakeError;
 use crate::handshake::Request;
-use crate::protocol::Message;
+use crate::protocol::{Incoming, Message};
 
 /// What happened on a connection, in order per connection.
 #[derive(Debug, Clone)]
@@ -114,8 +114,8 @@ impl Handler for EventQueue {
         self.push(ServerEvent::Open(info.clone()));
     }
 
-    fn on_message(&self, conn: &mut Conn<'_>, message: Message) {
-        self.push(ServerEvent::Message(conn.id(), message));
+    fn on_message(&self, conn: &mut Conn<'_>, message: Incoming<'_>) {
+        self.push(ServerEvent::Message(conn.id(), message.into_message()));
     }
 
     fn on_ping(&self, conn: &mut Conn<'_>, data: Bytes) {

@@ -31,7 +31,9 @@ use crate::error::HandshakeError;
 use crate::extensions::Agreed;
 use crate::handshake::{reject_response, Hooks, Progress, Request, ServerHandshake};
 use crate::http::{parse_request, Headers, RequestHead};
-use crate::protocol::{CloseFrame, Connection, Event, Message, PreparedMessage, State};
+use crate::protocol::{
+    CloseFrame, Connection, Event, Incoming, Message, Polled, PreparedMessage, State,
+};
 
 /// Identifies a connection for the lifetime of its server.
 pub type ConnId = u64;
@@ -161,8 +163,10 @@ pub trait Handler: Send + Sync + 'static {
     fn on_open(&self, conn: &mut Conn<'_>, info: &Arc<OpenInfo>) {
         let _ = (conn, info);
     }
-    /// A complete message arrived.
-    fn on_message(&self, conn: &mut Conn<'_>, message: Message);
+    /// A complete message arrived. It is lent for the call (see
+    /// [`Incoming`]): `into_message` keeps it, `conn.forward` sends it on,
+    /// both without copying a large payload.
+    fn on_message(&self, conn: &mut Conn<'_>, message: Incoming<'_>);
     /// A ping arrived (already answered when auto-pong is on).
     fn on_ping(&self, conn: &mut Conn<'_>, data: Bytes) {
         let _ = (conn, data);
@@ -209,6 +213,12 @@ impl Conn<'_> {
     /// cannot carry it (binary on hixie).
     pub fn send(&mut self, message: &Message) -> bool {
         self.engine().send(message).is_ok()
+    }
+
+    /// Send a received message on (an echo, a relay); see
+    /// [`Connection::forward`].
+    pub fn forward(&mut self, message: Incoming<'_>) -> bool {
+        self.engine().forward(message).is_ok()
     }
 
     /// Send a message encoded once for many connections.
@@ -1284,6 +1294,14 @@ fn poll_read_into(
         return poll_read_buf(cx, stream, buf);
     }
     if let Stream::Plain(tcp) = stream {
+        // Room for a few more small frames: read in place (an emptied
+        // buffer first takes back the room its consumed front held).
+        let buf = conn.receive_buffer();
+        if buf.capacity() - buf.len() >= SMALL_READ
+            || (buf.is_empty() && buf.try_reclaim(SMALL_READ))
+        {
+            return poll_read_buf(cx, tcp, buf);
+        }
         // `poll_read` rather than `readable` + `try_read`: after a short
         // read tokio knows the socket is drained and waits for the next
         // edge instead of spending a `recvfrom` to learn it.
@@ -1294,7 +1312,10 @@ fn poll_read_into(
             }
             let mut buf = tokio::io::ReadBuf::new(&mut scratch[..chunk]);
             std::task::ready!(std::pin::Pin::new(&mut *tcp).poll_read(cx, &mut buf))?;
-            conn.receive(buf.filled());
+            let received = buf.filled();
+            conn.receive_buffer()
+                .reserve(received.len().max(RECEIVE_ROOM));
+            conn.receive(received);
             std::task::Poll::Ready(Ok(buf.filled().len()))
         });
     }
@@ -1306,7 +1327,7 @@ fn poll_read_into(
 /// Read once into `buf`'s spare capacity.
 fn poll_read_buf(
     cx: &mut std::task::Context<'_>,
-    stream: &mut Stream,
+    stream: &mut (impl AsyncRead + Unpin),
     buf: &mut bytes::BytesMut,
 ) -> std::task::Poll<std::io::Result<usize>> {
     let mut spare = tokio::io::ReadBuf::uninit(buf.spare_capacity_mut());
@@ -1450,8 +1471,22 @@ fn dispatch(
 ) -> Option<CloseInfo> {
     let handler = &shared.handler;
     loop {
-        let event = match conn.poll() {
-            Ok(Some(event)) => event,
+        let polled = conn.poll_lending(|conn, message| {
+            if !rate.allow() {
+                let _ = conn.close(Some(POLICY_CLOSE), "message rate limit exceeded");
+                return Err(CloseInfo {
+                    code: POLICY_CLOSE,
+                    reason: "message rate limit exceeded".into(),
+                    clean: false,
+                });
+            }
+            call_handler(id, conn, mailbox, |c| handler.on_message(c, message));
+            Ok(())
+        });
+        let event = match polled {
+            Ok(Some(Polled::Message(Ok(())))) => continue,
+            Ok(Some(Polled::Message(Err(close)))) => return Some(close),
+            Ok(Some(Polled::Event(event))) => event,
             Ok(None) => return None,
             Err(e) => {
                 return Some(CloseInfo {
@@ -1462,17 +1497,6 @@ fn dispatch(
             }
         };
         match event {
-            Event::Message(m) => {
-                if !rate.allow() {
-                    let _ = conn.close(Some(POLICY_CLOSE), "message rate limit exceeded");
-                    return Some(CloseInfo {
-                        code: POLICY_CLOSE,
-                        reason: "message rate limit exceeded".into(),
-                        clean: false,
-                    });
-                }
-                call_handler(id, conn, mailbox, |c| handler.on_message(c, m));
-            }
             Event::Ping(d) => call_handler(id, conn, mailbox, |c| handler.on_ping(c, d)),
             Event::Pong(d) => call_handler(id, conn, mailbox, |c| handler.on_pong(c, d)),
             Event::Close(CloseFrame { code, reason }) => {
@@ -1482,6 +1506,8 @@ fn dispatch(
                     clean: true,
                 })
             }
+            // poll_lending hands messages to the callback.
+            Event::Message(_) => unreachable!("poll_lending returned a message"),
         }
     }
 }
@@ -1489,3 +1515,12 @@ fn dispatch(
 /// Buffers above this size are given back once empty, so that one large
 /// message does not pin its memory on an idle connection.
 const KEEP_BUFFER: usize = 64 * 1024;
+
+/// A connection that received something keeps [`RECEIVE_ROOM`] bytes of
+/// receive buffer, so that small frames are read in place while at least
+/// [`SMALL_READ`] of it is free, rather than through the worker's scratch
+/// buffer and copied. Messages lent to the handler leave the buffer's
+/// allocation in place; each frame header consumed shifts its start, so the
+/// room runs out every few dozen frames and is then reclaimed at once.
+const RECEIVE_ROOM: usize = 512;
+const SMALL_READ: usize = 128;
