@@ -19,7 +19,8 @@
 # depend on which side was the bottleneck. Rounds interleave the servers
 # (order rotating); the median round is reported, with the ratio's range.
 # Idle memory: fresh process, VmRSS before and with IDLE_CONNS idle
-# connections open (each then echoes once).
+# connections open (each echoed one message first, and echoes once more
+# after the hold).
 #
 # Markdown on stdout (the tables of docs/BENCHMARKS.md), progress on stderr,
 # raw JSON lines in $OUT_DIR.

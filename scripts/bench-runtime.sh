@@ -17,7 +17,9 @@
 # CPU cost per message whether or not the server was the bottleneck.
 # Idle memory is measured on fresh server processes, one at a time: VmRSS
 # from /proc/PID/status after a short warm-up, then with IDLE_CONNS idle
-# connections open; every idle connection then has to echo one message.
+# connections open, each having echoed one message first (what a server
+# keeps per connection after traffic counts); every idle connection then
+# has to echo one more message.
 #
 # Prints the markdown tables of docs/BENCHMARKS.md on stdout; progress goes
 # to stderr, the loadgen's own summaries to $OUT_DIR/loadgen.log. Raw results (JSON lines) are

@@ -16,6 +16,7 @@
 #   warm_up                     every server handles connections and messages once
 #   echo_rows SPEC...           "row:conns:size" rows, ROUNDS rounds, order rotating
 #   idle_row NAME CONNS         RSS of a fresh NAME before / with CONNS idle connections
+#                               (each echoed one message before going quiet)
 
 bench_init() {
     BENCH_NAME=$1
@@ -135,7 +136,7 @@ idle_row() {
     rm -f "$ready"
     log "idle: $conns connections to $s (baseline RSS $base KiB)"
     taskset -c "$LOADGEN_CPU" "$LOADGEN" idle --port "${PORT[$s]}" --conns "$conns" \
-        --ready-file "$ready" --hold-timeout 120 > "$OUT_DIR/idle-$s.json" 2>>"$OUT_DIR/loadgen.log" &
+        --talk-first 1 --ready-file "$ready" --hold-timeout 120 > "$OUT_DIR/idle-$s.json" 2>>"$OUT_DIR/loadgen.log" &
     lg=$!
     for _ in $(seq 1 1200); do [ -f "$ready" ] && break; kill -0 "$lg" 2>/dev/null || break; sleep 0.1; done
     sleep 1 # let the server settle

@@ -772,6 +772,46 @@ async fn run_setup(args: &Args, addr: SocketAddr, pid: Option<u32>) {
     r.print();
 }
 
+/// Every connection echoes one 32 B message (all at once, each within 20 s),
+/// then closes if `close`; returns the connections still open and the tally.
+async fn echo_each(conns: Vec<Ws>, close: bool) -> (Vec<Ws>, Tally) {
+    let handles: Vec<_> = conns
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                let mut payload = [0u8; 32];
+                ws.rng.fill(&mut payload);
+                let echo = async {
+                    ws.send(0x2, &payload).await?;
+                    ws.expect_echo(0x2, &payload).await
+                };
+                match tokio::time::timeout(Duration::from_secs(20), echo).await {
+                    Ok(Ok(())) if close => (
+                        tokio::time::timeout(Duration::from_secs(20), ws.close()).await,
+                        None,
+                    ),
+                    Ok(Ok(())) => (Ok(Ok(())), Some(ws)),
+                    failed => (failed, None),
+                }
+            })
+        })
+        .collect();
+    let mut tally = Tally::default();
+    let mut open = Vec::new();
+    for h in handles {
+        let (result, ws) = h.await.expect("worker");
+        match result {
+            Ok(Ok(())) => {
+                tally.count += 1;
+                open.extend(ws);
+            }
+            Ok(Err(e)) => tally.error(&e),
+            Err(_) => tally.error(&WsError::Timeout),
+        }
+    }
+    (open, tally)
+}
+
 async fn run_idle(args: &Args, addr: SocketAddr) {
     let conns: usize = args.get("conns", 10_000);
     let hold_timeout: f64 = args.get("hold-timeout", 120.0);
@@ -784,6 +824,18 @@ async fn run_idle(args: &Args, addr: SocketAddr) {
     let open_s = t0.elapsed().as_secs_f64();
     let opened = conns_open.len();
     eprintln!("idle: {opened} connections open in {open_s:.2} s ({open_errors} failed)");
+    // Connections that talked before going quiet, as in a real server:
+    // whatever a server keeps per connection after a message counts.
+    let (conns_open, talked) = if args.get::<u8>("talk-first", 0) != 0 {
+        let (open, tally) = echo_each(conns_open, false).await;
+        eprintln!(
+            "idle: {} echoed one message first, errors {}",
+            tally.count, tally.errors
+        );
+        (open, Some(tally))
+    } else {
+        (conns_open, None)
+    };
     std::fs::write(&ready, format!("{opened}\n")).expect("write the ready file");
     // Hold until the script removes the ready file (bounded).
     let deadline = Instant::now() + Duration::from_secs_f64(hold_timeout);
@@ -797,28 +849,10 @@ async fn run_idle(args: &Args, addr: SocketAddr) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Every idle connection must still echo.
-    let handles: Vec<_> = conns_open
-        .into_iter()
-        .map(|mut ws| {
-            tokio::spawn(async move {
-                let mut payload = [0u8; 32];
-                ws.rng.fill(&mut payload);
-                let check = async {
-                    ws.send(0x2, &payload).await?;
-                    ws.expect_echo(0x2, &payload).await?;
-                    ws.close().await
-                };
-                tokio::time::timeout(Duration::from_secs(20), check).await
-            })
-        })
-        .collect();
-    let mut tally = Tally::default();
-    for h in handles {
-        match h.await.expect("worker") {
-            Ok(Ok(())) => tally.count += 1,
-            Ok(Err(e)) => tally.error(&e),
-            Err(_) => tally.error(&WsError::Timeout),
-        }
+    let (_, mut tally) = echo_each(conns_open, true).await;
+    if let Some(talked) = talked {
+        tally.errors += talked.errors;
+        tally.first_error = tally.first_error.or(talked.first_error);
     }
     let mut r = Report::new("idle");
     r.num("conns", conns as f64);

@@ -1297,32 +1297,56 @@ fn poll_read_into(
         // Room for a few more small frames: read in place (an emptied
         // buffer first takes back the room its consumed front held).
         let buf = conn.receive_buffer();
+        let room = buf.capacity() - buf.len();
         if buf.capacity() <= IN_PLACE_MAX
-            && (buf.capacity() - buf.len() >= SMALL_READ
-                || (buf.is_empty() && buf.try_reclaim(SMALL_READ)))
+            && (room >= SMALL_READ || (buf.is_empty() && buf.try_reclaim(SMALL_READ)))
         {
-            return poll_read_buf(cx, tcp, buf);
-        }
-        // `poll_read` rather than `readable` + `try_read`: after a short
-        // read tokio knows the socket is drained and waits for the next
-        // edge instead of spending a `recvfrom` to learn it.
-        return SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            if scratch.len() < chunk {
-                scratch.resize(chunk, 0);
+            let room = buf.capacity() - buf.len();
+            let n = std::task::ready!(poll_read_buf(cx, tcp, buf))?;
+            if n < room {
+                return std::task::Poll::Ready(Ok(n));
             }
-            let mut buf = tokio::io::ReadBuf::new(&mut scratch[..chunk]);
-            std::task::ready!(std::pin::Pin::new(&mut *tcp).poll_read(cx, &mut buf))?;
-            let received = buf.filled();
-            conn.receive_buffer()
-                .reserve(received.len().max(RECEIVE_ROOM));
-            conn.receive(received);
-            std::task::Poll::Ready(Ok(buf.filled().len()))
-        });
+            // The room filled up: take what else is waiting (a burst of
+            // frames) at once, through the scratch buffer. Whatever that
+            // read meets (nothing yet, the end, an error) the next one
+            // meets again.
+            let more = match poll_read_scratch(cx, tcp, conn, chunk) {
+                std::task::Poll::Ready(Ok(more)) => more,
+                _ => 0,
+            };
+            return std::task::Poll::Ready(Ok(n + more));
+        }
+        return poll_read_scratch(cx, tcp, conn, chunk);
     }
     let buf = conn.receive_buffer();
     buf.reserve(chunk);
     poll_read_buf(cx, stream, buf)
+}
+
+/// Read once, up to `chunk` bytes, into the worker's scratch buffer and
+/// copy what arrived to the engine, which then keeps [`RECEIVE_ROOM`].
+/// `poll_read` rather than `readable` + `try_read`: after a short read
+/// tokio knows the socket is drained and waits for the next edge instead
+/// of spending a `recvfrom` to learn it.
+fn poll_read_scratch(
+    cx: &mut std::task::Context<'_>,
+    tcp: &mut TcpStream,
+    conn: &mut Connection,
+    chunk: usize,
+) -> std::task::Poll<std::io::Result<usize>> {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        if scratch.len() < chunk {
+            scratch.resize(chunk, 0);
+        }
+        let mut buf = tokio::io::ReadBuf::new(&mut scratch[..chunk]);
+        std::task::ready!(std::pin::Pin::new(&mut *tcp).poll_read(cx, &mut buf))?;
+        let received = buf.filled();
+        conn.receive_buffer()
+            .reserve(received.len().max(RECEIVE_ROOM));
+        conn.receive(received);
+        std::task::Poll::Ready(Ok(received.len()))
+    })
 }
 
 /// Read once into `buf`'s spare capacity.
@@ -1523,8 +1547,8 @@ const KEEP_BUFFER: usize = 64 * 1024;
 /// buffer and copied. Messages lent to the handler leave the buffer's
 /// allocation in place; each frame header consumed shifts its start, so the
 /// room runs out every few dozen frames and is then reclaimed at once.
-const RECEIVE_ROOM: usize = 512;
-const SMALL_READ: usize = 128;
+const RECEIVE_ROOM: usize = 256;
+const SMALL_READ: usize = 64;
 /// Larger receive buffers belong to connections carrying large messages,
 /// whose payloads are split off and sent on from where they arrived:
 /// reading into what is left behind them mostly means moving it again
