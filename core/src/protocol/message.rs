@@ -136,14 +136,10 @@ impl<'a> Incoming<'a> {
     /// The message, owned: the payload is split off the receive buffer, not
     /// copied.
     pub fn into_message(self) -> Message {
-        let data = match self.payload {
+        self.kind.message(match self.payload {
             Payload::Lent(buf, len) => buf.split_to(len).freeze(),
             Payload::Owned(b) => b,
-        };
-        match self.kind {
-            MessageKind::Text => Message::Text(data),
-            MessageKind::Binary => Message::Binary(data),
-        }
+        })
     }
 }
 

@@ -28,7 +28,7 @@ use crate::extensions::{Agreed, DeflateFrame, DeflateStream, PerMessageDeflate};
 use crate::framing::{Decoder, DecoderOptions, Encoder, OpCode};
 use crate::handshake::Completed;
 use crate::session::{Role, Session};
-use receive::{Received, Receiver};
+use receive::{InPlace, Received, Receiver};
 
 pub use close::{CloseFrame, ABNORMAL, NO_STATUS};
 pub use message::{Incoming, Message, PreparedMessage};
@@ -83,13 +83,8 @@ pub enum Polled<R> {
 
 /// What the receive path produced.
 enum Step {
-    /// A whole message at the front of the decode buffer: `len` payload
-    /// bytes, `consumed` bytes to remove once handed out.
-    InPlace {
-        kind: MessageKind,
-        len: usize,
-        consumed: usize,
-    },
+    /// A whole message at the front of the decode buffer.
+    InPlace(InPlace),
     Event(Event),
 }
 
@@ -115,6 +110,14 @@ pub enum MessageKind {
 }
 
 impl MessageKind {
+    /// A message of this kind with `data` as its payload.
+    fn message(self, data: Bytes) -> Message {
+        match self {
+            MessageKind::Text => Message::Text(data),
+            MessageKind::Binary => Message::Binary(data),
+        }
+    }
+
     fn opcode(self) -> OpCode {
         match self {
             MessageKind::Text => OpCode::Text,
@@ -338,17 +341,10 @@ impl Connection {
     pub fn poll(&mut self) -> Result<Option<Event>, ProtocolError> {
         Ok(match self.next()? {
             None => None,
-            Some(Step::InPlace {
-                kind,
-                len,
-                consumed,
-            }) => {
-                let data = self.rx.buf.split_to(len).freeze();
-                consume(&mut self.rx.buf, consumed - len);
-                Some(Event::Message(match kind {
-                    MessageKind::Text => Message::Text(data),
-                    MessageKind::Binary => Message::Binary(data),
-                }))
+            Some(Step::InPlace(at)) => {
+                let data = self.rx.buf.split_to(at.len).freeze();
+                consume(&mut self.rx.buf, at.consumed - at.len);
+                Some(Event::Message(at.kind.message(data)))
             }
             Some(Step::Event(e)) => Some(e),
         })
@@ -366,19 +362,15 @@ impl Connection {
     ) -> Result<Option<Polled<R>>, ProtocolError> {
         Ok(match self.next()? {
             None => None,
-            Some(Step::InPlace {
-                kind,
-                len,
-                consumed,
-            }) => {
+            Some(Step::InPlace(at)) => {
                 // Moved out for the call, so that the message borrows it
                 // while `on_message` has the connection.
                 let mut buf = std::mem::take(&mut self.rx.buf);
                 let before = buf.len();
-                let r = on_message(self, Incoming::lent(kind, &mut buf, len));
+                let r = on_message(self, Incoming::lent(at.kind, &mut buf, at.len));
                 // `into_message` may have split the payload off already.
                 let split_off = before - buf.len();
-                consume(&mut buf, consumed - split_off);
+                consume(&mut buf, at.consumed - split_off);
                 let arrived = std::mem::replace(&mut self.rx.buf, buf);
                 if !arrived.is_empty() {
                     self.rx.buf.extend_from_slice(&arrived);
@@ -399,14 +391,10 @@ impl Connection {
     pub fn poll_ref(&mut self) -> Result<Option<EventRef<'_>>, ProtocolError> {
         Ok(match self.next()? {
             None => None,
-            Some(Step::InPlace {
-                kind,
-                len,
-                consumed,
-            }) => {
-                self.rx.lent = consumed;
-                let data = &self.rx.buf[..len];
-                Some(match kind {
+            Some(Step::InPlace(at)) => {
+                self.rx.lent = at.consumed;
+                let data = &self.rx.buf[..at.len];
+                Some(match at.kind {
                     // SAFETY: validated as UTF-8 before InPlace was returned.
                     MessageKind::Text => {
                         EventRef::Text(unsafe { std::str::from_utf8_unchecked(data) })
@@ -435,15 +423,7 @@ impl Connection {
         }
         let step = match self.rx.next(&mut self.compression) {
             Ok(None) => return Ok(None),
-            Ok(Some(Received::InPlace {
-                kind,
-                len,
-                consumed,
-            })) => Step::InPlace {
-                kind,
-                len,
-                consumed,
-            },
+            Ok(Some(Received::InPlace(at))) => Step::InPlace(at),
             Ok(Some(Received::Message(m))) => Step::Event(Event::Message(m)),
             Ok(Some(Received::Control(opcode, payload))) => {
                 match self.on_control(opcode, payload) {

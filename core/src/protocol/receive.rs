@@ -21,17 +21,21 @@ const HOLD_MAX: usize = 16 * 1024 * 1024;
 
 /// What the decode loop produced.
 pub(super) enum Received {
-    /// A whole message at the front of the buffer: `len` payload bytes,
-    /// `consumed` bytes to remove once it has been handed out.
-    InPlace {
-        kind: MessageKind,
-        len: usize,
-        consumed: usize,
-    },
+    /// A whole message at the front of the buffer.
+    InPlace(InPlace),
     /// A reassembled (or replaced) message.
     Message(Message),
     /// A complete control frame, for the connection to act on.
     Control(OpCode, Bytes),
+}
+
+/// A whole message at the front of the receive buffer: `len` payload
+/// bytes, `consumed` bytes to remove once it has been handed out.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct InPlace {
+    pub(super) kind: MessageKind,
+    pub(super) len: usize,
+    pub(super) consumed: usize,
 }
 
 /// The frame decoder with its input buffer.
@@ -175,11 +179,11 @@ impl Receiver {
             self.buf.advance(chunk.consumed);
             return Ok(Received::Message(Message::text(text)));
         }
-        Ok(Received::InPlace {
+        Ok(Received::InPlace(InPlace {
             kind,
             len: chunk.len,
             consumed: chunk.consumed,
-        })
+        }))
     }
 }
 
