@@ -98,17 +98,14 @@ impl Inline {
         })
     }
 
-    /// Hand an event over: the runtime task runs on the loop's thread
-    /// inside `Reactor.select`, which holds the GIL.
+    /// Hand an event other than a message over (to `Server._event`): the
+    /// runtime task runs on the loop's thread inside `Reactor.select`,
+    /// which holds the GIL.
     fn deliver(&self, event: ServerEvent) {
-        self.attach(|py| match event {
-            ServerEvent::Message(id, message) => {
-                let payload = payload_object(py, message.is_text(), message.data())?;
-                self.message(py, id, payload)
-            }
-            event => event_tuple(py, event)
+        self.attach(|py| {
+            event_tuple(py, event)
                 .and_then(|args| self.event.bind(py).call1(args))
-                .map(drop),
+                .map(drop)
         });
     }
 

@@ -143,8 +143,10 @@ impl BinaryDecoder {
     /// and yielded as it arrives; `Ok(None)` when more bytes are needed.
     #[inline(always)]
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Chunk>, ProtocolError> {
-        if matches!(self.state, State::Header) && self.short_masked_frame_ahead(buf) {
-            return Ok(Some(self.take_short_masked_frame(buf)));
+        if matches!(self.state, State::Header) {
+            if let Some(chunk) = self.short_masked_frame(buf) {
+                return Ok(Some(chunk));
+            }
         }
         loop {
             match &mut self.state {
@@ -220,38 +222,37 @@ impl BinaryDecoder {
         }
     }
 
-    /// Whether `buf` starts with the frame nearly every message comes in,
-    /// taken without the general header parser: a masked data frame with a
-    /// 7-bit length (FB3 layout), whole. Anything else, including anything
-    /// to reject, is left to [`parse_header`](Self::parse_header).
+    /// The frame nearly every message comes in, taken without the general
+    /// header parser when `buf` starts with it whole: a masked data frame
+    /// with a 7-bit length (FB3 layout), its payload unmasked in place.
+    /// Anything else, including anything to reject, is left to
+    /// [`parse_header`](Self::parse_header).
     #[inline(always)]
-    fn short_masked_frame_ahead(&self, buf: &[u8]) -> bool {
+    fn short_masked_frame(&mut self, buf: &mut BytesMut) -> Option<Chunk> {
         if self.params.mask != MaskLayout::AfterLength
             || self.options.mask_rule == MaskRule::Forbidden
             || buf.len() < 6
         {
-            return false;
+            return None;
         }
-        let len = usize::from(buf[1] & 0x7F);
-        buf[1] & 0x80 != 0
-            && len <= 125
-            && buf.len() >= 6 + len
-            && len as u64 <= self.options.max_frame_size
-            && decode_opcode(self.params.opcodes, buf[0] & 0x0F).is_ok_and(|op| !op.is_control())
-    }
-
-    /// Consume the frame [`short_masked_frame_ahead`](Self::short_masked_frame_ahead)
-    /// found, unmasking its payload in place.
-    #[inline(always)]
-    fn take_short_masked_frame(&mut self, buf: &mut BytesMut) -> Chunk {
         let (b0, b1) = (buf[0], buf[1]);
         let len = usize::from(b1 & 0x7F);
+        if b1 & 0x80 == 0
+            || len > 125
+            || buf.len() < 6 + len
+            || len as u64 > self.options.max_frame_size
+        {
+            return None;
+        }
+        let opcode = decode_opcode(self.params.opcodes, b0 & 0x0F)
+            .ok()
+            .filter(|op| !op.is_control())?;
         let key = [buf[2], buf[3], buf[4], buf[5]];
         buf.advance(6);
         apply_mask(&mut buf[..len], key, 0);
         self.held = 0;
-        Chunk {
-            opcode: decode_opcode(self.params.opcodes, b0 & 0x0F).expect("checked"),
+        Some(Chunk {
+            opcode,
             fin: (b0 & 0x80 != 0) != self.params.more_bit,
             rsv: b0 & 0x70,
             frame_len: Some(len as u64),
@@ -259,7 +260,7 @@ impl BinaryDecoder {
             last: true,
             len,
             consumed: len,
-        }
+        })
     }
 
     /// Parse a complete header at the start of `buf` without consuming it:

@@ -95,15 +95,14 @@ impl<'a> Incoming<'a> {
     }
 
     pub(super) fn owned(message: Message) -> Self {
-        match message {
-            Message::Text(b) => Incoming {
-                kind: MessageKind::Text,
-                payload: Payload::Owned(b),
-            },
-            Message::Binary(b) => Incoming {
-                kind: MessageKind::Binary,
-                payload: Payload::Owned(b),
-            },
+        let kind = if message.is_text() {
+            MessageKind::Text
+        } else {
+            MessageKind::Binary
+        };
+        Incoming {
+            kind,
+            payload: Payload::Owned(message.into_data()),
         }
     }
 

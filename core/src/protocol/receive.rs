@@ -5,7 +5,7 @@
 //! It is apart from [`Connection`](super::Connection) so that the decode
 //! loop can borrow the buffer and the reassembly state at the same time.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use super::{Compression, Message, MessageKind};
 use crate::config::Config;
@@ -176,7 +176,7 @@ impl Receiver {
                 return Err(ProtocolError::InvalidUtf8);
             }
             let text = String::from_utf8_lossy(data).into_owned();
-            self.buf.advance(chunk.consumed);
+            super::consume(&mut self.buf, chunk.consumed);
             return Ok(Received::Message(Message::text(text)));
         }
         Ok(Received::InPlace(InPlace {

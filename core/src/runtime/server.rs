@@ -1297,11 +1297,12 @@ fn poll_read_into(
         // Room for a few more small frames: read in place (an emptied
         // buffer first takes back the room its consumed front held).
         let buf = conn.receive_buffer();
+        if buf.is_empty() && buf.capacity() < SMALL_READ {
+            // Whether it could is what the room below shows.
+            let _ = buf.try_reclaim(SMALL_READ);
+        }
         let room = buf.capacity() - buf.len();
-        if buf.capacity() <= IN_PLACE_MAX
-            && (room >= SMALL_READ || (buf.is_empty() && buf.try_reclaim(SMALL_READ)))
-        {
-            let room = buf.capacity() - buf.len();
+        if buf.capacity() <= IN_PLACE_MAX && room >= SMALL_READ {
             let n = std::task::ready!(poll_read_buf(cx, tcp, buf))?;
             if n < room {
                 return std::task::Poll::Ready(Ok(n));
