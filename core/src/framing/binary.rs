@@ -95,18 +95,20 @@ enum State {
     },
 }
 
-/// Streaming decoder for FB1/FB2/FB3 frames.
+/// Streaming decoder for FB1/FB2/FB3 frames. Laid out as written: what
+/// every frame reads first, the partial frame's state and hybi-04's key last.
 #[derive(Debug)]
+#[repr(C)]
 pub struct BinaryDecoder {
     params: BinaryFraming,
     options: DecoderOptions,
-    conn_key: [u8; 20],
-    state: State,
     /// Whole single-frame binary messages up to this size are left in the
     /// buffer until complete (see [`Decoder::set_hold`](super::Decoder::set_hold)).
     hold_max: u64,
     /// Buffer bytes the held frame occupies once complete; 0: none held.
     held: usize,
+    state: State,
+    conn_key: [u8; 20],
 }
 
 impl BinaryDecoder {

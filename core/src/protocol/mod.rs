@@ -149,26 +149,34 @@ struct Stream {
 /// One WebSocket connection's protocol state, for either role and any
 /// draft. Sans-I/O: [`receive`](Self::receive) bytes, [`poll`](Self::poll)
 /// events, call `send_*`, write [`pending_output`](Self::pending_output).
+///
+/// Fields are laid out in the order written (`repr(C)`): what every message
+/// reads or writes first, then the receiver (its hot fields first too),
+/// then what only closing and the handshake's results need. A server with
+/// many connections meets each one's state outside the CPU caches, so the
+/// cache lines a message touches count.
+#[repr(C)]
 pub struct Connection {
-    config: Arc<Config>,
-    session: Session,
-    rx: Receiver,
-    encoder: Encoder,
-    compression: Compression,
-    stream: Option<Box<Stream>>,
+    /// Encoded frames not yet written (before deflate-stream).
+    output: BytesMut,
     /// Output written before `output`: large payloads sent from the
     /// caller's own buffer (and what was encoded before them), so that a
     /// big message is not copied into `output`. Empty under deflate-stream.
     shared: VecDeque<Bytes>,
-    /// Encoded frames not yet written (before deflate-stream).
-    output: BytesMut,
-    /// Compression output, reused between messages.
-    scratch: BytesMut,
+    stream: Option<Box<Stream>>,
+    compression: Compression,
+    config: Arc<Config>,
+    encoder: Encoder,
+    state: State,
     /// The kind of the fragmented message being sent, if any.
     sending: Option<MessageKind>,
-    state: State,
     /// The close handshake completed (both close frames, or hixie-75's TCP close).
     clean: bool,
+    /// Compression output, reused between messages (only its capacity is
+    /// read otherwise).
+    scratch: BytesMut,
+    rx: Receiver,
+    session: Session,
     /// The reason text of the close frame sent on a protocol violation.
     failure_reason: fn(&ProtocolError) -> String,
 }

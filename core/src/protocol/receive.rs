@@ -38,17 +38,21 @@ pub(super) struct InPlace {
     pub(super) consumed: usize,
 }
 
-/// The frame decoder with its input buffer.
+/// The frame decoder with its input buffer. Laid out as written, hot
+/// fields first (see [`Connection`](super::Connection)).
+#[repr(C)]
 pub(super) struct Receiver {
-    pub(super) decoder: Decoder,
     /// Bytes for the frame decoder (already inflated under deflate-stream).
     pub(super) buf: BytesMut,
     /// Bytes of a message lent by `poll_ref`, removed on the next call.
     pub(super) lent: usize,
+    pub(super) decoder: Decoder,
     asm: Assembler,
 }
 
-/// A data message being reassembled.
+/// A data message being reassembled. `kind` first: it also tells
+/// `Some(Incoming)` from `None`, which is all a message in one frame checks.
+#[repr(C)]
 struct Incoming {
     kind: MessageKind,
     /// permessage-deflate: the message's first frame had RSV1.
@@ -58,18 +62,20 @@ struct Incoming {
     wire_len: usize,
 }
 
-/// Reassembly state and limits.
+/// Reassembly state and limits, laid out as written (what a message in one
+/// frame reads first).
+#[repr(C)]
 struct Assembler {
     incoming: Option<Incoming>,
+    max_message: usize,
     utf8: Utf8Validator,
     /// Invalid UTF-8 fails the connection (else it is replaced: old drafts).
     strict_utf8: bool,
-    /// A control frame, or a deflate-frame compressed frame, split across reads.
-    frame_buf: BytesMut,
     /// deflate-frame: the frame being received has RSV1.
     frame_compressed: bool,
-    max_message: usize,
     max_decompressed: usize,
+    /// A control frame, or a deflate-frame compressed frame, split across reads.
+    frame_buf: BytesMut,
 }
 
 impl Receiver {

@@ -866,7 +866,9 @@ impl Hooks for ServerHooks<'_> {
     }
 }
 
-/// Read until the handshake is ready, answer it, then run the connection.
+/// Read until the handshake is ready, answer it, then run the connection
+/// in a task of its own: the handshake's state (read buffer, parser, TLS
+/// set-up) is freed with this one, and the connection's task stays small.
 async fn serve(
     shared: Arc<Shared>,
     admitted: Admitted,
@@ -874,11 +876,9 @@ async fn serve(
     peer: SocketAddr,
     handshake: ServerHandshake,
 ) -> Result<(), RuntimeError> {
-    // The handshake phase is boxed: its state (read buffer, parser, TLS
-    // set-up) is freed when it ends instead of sizing the task for the
-    // connection's whole life.
-    let (stream, conn, info, channel) = Box::pin(open(&shared, stream, peer, handshake)).await?;
-    run_connection(shared, admitted, stream, conn, info, channel).await
+    let (live, info) = open(&shared, stream, peer, handshake, admitted).await?;
+    spawn_task(&shared.clone(), run_connection(shared, live, info));
+    Ok(())
 }
 
 /// The opening handshake: read, answer, register.
@@ -887,7 +887,8 @@ async fn open(
     mut stream: Stream,
     peer: SocketAddr,
     mut handshake: ServerHandshake,
-) -> Result<(Stream, Connection, Arc<OpenInfo>, Channel), RuntimeError> {
+    admitted: Admitted,
+) -> Result<(Box<Live>, Arc<OpenInfo>), RuntimeError> {
     let config = &shared.config;
     let deadline = Instant::now() + config.handshake_timeout;
     let mut buf = vec![0u8; 4096];
@@ -970,19 +971,50 @@ async fn open(
         extensions: completed.session.extensions,
         secure: stream.is_tls(),
     });
-    let conn = Connection::from_completed(config.protocol.clone(), completed);
-    let channel = Channel {
+    let live = Box::new(Live {
         mailbox,
+        id,
+        lowat: LowWater::new(),
+        armed: None,
+        close_deadline: None,
+        stream,
+        rate: RateLimit {
+            max: config.max_messages_per_minute,
+            window_start: Instant::now(),
+            count: 0,
+        },
+        ping_sent: false,
+        eof: false,
+        conn: Connection::from_completed(config.protocol.clone(), completed),
+        last_heard: Instant::now(),
         _registered: registered,
-    };
-    Ok((stream, conn, info, channel))
+        _admitted: admitted,
+    });
+    Ok((live, info))
 }
 
-/// A connection's mailbox, and its
-/// registration (removed when dropped).
-struct Channel {
+/// An open connection's state, in one allocation apart from its task. The
+/// task reaches most of it on every message: laid out as written, hot
+/// fields first (the engine's too, see [`Connection`]), a message touches
+/// few cache lines, and with many connections each one is a miss.
+#[repr(C, align(64))]
+struct Live {
     mailbox: Arc<Mailbox>,
+    id: ConnId,
+    lowat: LowWater,
+    /// When the timer is set to fire, if it is.
+    armed: Option<Instant>,
+    close_deadline: Option<Instant>,
+    stream: Stream,
+    rate: RateLimit,
+    ping_sent: bool,
+    eof: bool,
+    conn: Connection,
+    last_heard: Instant,
+    /// Dropped with the rest when the task ends: unregisters the connection,
+    /// then gives back its place under the connection limits.
     _registered: Registered,
+    _admitted: Admitted,
 }
 
 /// The per-minute message budget of a connection.
@@ -1028,51 +1060,35 @@ impl Drop for Registered {
     }
 }
 
-async fn run_connection(
-    shared: Arc<Shared>,
-    _admitted: Admitted,
-    mut stream: Stream,
-    mut conn: Connection,
-    info: Arc<OpenInfo>,
-    channel: Channel,
-) -> Result<(), RuntimeError> {
-    let id = info.id;
+async fn run_connection(shared: Arc<Shared>, mut live: Box<Live>, info: Arc<OpenInfo>) {
     let config = &shared.config;
-    let handler = shared.handler.clone();
-    let Channel {
-        mailbox,
-        _registered,
-    } = channel;
-    let mut rate = RateLimit {
-        max: config.max_messages_per_minute,
-        window_start: Instant::now(),
-        count: 0,
-    };
-    call_handler(id, &mut conn, &mailbox, |c| handler.on_open(c, &info));
+    let live = &mut *live;
+    call_handler(live.id, &mut live.conn, &live.mailbox, |c| {
+        shared.handler.on_open(c, &info)
+    });
     // The handler keeps what it wants of it; the task keeps only the id.
     drop(info);
     // Frames the client pipelined behind its request are already here.
-    let mut outcome: Option<CloseInfo> = dispatch(&shared, &mut conn, &mailbox, id, &mut rate);
-    let mut last_heard = Instant::now();
-    let mut ping_sent = false;
-    let mut close_deadline: Option<Instant> = None;
-    let mut eof = false;
+    let mut outcome: Option<CloseInfo> = dispatch(&shared, live);
     // One timer for keepalive and the close handshake, armed at or before
     // the earliest deadline and re-armed only when it fires early: traffic
     // moves the keepalive deadline without touching the timer wheel.
     let timer = tokio::time::sleep_until(Instant::now());
     tokio::pin!(timer);
-    let mut armed: Option<Instant> = None;
-    let mut lowat = LowWater::new();
+    // Keepalive pings (the hixie drafts have none), decided once: the
+    // configuration is not read per message.
+    let keepalive = config
+        .ping_interval
+        .filter(|_| live.conn.draft().has_ping());
 
     loop {
         // Write what the engine produced; a peer that does not read stalls
         // the write, which the overflow signal cuts short.
-        if conn.has_output() && !write_now(&stream, &mut conn) {
+        if live.conn.has_output() && !write_now(&live.stream, &mut live.conn) {
             let written = tokio::select! {
                 biased;
-                r = write_out(&mut stream, &mut conn) => r,
-                _ = mailbox.wait(OVERFLOW) => Err(std::io::ErrorKind::WouldBlock.into()),
+                r = write_out(&mut live.stream, &mut live.conn) => r,
+                _ = live.mailbox.wait(OVERFLOW) => Err(std::io::ErrorKind::WouldBlock.into()),
             };
             if let Err(e) = written {
                 if e.kind() == std::io::ErrorKind::WouldBlock {
@@ -1081,17 +1097,16 @@ async fn run_connection(
                 break;
             }
         }
-        if conn.state() == State::Closed || eof {
+        if live.conn.state() == State::Closed || live.eof {
             break;
         }
-        if conn.state() == State::Closing && close_deadline.is_none() {
-            close_deadline = Some(Instant::now() + config.close_timeout);
+        if live.conn.state() == State::Closing && live.close_deadline.is_none() {
+            live.close_deadline = Some(Instant::now() + config.close_timeout);
         }
-        let wake_at = next_wake(config, &conn, last_heard, ping_sent, close_deadline);
-        if let Some(at) = wake_at {
-            if armed.is_none_or(|armed| at < armed) {
+        if let Some(at) = next_wake(config, keepalive, live) {
+            if live.armed.is_none_or(|armed| at < armed) {
                 timer.as_mut().reset(at);
-                armed = Some(at);
+                live.armed = Some(at);
             }
         }
         // Commands and signals first, then the socket, then the clock. The
@@ -1100,18 +1115,22 @@ async fn run_connection(
             use std::future::Future;
             use std::task::Poll;
             const ANY: u8 = READY | OVERFLOW | STOP;
-            if let Some(signals) = mailbox.take_raised(ANY) {
+            if let Some(signals) = live.mailbox.take_raised(ANY) {
                 return Poll::Ready(Wake::Signals(signals));
             }
-            if let Poll::Ready(read) =
-                poll_read_into(cx, &mut stream, &mut conn, config.read_chunk, &mut lowat)
-            {
+            if let Poll::Ready(read) = poll_read_into(
+                cx,
+                &mut live.stream,
+                &mut live.conn,
+                config,
+                &mut live.lowat,
+            ) {
                 return Poll::Ready(Wake::Read(read));
             }
-            if armed.is_some() && timer.as_mut().poll(cx).is_ready() {
+            if live.armed.is_some() && timer.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Wake::Timer);
             }
-            mailbox.poll_signals(cx, ANY).map(Wake::Signals)
+            live.mailbox.poll_signals(cx, ANY).map(Wake::Signals)
         })
         .await;
         match wake {
@@ -1122,11 +1141,11 @@ async fn run_connection(
                 }
                 if signals & READY != 0 {
                     // Apply everything queued before writing once.
-                    mailbox.apply_all(&mut conn);
+                    live.mailbox.apply_all(&mut live.conn);
                 }
-                if signals & STOP != 0 && conn.state() == State::Open {
-                    let _ = conn.close(Some(1001), "server shutting down");
-                    if conn.state() == State::Closed {
+                if signals & STOP != 0 && live.conn.state() == State::Open {
+                    let _ = live.conn.close(Some(1001), "server shutting down");
+                    if live.conn.state() == State::Closed {
                         outcome = Some(CloseInfo {
                             code: 1001,
                             reason: "server shutting down".into(),
@@ -1138,27 +1157,27 @@ async fn run_connection(
             Wake::Read(read) => {
                 match read {
                     Ok(0) => {
-                        eof = true;
-                        if let Some(Event::Close(frame)) = conn.receive_eof() {
+                        live.eof = true;
+                        if let Some(Event::Close(frame)) = live.conn.receive_eof() {
                             outcome = Some(CloseInfo {
                                 code: frame.code,
                                 reason: frame.reason,
-                                clean: conn.close_was_clean(),
+                                clean: live.conn.close_was_clean(),
                             });
                         }
                     }
                     Ok(_) => {
-                        lowat.paused = false;
+                        live.lowat.paused = false;
                         // Only keepalive needs the time (a clock read per
                         // message otherwise).
-                        if config.ping_interval.is_some() {
-                            last_heard = Instant::now();
+                        if keepalive.is_some() {
+                            live.last_heard = Instant::now();
                         }
-                        ping_sent = false;
-                        if let Some(close) = dispatch(&shared, &mut conn, &mailbox, id, &mut rate) {
+                        live.ping_sent = false;
+                        if let Some(close) = dispatch(&shared, live) {
                             outcome = Some(close);
                         }
-                        conn.release_buffers(KEEP_BUFFER);
+                        live.conn.release_buffers(KEEP_BUFFER);
                     }
                     Err(_) => {
                         outcome.get_or_insert_with(|| dropped("read error"));
@@ -1167,36 +1186,34 @@ async fn run_connection(
                 }
             }
             Wake::Timer => {
-                armed = None;
+                live.armed = None;
                 let now = Instant::now();
                 // Fired early: the deadline moved on since it was armed.
-                if next_wake(config, &conn, last_heard, ping_sent, close_deadline)
-                    .is_none_or(|at| at > now)
-                {
+                if next_wake(config, keepalive, live).is_none_or(|at| at > now) {
                     continue;
                 }
                 // Part of a large frame may be waiting under the low-water
                 // mark: read it first (the deadline is still due after).
-                if lowat.pause(&stream) {
+                if live.lowat.pause(&live.stream) {
                     continue;
                 }
-                if close_deadline.is_some_and(|d| now >= d) {
+                if live.close_deadline.is_some_and(|d| now >= d) {
                     outcome.get_or_insert_with(|| dropped("close handshake timed out"));
                     break;
                 }
-                if ping_sent {
+                if live.ping_sent {
                     outcome = Some(dropped("keepalive pong timed out"));
                     break;
                 }
-                let _ = conn.send_ping(b"");
-                ping_sent = true;
+                let _ = live.conn.send_ping(b"");
+                live.ping_sent = true;
             }
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), live.stream.shutdown()).await;
     // hixie-75 closes by closing TCP: a close we started ends clean there.
     let close = outcome.unwrap_or_else(|| {
-        if conn.close_was_clean() {
+        if live.conn.close_was_clean() {
             CloseInfo {
                 code: crate::protocol::NO_STATUS,
                 reason: String::new(),
@@ -1206,28 +1223,20 @@ async fn run_connection(
             dropped("connection ended")
         }
     });
-    handler.on_close(id, &close);
-    Ok(())
+    shared.handler.on_close(live.id, &close);
 }
 
 /// When the connection's task must next look at the clock: the keepalive
 /// ping (the hixie drafts have none), its pong timeout, the close timeout.
-fn next_wake(
-    config: &ServerConfig,
-    conn: &Connection,
-    last_heard: Instant,
-    ping_sent: bool,
-    close_deadline: Option<Instant>,
-) -> Option<Instant> {
-    let keepalive = config.ping_interval.filter(|_| conn.draft().has_ping());
+fn next_wake(config: &ServerConfig, keepalive: Option<Duration>, live: &Live) -> Option<Instant> {
     let keepalive_at = keepalive.map(|interval| {
-        if ping_sent {
-            last_heard + interval + config.pong_timeout
+        if live.ping_sent {
+            live.last_heard + interval + config.pong_timeout
         } else {
-            last_heard + interval
+            live.last_heard + interval
         }
     });
-    match (keepalive_at, close_deadline) {
+    match (keepalive_at, live.close_deadline) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
@@ -1281,16 +1290,19 @@ fn poll_read_into(
     cx: &mut std::task::Context<'_>,
     stream: &mut Stream,
     conn: &mut Connection,
-    chunk: usize,
+    config: &ServerConfig,
     lowat: &mut LowWater,
 ) -> std::task::Poll<std::io::Result<usize>> {
+    // Read only where needed: a small frame read in place does not touch
+    // the configuration's cache line.
+    let chunk = || config.read_chunk;
     let awaited = conn.awaited_bytes();
     lowat.follow(stream, awaited);
     if awaited > 0 {
         // The rest of a large frame: read it in place behind its start,
         // growing the buffer geometrically (never ahead of what arrived).
         let buf = conn.receive_buffer();
-        buf.reserve(awaited.min(buf.len().max(chunk)));
+        buf.reserve(awaited.min(buf.len().max(chunk())));
         return poll_read_buf(cx, stream, buf);
     }
     if let Stream::Plain(tcp) = stream {
@@ -1311,16 +1323,16 @@ fn poll_read_into(
             // frames) at once, through the scratch buffer. Whatever that
             // read meets (nothing yet, the end, an error) the next one
             // meets again.
-            let more = match poll_read_scratch(cx, tcp, conn, chunk) {
+            let more = match poll_read_scratch(cx, tcp, conn, chunk()) {
                 std::task::Poll::Ready(Ok(more)) => more,
                 _ => 0,
             };
             return std::task::Poll::Ready(Ok(n + more));
         }
-        return poll_read_scratch(cx, tcp, conn, chunk);
+        return poll_read_scratch(cx, tcp, conn, chunk());
     }
     let buf = conn.receive_buffer();
-    buf.reserve(chunk);
+    buf.reserve(chunk());
     poll_read_buf(cx, stream, buf)
 }
 
@@ -1488,14 +1500,16 @@ fn drain_output(
 
 /// Hand every complete event to the handler. Returns how the connection
 /// ended if it did.
-fn dispatch(
-    shared: &Shared,
-    conn: &mut Connection,
-    mailbox: &Mailbox,
-    id: ConnId,
-    rate: &mut RateLimit,
-) -> Option<CloseInfo> {
+fn dispatch(shared: &Shared, live: &mut Live) -> Option<CloseInfo> {
     let handler = &shared.handler;
+    let Live {
+        conn,
+        rate,
+        id,
+        mailbox,
+        ..
+    } = live;
+    let (id, mailbox) = (*id, &**mailbox);
     loop {
         let polled = conn.poll_lending(|conn, message| {
             if !rate.allow() {
