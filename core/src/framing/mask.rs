@@ -12,8 +12,13 @@
 #[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) -> usize {
     let offset = offset % 4;
-    let k: [u8; 4] = std::array::from_fn(|i| key[(offset + i) % 4]);
-    let k64 = u64::from_ne_bytes([k[0], k[1], k[2], k[3], k[0], k[1], k[2], k[3]]);
+    // The key rotated to start at `offset`, then doubled: a rotate and a
+    // multiply, where assembling it byte by byte cost more than masking a
+    // small payload.
+    let k = u32::from_le_bytes(key)
+        .rotate_right(8 * offset as u32)
+        .to_le_bytes();
+    let k64 = u64::from(u32::from_ne_bytes(k)) * 0x1_0000_0001;
     #[cfg(target_arch = "x86_64")]
     {
         if buf.len() >= 512 && std::arch::is_x86_feature_detected!("avx2") {
@@ -26,8 +31,8 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) -> usize {
     #[cfg(not(target_arch = "x86_64"))]
     xor_words(buf, k64);
     let words = buf.len() & !7;
-    for (i, b) in buf[words..].iter_mut().enumerate() {
-        *b ^= k[i % 4];
+    for (b, k) in buf[words..].iter_mut().zip(k64.to_ne_bytes()) {
+        *b ^= k;
     }
     (offset + buf.len() % 4) % 4
 }

@@ -1511,21 +1511,25 @@ fn dispatch(shared: &Shared, live: &mut Live) -> Option<CloseInfo> {
     } = live;
     let (id, mailbox) = (*id, &**mailbox);
     loop {
+        // The closure answers whether the message was within the rate
+        // limit: a bool keeps the lending call's result in registers.
         let polled = conn.poll_lending(|conn, message| {
-            if !rate.allow() {
+            let allowed = rate.allow();
+            if allowed {
+                call_handler(id, conn, mailbox, |c| handler.on_message(c, message));
+            }
+            allowed
+        });
+        let event = match polled {
+            Ok(Some(Polled::Message(true))) => continue,
+            Ok(Some(Polled::Message(false))) => {
                 let _ = conn.close(Some(POLICY_CLOSE), "message rate limit exceeded");
-                return Err(CloseInfo {
+                return Some(CloseInfo {
                     code: POLICY_CLOSE,
                     reason: "message rate limit exceeded".into(),
                     clean: false,
                 });
             }
-            call_handler(id, conn, mailbox, |c| handler.on_message(c, message));
-            Ok(())
-        });
-        let event = match polled {
-            Ok(Some(Polled::Message(Ok(())))) => continue,
-            Ok(Some(Polled::Message(Err(close)))) => return Some(close),
             Ok(Some(Polled::Event(event))) => event,
             Ok(None) => return None,
             Err(e) => {
