@@ -4,7 +4,9 @@
 # throughput run, the count hardly depends on what else the machine is
 # doing (repeat runs agree within 0.1 %), so it shows a change of a few
 # percent in the server's own work that throughput noise would hide. The
-# kernel's share (most of the time at 32 B) is not in it.
+# kernel's share (most of the time at 32 B) is not in it. Only the steady
+# state is counted: callgrind instruments the server from SETTLE seconds
+# after the loadgen starts, for DURATION seconds.
 #
 #   scripts/bench-instructions.sh                    # polysocket and fastwebsockets, 100 x 32 B
 #   CONNS=1000 SIZE=32 CACHE=1 scripts/bench-instructions.sh   # with simulated L1 misses
@@ -20,7 +22,8 @@ command -v valgrind > /dev/null || { echo "needs valgrind (apt install valgrind)
 
 CONNS=${CONNS:-100}
 SIZE=${SIZE:-32}
-DURATION=${DURATION:-5}
+DURATION=${DURATION:-3}
+SETTLE=${SETTLE:-3}
 TOP=${TOP:-15}
 SERVERS=${SERVERS:-"polysocket fastwebsockets"}
 OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/bench-instructions.XXXXXX)}
@@ -36,7 +39,7 @@ OPTS=()
 for s in $SERVERS; do
     out="$OUT_DIR/callgrind.$s"
     port=$((20000 + RANDOM % 20000))
-    valgrind --tool=callgrind "${OPTS[@]}" --callgrind-out-file="$out" \
+    valgrind --tool=callgrind --instr-atstart=no "${OPTS[@]}" --callgrind-out-file="$out" \
         "${CMD[$s]}" --host 127.0.0.1 --workers 1 --port "$port" > /dev/null 2> "$OUT_DIR/$s.log" &
     pid=$!
     # Under valgrind the server takes a while to listen.
@@ -44,8 +47,16 @@ for s in $SERVERS; do
         (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null && break
         sleep 0.1
     done
+    # Counted only in the steady state: connection set-up and the first
+    # messages (cold caches, growing buffers) stay out of the figures.
     "$BIN/loadgen" echo --port "$port" --conns "$CONNS" --size "$SIZE" \
-        --duration "$DURATION" --warmup 0.5 > "$OUT_DIR/$s.json" 2>> "$OUT_DIR/$s.log"
+        --duration "$((SETTLE + DURATION + 1))" --warmup 0.5 > "$OUT_DIR/$s.json" 2>> "$OUT_DIR/$s.log" &
+    lg=$!
+    sleep "$SETTLE"
+    callgrind_control -i on "$pid" > /dev/null
+    sleep "$DURATION"
+    callgrind_control -i off "$pid" > /dev/null
+    wait "$lg"
     # SIGINT stops polysocket's example cleanly; the peers may need more
     # (callgrind writes its file on SIGINT and SIGTERM).
     for sig in INT TERM KILL; do

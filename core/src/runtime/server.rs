@@ -8,8 +8,10 @@
 //! mailbox whose queued bytes count against the send-buffer limit.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
 use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -546,10 +548,13 @@ impl ServerHandle {
         if !admit(&shared, peer.ip()) {
             return Err(RuntimeError::Config("connection limit reached".into()));
         }
-        spawn_task(&self.shared, async move {
+        let opening = Box::pin(async move {
             let guard = Admitted::new(shared.clone(), peer.ip());
-            let _ = serve(shared, guard, Stream::Plain(stream), peer, handshake).await;
+            open(&shared, Stream::Plain(stream), peer, handshake, guard)
+                .await
+                .ok()
         });
+        spawn_task(&self.shared, serve(self.shared.clone(), opening));
         Ok(())
     }
 }
@@ -775,10 +780,10 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, acceptor: Optio
         let _ = tcp.set_nodelay(true);
         let task_shared = shared.clone();
         let acceptor = acceptor.clone();
-        spawn_task(&shared, async move {
+        let opening = Box::pin(async move {
             if !admit(&task_shared, peer.ip()) {
                 refuse_over_limit(tcp, &task_shared, peer.ip()).await;
-                return;
+                return None;
             }
             let guard = Admitted::new(task_shared.clone(), peer.ip());
             let timeout = task_shared.config.handshake_timeout;
@@ -787,13 +792,16 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, acceptor: Optio
                 Some(acceptor) => {
                     match tokio::time::timeout(timeout, Box::pin(acceptor.accept(tcp))).await {
                         Ok(Ok(tls)) => Stream::ServerTls(Box::new(tls)),
-                        _ => return,
+                        _ => return None,
                     }
                 }
             };
             let handshake = ServerHandshake::new(task_shared.config.protocol.clone());
-            let _ = serve(task_shared, guard, stream, peer, handshake).await;
+            open(&task_shared, stream, peer, handshake, guard)
+                .await
+                .ok()
         });
+        spawn_task(&shared, serve(shared.clone(), opening));
     }
 }
 
@@ -866,19 +874,16 @@ impl Hooks for ServerHooks<'_> {
     }
 }
 
-/// Read until the handshake is ready, answer it, then run the connection
-/// in a task of its own: the handshake's state (read buffer, parser, TLS
-/// set-up) is freed with this one, and the connection's task stays small.
-async fn serve(
-    shared: Arc<Shared>,
-    admitted: Admitted,
-    stream: Stream,
-    peer: SocketAddr,
-    handshake: ServerHandshake,
-) -> Result<(), RuntimeError> {
-    let (live, info) = open(&shared, stream, peer, handshake, admitted).await?;
-    spawn_task(&shared.clone(), run_connection(shared, live, info));
-    Ok(())
+/// What opens a connection: admission, TLS, the opening handshake.
+type Opening = Pin<Box<dyn Future<Output = Option<(Box<Live>, Arc<OpenInfo>)>> + Send>>;
+
+/// A connection's task: the opening (boxed, so that its state — read
+/// buffer, parser, TLS set-up — is freed when it ends), then the connection
+/// in its place, the task left small.
+async fn serve(shared: Arc<Shared>, opening: Opening) {
+    if let Some((live, info)) = opening.await {
+        run_connection(shared, live, info).await;
+    }
 }
 
 /// The opening handshake: read, answer, register.
@@ -1070,11 +1075,12 @@ async fn run_connection(shared: Arc<Shared>, mut live: Box<Live>, info: Arc<Open
     drop(info);
     // Frames the client pipelined behind its request are already here.
     let mut outcome: Option<CloseInfo> = dispatch(&shared, live);
-    // One timer for keepalive and the close handshake, armed at or before
-    // the earliest deadline and re-armed only when it fires early: traffic
-    // moves the keepalive deadline without touching the timer wheel.
-    let timer = tokio::time::sleep_until(Instant::now());
-    tokio::pin!(timer);
+    // One timer for keepalive and the close handshake, made when first
+    // needed (without keepalive, only a closing connection needs it), armed
+    // at or before the earliest deadline and re-armed only when it fires
+    // early: traffic moves the keepalive deadline without touching the
+    // timer wheel.
+    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
     // Keepalive pings (the hixie drafts have none), decided once: the
     // configuration is not read per message.
     let keepalive = config
@@ -1105,7 +1111,10 @@ async fn run_connection(shared: Arc<Shared>, mut live: Box<Live>, info: Arc<Open
         }
         if let Some(at) = next_wake(config, keepalive, live) {
             if live.armed.is_none_or(|armed| at < armed) {
-                timer.as_mut().reset(at);
+                match &mut timer {
+                    Some(timer) => timer.as_mut().reset(at),
+                    None => timer = Some(Box::pin(tokio::time::sleep_until(at))),
+                }
                 live.armed = Some(at);
             }
         }
@@ -1127,8 +1136,10 @@ async fn run_connection(shared: Arc<Shared>, mut live: Box<Live>, info: Arc<Open
             ) {
                 return Poll::Ready(Wake::Read(read));
             }
-            if live.armed.is_some() && timer.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Wake::Timer);
+            if let (Some(_), Some(timer)) = (live.armed, &mut timer) {
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Timer);
+                }
             }
             live.mailbox.poll_signals(cx, ANY).map(Wake::Signals)
         })
