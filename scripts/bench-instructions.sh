@@ -27,6 +27,7 @@ SETTLE=${SETTLE:-3}
 TOP=${TOP:-15}
 SERVERS=${SERVERS:-"polysocket fastwebsockets"}
 OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/bench-instructions.XXXXXX)}
+mkdir -p "$OUT_DIR"
 
 cargo build --release -q -p polysocket --features runtime --example echo >&2
 cargo build --release -q -p polysocket-bench --bins >&2
@@ -53,9 +54,9 @@ for s in $SERVERS; do
         --duration "$((SETTLE + DURATION + 1))" --warmup 0.5 > "$OUT_DIR/$s.json" 2>> "$OUT_DIR/$s.log" &
     lg=$!
     sleep "$SETTLE"
-    callgrind_control -i on "$pid" > /dev/null
+    callgrind_control -i on "$pid" > /dev/null 2>&1
     sleep "$DURATION"
-    callgrind_control -i off "$pid" > /dev/null
+    callgrind_control -i off "$pid" > /dev/null 2>&1
     wait "$lg"
     # SIGINT stops polysocket's example cleanly; the peers may need more
     # (callgrind writes its file on SIGINT and SIGTERM).
