@@ -6,11 +6,17 @@ pooling the rounds of several runs of the same code narrows that. Each
 round measured the servers back to back, so each round gives one paired
 ratio: polysocket / the faster peer (throughput) and polysocket /
 fastwebsockets (server CPU per message or connection). Prints the median
-and the mean of those ratios per row.
+and the mean of those ratios per row, polysocket against each peer with
+a bootstrap 95 % interval of the median, and a reference: fastwebsockets
+against the faster of the other two. Where all three servers are equally
+fast (a latency-bound row), "against the faster of two others" comes out
+below 1 for any of them — the larger of two noisy samples is biased up —
+and the reference shows how far.
 
     scripts/bench-pool.py benches/results/run-j.jsonl benches/results/run-k.jsonl ...
 """
 import json
+import random
 import statistics
 import sys
 
@@ -38,22 +44,39 @@ def main(paths):
             if r["row"] not in order:
                 order.append(r["row"])
             rounds.setdefault((path, r["row"], r["round"]), {})[r["server"]] = r
-    print(f"| row | rounds | {PS} / faster peer: median (mean) | CPU {PS} / {CPU_PEER}: median |")
-    print("|---|---|---|---|")
+    print(f"| row | rounds | {PS} / faster peer: median (mean) | {PS} / each peer: median [95 % CI] "
+          f"| reference: {CPU_PEER} / the faster of the others | CPU {PS} / {CPU_PEER}: median |")
+    print("|---|---|---|---|---|---|")
     for row in order:
-        ratios, cpus = [], []
+        ratios, cpus, reference = [], [], []
+        each = {p: [] for p in PEERS}
         for (_, rrow, _), servers in rounds.items():
             peers = [servers[p] for p in PEERS if p in servers]
             if rrow != row or PS not in servers or not peers:
                 continue
             ratios.append(rate(servers[PS]) / max(rate(p) for p in peers))
+            for p in PEERS:
+                if p in servers:
+                    each[p].append(rate(servers[PS]) / rate(servers[p]))
+            others = [servers[s] for s in (PS, *PEERS) if s != CPU_PEER and s in servers]
+            if CPU_PEER in servers:
+                reference.append(rate(servers[CPU_PEER]) / max(rate(o) for o in others))
             if CPU_PEER in servers and cpu(servers[PS]) and cpu(servers[CPU_PEER]):
                 cpus.append(cpu(servers[PS]) / cpu(servers[CPU_PEER]))
         if ratios:
             c = f"{statistics.median(cpus):.3f}" if cpus else "—"
+            per_peer = "; ".join(f"{p} {statistics.median(v):.3f} [{interval(v)}]"
+                                 for p, v in each.items() if v)
+            ref = f"{statistics.median(reference):.3f}" if reference else "—"
             print(f"| {row} | {len(ratios)} | {statistics.median(ratios):.3f} "
-                  f"({statistics.mean(ratios):.3f}) | {c} |")
+                  f"({statistics.mean(ratios):.3f}) | {per_peer} | {ref} | {c} |")
 
+
+def interval(values, draws=2000):
+    """95 % bootstrap interval of the median (fixed seed: reruns agree)."""
+    rng = random.Random(1)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(draws))
+    return f"{medians[int(draws * 0.025)]:.3f}, {medians[int(draws * 0.975) - 1]:.3f}"
 
 if __name__ == "__main__":
     if len(sys.argv) < 2:

@@ -5,6 +5,7 @@
 #
 #   scripts/bench-runtime.sh            # full run (about 4 minutes here, once built)
 #   ROUNDS=1 DURATION=1 scripts/bench-runtime.sh   # quick look
+#   ROWS="1x32" ROUNDS=20 scripts/bench-runtime.sh # one row, more rounds
 #
 # Fairness: every server runs a multi-threaded tokio runtime with WORKERS
 # worker threads (default 1) and is pinned to core SERVER_CPU (default 1);
@@ -29,6 +30,10 @@ cd "$(dirname "$0")/.."
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 
 WORKERS=${WORKERS:-1}
+# The rows to measure (all by default), e.g. ROWS="1x32" ROUNDS=20 for one
+# row with more rounds.
+ROWS=${ROWS:-"1x32 100x32 1000x32 100x4KiB 10x1MiB setup idle"}
+wanted() { [[ " $ROWS " == *" $1 "* ]]; }
 SERVER_CPU=${SERVER_CPU:-1}
 SETUP_CONC=${SETUP_CONC:-32}
 . scripts/lib/bench.sh
@@ -50,24 +55,32 @@ T0=$(date +%s)
 
 for s in "${SERVERS[@]}"; do start "$s"; done
 warm_up
-echo_rows "1x32:1:32" "100x32:100:32" "1000x32:1000:32" "100x4KiB:100:4096" "10x1MiB:10:1048576"
-for round in $(seq 1 "$ROUNDS"); do
-    for s in $(rotate "$round"); do
-        log "setup, round $round, $s"
-        run setup "$round" "$s" setup --conns "$SETUP_CONC" --duration "$DURATION" --warmup "$WARMUP"
-    done
+specs=()
+for spec in "1x32:1:32" "100x32:100:32" "1000x32:1000:32" "100x4KiB:100:4096" "10x1MiB:10:1048576"; do
+    wanted "${spec%%:*}" && specs+=("$spec")
 done
+echo_rows "${specs[@]}"
+if wanted setup; then
+    for round in $(seq 1 "$ROUNDS"); do
+        for s in $(rotate "$round"); do
+            log "setup, round $round, $s"
+            run setup "$round" "$s" setup --conns "$SETUP_CONC" --duration "$DURATION" --warmup "$WARMUP"
+        done
+    done
+fi
 for s in "${SERVERS[@]}"; do stop "$s"; done
 
 # Idle memory: a fresh process per server.
-for s in "${SERVERS[@]}"; do idle_row "$s" "$IDLE_CONNS"; done
+if wanted idle; then
+    for s in "${SERVERS[@]}"; do idle_row "$s" "$IDLE_CONNS"; done
+fi
 
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$(( $(date +%s) - T0 ))
 
 export RESULTS ROUNDS DURATION WARMUP WORKERS SERVER_CPU LOADGEN_CPU IDLE_CONNS SETUP_CONC LOAD_BEFORE LOAD_AFTER ELAPSED
 python3 - <<'PY'
-import json, os, statistics, platform, subprocess
+import json, os, statistics, platform, subprocess, sys
 rows = [json.loads(l) for l in open(os.environ["RESULTS"]) if l.strip()]
 PS, FW, TT = "polysocket", "fastwebsockets", "tokio-tungstenite"
 ALL, PEERS = [PS, FW, TT], [FW, TT]
@@ -98,12 +111,15 @@ print(f"Servers pinned to core {E['SERVER_CPU']}, {E['WORKERS']} tokio worker th
       f"(single-threaded) pinned to core {E['LOADGEN_CPU']}. {E['ROUNDS']} rounds × {E['DURATION']} s per server "
       f"and row (after {E['WARMUP']} s of warm-up), servers interleaved; the median round is reported.")
 print()
-ECHO = [("1x32", "1 conn × 32 B"), ("100x32", "100 conns × 32 B"), ("1000x32", "1000 conns × 32 B"),
-        ("100x4KiB", "100 conns × 4 KiB"), ("10x1MiB", "10 conns × 1 MiB")]
-SETUP = ("setup", f"connection setup, {E['SETUP_CONC']} at once")
+# Only the rows measured (see ROWS).
+measured = {r["row"] for r in rows}
+ECHO = [(row, label) for row, label in [
+    ("1x32", "1 conn × 32 B"), ("100x32", "100 conns × 32 B"), ("1000x32", "1000 conns × 32 B"),
+    ("100x4KiB", "100 conns × 4 KiB"), ("10x1MiB", "10 conns × 1 MiB")] if row in measured]
+SETUP = [("setup", f"connection setup, {E['SETUP_CONC']} at once")] if "setup" in measured else []
 print("| row | polysocket | fastwebsockets | tokio-tungstenite | **polysocket / faster peer** (range over rounds) | p99 latency µs (ps / fws / tt) | verified | errors |")
 print("|---|---|---|---|---|---|---|---|")
-for row, label in ECHO + [SETUP]:
+for row, label in ECHO + SETUP:
     key = "setups_per_s" if row == "setup" else "msgs_per_s"
     unit = " conn/s" if row == "setup" else " msg/s"
     m = {s: med(row, s, key) for s in ALL}
@@ -134,19 +150,21 @@ print("Server CPU time per message (per connection for setup), from /proc/PID/st
 print()
 print("| row | polysocket µs | fastwebsockets µs | tokio-tungstenite µs | **polysocket / fastwebsockets CPU** | busy ps / fws / tt | loadgen busy (ps / fws / tt run) |")
 print("|---|---|---|---|---|---|---|")
-for row, label in ECHO + [SETUP]:
+for row, label in ECHO + SETUP:
     key = "server_cpu_us_per_setup" if row == "setup" else "server_cpu_us_per_msg"
     c = {s: med(row, s, key) for s in ALL}
     busy = {s: med(row, s, "server_cpu") for s in ALL}
     lg = {s: med(row, s, "loadgen_cpu") for s in ALL}
     print(f"| {label} | {fmt(c[PS], 2)} | {fmt(c[FW], 2)} | {fmt(c[TT], 2)} | **{fmt(ratio(c[PS], c[FW]), 2)}** | "
           f"{fmt(busy[PS], 2)} / {fmt(busy[FW], 2)} / {fmt(busy[TT], 2)} | {fmt(lg[PS], 2)} / {fmt(lg[FW], 2)} / {fmt(lg[TT], 2)} |")
-print()
-print("Fairness (median round): messages each connection got echoed in the window, min / median / max.")
-print()
-print("| row | polysocket | fastwebsockets | tokio-tungstenite |")
-print("|---|---|---|---|")
-for row, label in ECHO[1:]:
+fair = [e for e in ECHO if e[0] != "1x32"]
+if fair:
+    print()
+    print("Fairness (median round): messages each connection got echoed in the window, min / median / max.")
+    print()
+    print("| row | polysocket | fastwebsockets | tokio-tungstenite |")
+    print("|---|---|---|---|")
+for row, label in fair:
     cells = []
     for s in ALL:
         rs = sorted(pick(row, s), key=lambda r: r["msgs_per_s"])
@@ -154,6 +172,8 @@ for row, label in ECHO[1:]:
         cells.append("—" if not r or r.get("conn_msgs_min") is None else
                      f"{int(r['conn_msgs_min']):,} / {int(r['conn_msgs_median']):,} / {int(r['conn_msgs_max']):,}")
     print(f"| {label} | " + " | ".join(cells) + " |")
+if "idle" not in measured:
+    sys.exit(0)
 print()
 print(f"| {int(E['IDLE_CONNS']):,} idle connections | RSS before | RSS with them open | **KiB per connection** | echoed after the hold | errors |")
 print("|---|---|---|---|---|---|")
