@@ -54,13 +54,12 @@ def main(paths):
             peers = [servers[p] for p in PEERS if p in servers]
             if rrow != row or PS not in servers or not peers:
                 continue
-            ratios.append(rate(servers[PS]) / max(rate(p) for p in peers))
+            ratios.append(against_fastest(PS, servers))
             for p in PEERS:
                 if p in servers:
                     each[p].append(rate(servers[PS]) / rate(servers[p]))
-            others = [servers[s] for s in (PS, *PEERS) if s != CPU_PEER and s in servers]
             if CPU_PEER in servers:
-                reference.append(rate(servers[CPU_PEER]) / max(rate(o) for o in others))
+                reference.append(against_fastest(CPU_PEER, servers))
             if CPU_PEER in servers and cpu(servers[PS]) and cpu(servers[CPU_PEER]):
                 cpus.append(cpu(servers[PS]) / cpu(servers[CPU_PEER]))
         if ratios:
@@ -72,11 +71,17 @@ def main(paths):
                   f"({statistics.mean(ratios):.3f}) | {per_peer} | {ref} | {c} |")
 
 
+def against_fastest(name, servers):
+    """`name`'s rate over the fastest of the other servers in the round."""
+    return rate(servers[name]) / max(rate(r) for s, r in servers.items() if s != name)
+
+
 def interval(values, draws=2000):
     """95 % bootstrap interval of the median (fixed seed: reruns agree)."""
     rng = random.Random(1)
     medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(draws))
     return f"{medians[int(draws * 0.025)]:.3f}, {medians[int(draws * 0.975) - 1]:.3f}"
+
 
 if __name__ == "__main__":
     if len(sys.argv) < 2:

@@ -51,6 +51,14 @@ impl Message {
         matches!(self, Message::Text(_))
     }
 
+    /// Text or binary.
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Message::Text(_) => MessageKind::Text,
+            Message::Binary(_) => MessageKind::Binary,
+        }
+    }
+
     /// The text of a text message. Received text messages are validated, so
     /// this only fails for messages built from invalid bytes by the caller.
     pub fn as_text(&self) -> Option<&str> {
@@ -61,10 +69,7 @@ impl Message {
     }
 
     pub(crate) fn opcode(&self) -> OpCode {
-        match self {
-            Message::Text(_) => OpCode::Text,
-            Message::Binary(_) => OpCode::Binary,
-        }
+        self.kind().opcode()
     }
 }
 
@@ -95,13 +100,8 @@ impl<'a> Incoming<'a> {
     }
 
     pub(super) fn owned(message: Message) -> Self {
-        let kind = if message.is_text() {
-            MessageKind::Text
-        } else {
-            MessageKind::Binary
-        };
         Incoming {
-            kind,
+            kind: message.kind(),
             payload: Payload::Owned(message.into_data()),
         }
     }

@@ -1304,16 +1304,15 @@ fn poll_read_into(
     config: &ServerConfig,
     lowat: &mut LowWater,
 ) -> std::task::Poll<std::io::Result<usize>> {
-    // Read only where needed: a small frame read in place does not touch
-    // the configuration's cache line.
-    let chunk = || config.read_chunk;
+    // `config.read_chunk` is read only by the reads that use it: a small
+    // frame read in place does not touch the configuration's cache line.
     let awaited = conn.awaited_bytes();
     lowat.follow(stream, awaited);
     if awaited > 0 {
         // The rest of a large frame: read it in place behind its start,
         // growing the buffer geometrically (never ahead of what arrived).
         let buf = conn.receive_buffer();
-        buf.reserve(awaited.min(buf.len().max(chunk())));
+        buf.reserve(awaited.min(buf.len().max(config.read_chunk)));
         return poll_read_buf(cx, stream, buf);
     }
     if let Stream::Plain(tcp) = stream {
@@ -1334,16 +1333,16 @@ fn poll_read_into(
             // frames) at once, through the scratch buffer. Whatever that
             // read meets (nothing yet, the end, an error) the next one
             // meets again.
-            let more = match poll_read_scratch(cx, tcp, conn, chunk()) {
+            let more = match poll_read_scratch(cx, tcp, conn, config.read_chunk) {
                 std::task::Poll::Ready(Ok(more)) => more,
                 _ => 0,
             };
             return std::task::Poll::Ready(Ok(n + more));
         }
-        return poll_read_scratch(cx, tcp, conn, chunk());
+        return poll_read_scratch(cx, tcp, conn, config.read_chunk);
     }
     let buf = conn.receive_buffer();
-    buf.reserve(chunk());
+    buf.reserve(config.read_chunk);
     poll_read_buf(cx, stream, buf)
 }
 
