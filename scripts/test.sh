@@ -13,8 +13,13 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 echo "== $(cargo --version), $(rustc --version)"
 
+# The sans-I/O core alone, with its default features (no tokio), as a crate
+# that embeds only the engine uses it: it must build and pass on its own.
+echo "== cargo test -p polysocket"
+cargo test -p polysocket
+
 # The protocol core and its tokio runtime: unit, integration, property,
-# fuzz-regression and real-socket tests (one feature set: one build).
+# fuzz-regression and real-socket tests.
 echo "== cargo test -p polysocket --features runtime"
 cargo test -p polysocket --features runtime
 

@@ -85,15 +85,20 @@ fn main() {
         std::process::exit(1)
     });
     println!("echo server on {scheme}://{}", server.local_addr());
-    // Ctrl-C or SIGTERM: close every connection with 1001, then exit.
+    // Ctrl-C (or SIGTERM on Unix): close every connection with 1001, then exit.
     let handle = server.handle();
     server.runtime().spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        #[cfg(unix)]
+        {
+            let kind = tokio::signal::unix::SignalKind::terminate();
+            let mut term = tokio::signal::unix::signal(kind).expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
         }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
         handle.stop();
     });
     server.wait();

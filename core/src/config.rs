@@ -1,7 +1,7 @@
 //! One configuration struct holding every limit and switch of the engine.
 //!
-//! Behaviours that DRAFTS.md marks uncertain (\[U\]) are switches here rather
-//! than hard-coded choices.
+//! Behaviours the old drafts left open are switches here rather than
+//! hard-coded choices (docs/PROTOCOL.md, "Strictness switches").
 
 use crate::draft::DraftSet;
 
@@ -115,7 +115,8 @@ impl Default for PerMessageDeflateConfig {
 }
 
 /// Switches for behaviours that differ between implementations of the old
-/// drafts (DRAFTS.md \[U\] notes). The defaults are what real clients need.
+/// drafts (docs/PROTOCOL.md, "Strictness switches"). The defaults are
+/// what real clients need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Strictness {
     /// Reject non-minimal length encodings (e.g. `7E 00 05`) with 1002.

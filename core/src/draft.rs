@@ -3,7 +3,7 @@
 //! Drafts that share wire behaviour share code: each [`Draft`] maps onto one
 //! handshake family and one framing family, and the framing layer is
 //! parameterised by [`BinaryFraming`] instead of having a parser per draft
-//! (DRAFTS.md §7).
+//! (docs/PROTOCOL.md, "Drafts at a glance").
 
 use std::fmt;
 use std::str::FromStr;

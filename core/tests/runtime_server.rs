@@ -242,6 +242,7 @@ fn event_queue_sees_every_draft_and_sends_back() {
 }
 
 #[test]
+#[cfg(unix)] // poll(2) below; the Windows pair is a unit test of runtime::events
 fn wake_up_descriptor_becomes_readable_once_per_batch() {
     let queue = EventQueue::new().unwrap();
     let server = start(ServerConfig::default(), queue.clone());
@@ -563,6 +564,7 @@ fn plain_http_can_be_answered_by_the_handler() {
 }
 
 // Minimal poll(2) for the wake-up descriptor test.
+#[cfg(unix)]
 #[repr(C)]
 struct PollFd {
     fd: i32,
@@ -570,6 +572,7 @@ struct PollFd {
     revents: i16,
 }
 
+#[cfg(unix)]
 fn libc_pollfd(fd: i32) -> PollFd {
     PollFd {
         fd,
@@ -578,11 +581,13 @@ fn libc_pollfd(fd: i32) -> PollFd {
     }
 }
 
+#[cfg(unix)]
 extern "C" {
     #[link_name = "poll"]
     fn sys_poll(fds: *mut PollFd, nfds: u64, timeout: i32) -> i32;
 }
 
+#[cfg(unix)]
 fn poll(fds: &mut [PollFd], timeout_ms: i32) -> bool {
     // SAFETY: fds is a valid array of pollfd-layout structs.
     unsafe { sys_poll(fds.as_mut_ptr(), fds.len() as u64, timeout_ms) > 0 }

@@ -11,6 +11,7 @@ mod log;
 mod payload;
 mod policy;
 mod server;
+#[cfg_attr(windows, path = "signals_windows.rs")]
 mod signals;
 
 use ext_php_rs::prelude::*;

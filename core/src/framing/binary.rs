@@ -1,6 +1,6 @@
 //! The length-prefixed binary framings: hybi-01..03 (FB1), hybi-04..06 (FB2)
 //! and hybi-07+ / RFC 6455 (FB3), one parser parameterised by
-//! [`BinaryFraming`] (DRAFTS.md §3.2, §4.2, §4.3, §5.2).
+//! [`BinaryFraming`] (docs/PROTOCOL.md, "Framing: binary" and "Masking").
 //!
 //! ```text
 //! FB1/FB2: [key prefix (FB2 client)] b0: MORE|FIN RSV1-3 OP  b1: RSV4 LEN7  [ext len]  payload

@@ -1,4 +1,4 @@
-//! hixie-75 / hixie-76 framing (DRAFTS.md §1.3, §2.7).
+//! hixie-75 / hixie-76 framing (docs/PROTOCOL.md, "Framing: sentinel").
 //!
 //! A type byte with the high bit clear starts a sentinel frame running to
 //! the next `0xFF` (only type 0x00, UTF-8 text, carries data); a type byte

@@ -1,5 +1,5 @@
 //! The client side: the request of each draft and strict validation of the
-//! server's answer (DRAFTS.md §11).
+//! server's answer (docs/PROTOCOL.md, "Handshakes: client side").
 
 use std::sync::Arc;
 

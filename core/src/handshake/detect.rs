@@ -1,5 +1,5 @@
-//! Server-side draft detection (DRAFTS.md §10): which draft a request
-//! speaks, or why it is refused.
+//! Server-side draft detection (docs/PROTOCOL.md, "Handshakes: detection"):
+//! which draft a request speaks, or why it is refused.
 //!
 //! Precedence is that of em-websocket and websocket-ruby, so that nonsense
 //! mixtures resolve deterministically: `Sec-WebSocket-Version`, then

@@ -35,7 +35,8 @@ impl KeyError {
 }
 
 /// The 32-bit part a key encodes: its digits read as one number, divided by
-/// its count of spaces (DRAFTS.md §2.3). Only U+0020 counts as a space.
+/// its count of spaces (docs/PROTOCOL.md, "Handshakes: hixie-76"). Only
+/// U+0020 counts as a space.
 pub fn key_part(value: &str) -> Result<u32, KeyError> {
     let mut number: u64 = 0;
     let mut digits = 0u32;
@@ -83,7 +84,8 @@ pub fn response(part1: u32, part2: u32, key3: &[u8; 8]) -> [u8; 16] {
     Md5::digest(challenge(part1, part2, key3)).into()
 }
 
-/// A client key as DRAFTS.md §2.2 builds it, with the part it encodes.
+/// A client key as the draft builds it (docs/PROTOCOL.md, "Handshakes:
+/// hixie-76"), with the part it encodes.
 ///
 /// The digits spell `part × spaces`; noise characters and spaces are mixed
 /// in at random positions, never putting a space first or last.

@@ -2,8 +2,9 @@
 //!
 //! Both sides are sans-I/O state machines: feed them the bytes read from
 //! the peer (any segmentation, down to one byte) and write what they hand
-//! back. A server detects the draft from the request (DRAFTS.md §10) and
-//! answers in that draft's dialect; a client speaks the draft it is told.
+//! back. A server detects the draft from the request (docs/PROTOCOL.md,
+//! "Handshakes: detection") and answers in that draft's dialect; a client
+//! speaks the draft it is told.
 //!
 //! ```
 //! use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! Close frames: which codes are valid per draft, and parsing and building
-//! close payloads (DRAFTS.md §4.4, §5.6).
+//! close payloads (docs/PROTOCOL.md, "Close").
 
 use bytes::{BufMut, Bytes, BytesMut};
 

@@ -1,11 +1,14 @@
 //! Events for a foreign event loop (a Python asyncio loop, the PHP main
-//! thread): a [`Handler`] that queues what happens, and a file descriptor
-//! that becomes readable when the queue goes from empty to non-empty, so
-//! one wake-up drains many events.
+//! thread): a [`Handler`] that queues what happens, and a socket that
+//! becomes readable when the queue goes from empty to non-empty, so one
+//! wake-up drains many events.
+//!
+//! The socket is one end of a connected pair: a Unix socket pair on Unix;
+//! elsewhere (Windows has no `socketpair`) two TCP sockets connected over
+//! loopback. Either is what `select`-style loops watch: Python's
+//! `loop.add_reader` and PHP's `stream_select` take sockets on Windows too.
 
 use std::io::{Read, Write};
-use std::os::unix::io::{AsRawFd, RawFd};
-use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -35,26 +38,43 @@ pub enum ServerEvent {
 pub type Acceptor =
     Box<dyn Fn(&Request, &[&str]) -> Result<Option<String>, HandshakeError> + Send + Sync>;
 
-/// A queue of [`ServerEvent`]s with a wake-up descriptor.
+#[cfg(unix)]
+type WakeStream = std::os::unix::net::UnixStream;
+#[cfg(not(unix))]
+type WakeStream = std::net::TcpStream;
+
+/// What [`EventQueue::fileno`] returns: a file descriptor on Unix, a
+/// `SOCKET` on Windows.
+#[cfg(unix)]
+pub type RawWake = std::os::unix::io::RawFd;
+/// What [`EventQueue::fileno`] returns: a file descriptor on Unix, a
+/// `SOCKET` on Windows.
+#[cfg(windows)]
+pub type RawWake = std::os::windows::io::RawSocket;
+
+/// A queue of [`ServerEvent`]s with a wake-up socket.
 pub struct EventQueue {
     events: Mutex<Vec<ServerEvent>>,
     /// Set when a wake-up byte is pending; cleared by `drain`.
     pending: AtomicBool,
-    wake_tx: UnixStream,
-    wake_rx: UnixStream,
+    wake_tx: WakeStream,
+    wake_rx: WakeStream,
     /// Decides handshakes (subprotocol, refusals); accepts all when absent.
     acceptor: Option<Acceptor>,
 }
 
 impl EventQueue {
-    /// A queue whose wake-up descriptor is a socket pair.
+    /// A queue whose wake-up is a connected socket pair.
     pub fn new() -> std::io::Result<Arc<EventQueue>> {
         Self::with_acceptor(None)
     }
 
     /// A queue with a handshake decision (run on the runtime's threads).
     pub fn with_acceptor(acceptor: Option<Acceptor>) -> std::io::Result<Arc<EventQueue>> {
-        let (wake_tx, wake_rx) = UnixStream::pair()?;
+        #[cfg(unix)]
+        let (wake_tx, wake_rx) = WakeStream::pair()?;
+        #[cfg(not(unix))]
+        let (wake_tx, wake_rx) = loopback_pair()?;
         wake_tx.set_nonblocking(true)?;
         wake_rx.set_nonblocking(true)?;
         Ok(Arc::new(EventQueue {
@@ -67,8 +87,18 @@ impl EventQueue {
     }
 
     /// The descriptor to watch for readability (e.g. `loop.add_reader`).
-    pub fn fileno(&self) -> RawFd {
+    #[cfg(unix)]
+    pub fn fileno(&self) -> RawWake {
+        use std::os::unix::io::AsRawFd;
         self.wake_rx.as_raw_fd()
+    }
+
+    /// The socket to watch for readability (e.g. `loop.add_reader` on a
+    /// selector event loop, or PHP's `stream_select`).
+    #[cfg(windows)]
+    pub fn fileno(&self) -> RawWake {
+        use std::os::windows::io::AsRawSocket;
+        self.wake_rx.as_raw_socket()
     }
 
     /// Take every queued event, oldest first, and re-arm the wake-up.
@@ -96,6 +126,27 @@ impl EventQueue {
             let _ = (&self.wake_tx).write(&[1]);
         }
     }
+}
+
+/// Two TCP sockets connected over loopback, `(the connecting end, the
+/// accepted end)`: the wake-up pair where there is no `socketpair`. Another
+/// local process may connect to the listener in the short moment it
+/// exists, so only the connection from our own address is kept.
+#[cfg(any(not(unix), test))]
+fn loopback_pair() -> std::io::Result<(std::net::TcpStream, std::net::TcpStream)> {
+    use std::net::{Ipv4Addr, TcpListener, TcpStream};
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    let tx = TcpStream::connect(listener.local_addr()?)?;
+    let ours = tx.local_addr()?;
+    let rx = loop {
+        let (rx, peer) = listener.accept()?;
+        if peer == ours {
+            break rx;
+        }
+    };
+    // One byte says "look": send it now, not after Nagle's delay.
+    tx.set_nodelay(true)?;
+    Ok((tx, rx))
 }
 
 impl Handler for EventQueue {
@@ -129,5 +180,62 @@ impl Handler for EventQueue {
 
     fn on_close(&self, id: ConnId, close: &CloseInfo) {
         self.push(ServerEvent::Close(id, close.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::ErrorKind;
+
+    /// Bytes readable on `rx` now, without waiting.
+    fn readable(rx: &impl Fn(&mut [u8]) -> std::io::Result<usize>) -> usize {
+        let mut sink = [0u8; 64];
+        let mut n = 0;
+        loop {
+            match rx(&mut sink) {
+                Ok(0) => return n,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return n,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn one_wake_up_byte_per_batch() {
+        let queue = EventQueue::new().unwrap();
+        let peek = |buf: &mut [u8]| (&queue.wake_rx).read(buf);
+        for i in 0..3 {
+            queue.push(ServerEvent::Ping(i, Bytes::new()));
+        }
+        assert_eq!(readable(&peek), 1, "one byte for three events");
+        assert_eq!(queue.drain().len(), 3);
+        queue.push(ServerEvent::Ping(3, Bytes::new()));
+        let mut out = Vec::new();
+        queue.drain_into(&mut out);
+        assert_eq!(out.len(), 1);
+        // drain_into consumed that batch's byte: the socket is quiet.
+        assert_eq!(readable(&peek), 0);
+        queue.push(ServerEvent::Ping(4, Bytes::new()));
+        assert_eq!(readable(&peek), 1, "re-armed after a drain");
+    }
+
+    /// The pair the queue uses where there is no `socketpair` (Windows),
+    /// exercised here the way the queue uses it.
+    #[test]
+    fn loopback_pair_carries_the_wake_up_byte() {
+        let (tx, rx) = loopback_pair().unwrap();
+        assert_eq!(tx.peer_addr().unwrap(), rx.local_addr().unwrap());
+        assert_eq!(rx.peer_addr().unwrap(), tx.local_addr().unwrap());
+        rx.set_nonblocking(true).unwrap();
+        let peek = |buf: &mut [u8]| (&rx).read(buf);
+        assert_eq!(readable(&peek), 0);
+        (&tx).write_all(&[1]).unwrap();
+        let start = std::time::Instant::now();
+        while readable(&peek) == 0 {
+            assert!(start.elapsed().as_secs() < 5, "the byte never arrived");
+            std::thread::yield_now();
+        }
     }
 }
