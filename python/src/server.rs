@@ -19,7 +19,6 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use polysocket::extensions::Agreed;
 use polysocket::handshake::Request;
 use polysocket::http::{Headers, RequestHead};
 use polysocket::runtime::{
@@ -57,15 +56,6 @@ fn handshake_key(path: &str, query: &str, headers: &Headers) -> String {
         })
         .unwrap_or_default();
     format!("{path}?{query}\n{}", nonce.trim())
-}
-
-fn extension_name(agreed: &Agreed) -> Option<&'static str> {
-    match agreed {
-        Agreed::None => None,
-        Agreed::PerMessageDeflate(_) => Some("permessage-deflate"),
-        Agreed::DeflateFrame(_) => Some("deflate-frame"),
-        Agreed::DeflateStream => Some("deflate-stream"),
-    }
 }
 
 /// Where a [`Bridge`] delivers events.
@@ -520,7 +510,7 @@ fn open_payload<'py>(py: Python<'py>, info: &OpenInfo) -> PyResult<Bound<'py, Py
         info.peer.port(),
         info.draft.name(),
         info.subprotocol.as_deref(),
-        extension_name(&info.extensions),
+        info.extensions.name(),
         info.secure,
     )
         .into_pyobject(py)?

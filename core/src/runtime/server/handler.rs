@@ -3,7 +3,6 @@
 
 use std::marker::PhantomData;
 use std::net::SocketAddr;
-use std::ptr::NonNull;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -113,18 +112,18 @@ pub trait Handler: Send + Sync + 'static {
 /// A connection as seen from inside its own task: sends go straight into
 /// the engine and are written when the handler returns.
 pub struct Conn<'a> {
-    pub(super) id: ConnId,
-    /// The engine, shared with [`current`] for the handler call (see there).
-    pub(super) conn: NonNull<Connection>,
-    pub(super) _conn: PhantomData<&'a mut Connection>,
+    id: ConnId,
+    /// Lives no longer than the handler call that lends the engine.
+    _engine: PhantomData<&'a mut Connection>,
 }
 
 impl Conn<'_> {
-    pub(super) fn engine(&mut self) -> &mut Connection {
-        // SAFETY: made by `call_handler` from the task's `&mut Connection`
-        // for one handler call; the only other user of the pointer is
-        // `current::with`, whose access never overlaps this short borrow.
-        unsafe { self.conn.as_mut() }
+    /// Run `f` on the engine, reached the one way there is to it: as the
+    /// connection current on this thread (see [`current`]).
+    #[inline]
+    fn engine<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
+        current::with(self.id, |conn, _| f(conn))
+            .expect("a Conn exists only within its connection's handler call")
     }
 
     /// The connection's id.
@@ -134,41 +133,40 @@ impl Conn<'_> {
 
     /// The draft in use.
     pub fn draft(&self) -> Draft {
-        // SAFETY: as in `engine`, a short shared borrow.
-        unsafe { self.conn.as_ref() }.draft()
+        self.engine(|conn| conn.draft())
     }
 
     /// Send a message. Fails when the connection is closing or the draft
     /// cannot carry it (binary on hixie).
     pub fn send(&mut self, message: &Message) -> Result<(), SendError> {
-        self.engine().send(message)
+        self.engine(|conn| conn.send(message))
     }
 
     /// Send a received message on (an echo, a relay); see
     /// [`Connection::forward`].
     pub fn forward(&mut self, message: Incoming<'_>) -> Result<(), SendError> {
-        self.engine().forward(message)
+        self.engine(|conn| conn.forward(message))
     }
 
     /// Send a message encoded once for many connections.
     pub fn send_prepared(&mut self, message: &PreparedMessage) -> Result<(), SendError> {
-        self.engine().send_prepared(message)
+        self.engine(|conn| conn.send_prepared(message))
     }
 
     /// Send a ping (hybi-01 and later, up to 125 bytes).
     pub fn ping(&mut self, data: &[u8]) -> Result<(), SendError> {
-        self.engine().send_ping(data)
+        self.engine(|conn| conn.send_ping(data))
     }
 
     /// Send an unsolicited pong, a heartbeat (hybi-01 and later, up to 125
     /// bytes; pings are answered by the engine already).
     pub fn pong(&mut self, data: &[u8]) -> Result<(), SendError> {
-        self.engine().send_pong(data)
+        self.engine(|conn| conn.send_pong(data))
     }
 
     /// Start the close handshake (see [`Connection::close`]).
     pub fn close(&mut self, code: Option<u16>, reason: &str) -> Result<(), SendError> {
-        self.engine().close(code, reason)
+        self.engine(|conn| conn.close(code, reason))
     }
 }
 
@@ -181,10 +179,9 @@ pub(super) fn call_handler<R>(
     mailbox: &Mailbox,
     f: impl FnOnce(&mut Conn<'_>) -> R,
 ) -> R {
-    let (_scope, ptr) = current::enter(id, conn, mailbox);
+    let _scope = current::enter(id, conn, mailbox);
     f(&mut Conn {
         id,
-        conn: ptr,
-        _conn: PhantomData,
+        _engine: PhantomData,
     })
 }
