@@ -27,13 +27,13 @@ use polysocket::runtime::{
     ServerHandle,
 };
 use polysocket::{HandshakeError, Incoming};
-use pyo3::exceptions::{PyException, PyOSError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyException, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
-use crate::config::ServerOptions;
 use crate::message::to_message;
+use crate::options::ServerOptions;
 use crate::reactor::{self, Reactor};
 
 /// Event kinds as seen by Python (`polysocket.server` mirrors them).
@@ -76,35 +76,69 @@ enum Sink {
     Call(Inline),
 }
 
-/// The Python server's entry points for inline delivery.
-struct Inline {
-    /// `_event(kind, id, payload)`: every event but the plain message.
+/// The Python dispatcher's entry points (`polysocket.dispatch.Dispatcher`
+/// documents them), looked up once, when the server is built.
+struct Dispatcher {
+    /// `accept(id, path, query, headers, offered, secure)` → `None`, a
+    /// subprotocol, or `(status, reason)` to refuse.
+    accept: Py<PyAny>,
+    /// `handshake_failed(id)`.
+    handshake_failed: Py<PyAny>,
+    /// `event(kind, id, payload)`.
     event: Py<PyAny>,
-    /// `_handlers`: id → handler of the open connections.
-    handlers: Py<PyDict>,
-    /// `_maybe_await(handler, result)`: a handler returned something.
-    maybe_await: Py<PyAny>,
-    /// `_failed(handler, None, exception)`: a handler raised.
+    /// `ready`: id → handler taking a message straight to `on_message`.
+    ready: Py<PyDict>,
+    /// `returned(handler, result)`: `on_message` returned something.
+    returned: Py<PyAny>,
+    /// `failed(handler, exception)`: `on_message` raised.
     failed: Py<PyAny>,
 }
 
-impl Inline {
-    fn new(server: &Bound<'_, PyAny>) -> PyResult<Inline> {
-        Ok(Inline {
-            event: server.getattr("_event")?.unbind(),
-            handlers: server.getattr("_handlers")?.cast_into::<PyDict>()?.unbind(),
-            maybe_await: server.getattr("_maybe_await")?.unbind(),
-            failed: server.getattr("_failed")?.unbind(),
+impl Dispatcher {
+    /// The entry points of `dispatcher`, or a `TypeError` naming the first
+    /// one missing.
+    fn new(dispatcher: &Bound<'_, PyAny>) -> PyResult<Dispatcher> {
+        let method = |name: &str| -> PyResult<Py<PyAny>> {
+            match dispatcher.getattr(name) {
+                Ok(m) if m.is_callable() => Ok(m.unbind()),
+                _ => Err(PyTypeError::new_err(format!(
+                    "the dispatcher {} has no method {name}() (see polysocket.dispatch)",
+                    dispatcher.repr()?
+                ))),
+            }
+        };
+        let ready = match dispatcher.getattr("ready").map(|r| r.cast_into::<PyDict>()) {
+            Ok(Ok(ready)) => ready.unbind(),
+            _ => {
+                return Err(PyTypeError::new_err(format!(
+                    "the dispatcher {} has no dict `ready` (see polysocket.dispatch)",
+                    dispatcher.repr()?
+                )))
+            }
+        };
+        Ok(Dispatcher {
+            accept: method("accept")?,
+            handshake_failed: method("handshake_failed")?,
+            event: method("event")?,
+            ready,
+            returned: method("returned")?,
+            failed: method("failed")?,
         })
     }
+}
 
-    /// Hand an event other than a message over (to `Server._event`): the
-    /// runtime task runs on the loop's thread inside `Reactor.select`,
-    /// which holds the GIL.
+/// Inline delivery: on the loop's thread, inside `Reactor.select`, which
+/// holds the GIL.
+struct Inline {
+    dispatcher: Arc<Dispatcher>,
+}
+
+impl Inline {
+    /// Hand an event other than a message over.
     fn deliver(&self, event: ServerEvent) {
         self.attach(|py| {
             event_tuple(py, event)
-                .and_then(|args| self.event.bind(py).call1(args))
+                .and_then(|args| self.dispatcher.event.bind(py).call1(args))
                 .map(drop)
         });
     }
@@ -117,7 +151,7 @@ impl Inline {
         });
     }
 
-    /// Run a delivery with the GIL. The Python side handles the handlers'
+    /// Run a delivery with the GIL. The dispatcher handles the handlers'
     /// exceptions; an `Exception` escaping it is reported as unraisable,
     /// anything else leaves the loop.
     fn attach(&self, deliver: impl FnOnce(Python<'_>) -> PyResult<()>) {
@@ -133,23 +167,21 @@ impl Inline {
         });
     }
 
-    /// The hot path, as `Server._event` and `_run` do it for a message: to the
-    /// handler's `on_message` unless a coroutine of it holds its events.
+    /// The hot path: one Python call, `on_message`, for a handler in
+    /// `ready`; the dispatcher's `event` for any other.
     fn message(&self, py: Python<'_>, id: ConnId, payload: Bound<'_, PyAny>) -> PyResult<()> {
-        let Some(handler) = self.handlers.bind(py).get_item(id)? else {
-            return Ok(());
+        let d = &self.dispatcher;
+        let Some(handler) = d.ready.bind(py).get_item(id)? else {
+            return d.event.bind(py).call1((MESSAGE, id, payload)).map(drop);
         };
-        if !handler.getattr(intern!(py, "_backlog"))?.is_none() {
-            return self.event.bind(py).call1((MESSAGE, id, payload)).map(drop);
-        }
         match handler.call_method1(intern!(py, "on_message"), (payload,)) {
             Ok(result) if result.is_none() => Ok(()),
-            Ok(result) => self.maybe_await.bind(py).call1((handler, result)).map(drop),
+            Ok(result) => d.returned.bind(py).call1((handler, result)).map(drop),
             Err(err) if !err.is_instance_of::<PyException>(py) => Err(err),
-            Err(err) => self
+            Err(err) => d
                 .failed
                 .bind(py)
-                .call1((handler, py.None(), err.into_value(py)))
+                .call1((handler, err.into_value(py)))
                 .map(drop),
         }
     }
@@ -159,9 +191,7 @@ impl Inline {
 /// plain HTTP requests to the configured pages.
 struct Bridge {
     sink: Sink,
-    /// `accept(key, path, query, headers, offered, secure)` → `None`, a
-    /// subprotocol, or `(status, reason)` to refuse.
-    accept: Py<PyAny>,
+    dispatcher: Arc<Dispatcher>,
     /// Full HTTP responses by request path.
     pages: HashMap<String, Vec<u8>>,
     secure: bool,
@@ -180,7 +210,7 @@ impl Bridge {
         let query = request.query().unwrap_or("");
         let headers: Vec<(&str, &str)> = request.headers().iter().collect();
         let key = handshake_key(path, query, request.headers());
-        let answer = self.accept.bind(py).call1((
+        let answer = self.dispatcher.accept.bind(py).call1((
             key,
             path,
             query,
@@ -319,24 +349,24 @@ pub struct NativeServer {
 
 #[pymethods]
 impl NativeServer {
-    /// Bind `host:port` and start serving. `pages` maps a path to
-    /// `(content_type, body)` answered to plain HTTP GETs. With `reactor`
-    /// the server runs inline on it and hands events to the Python
-    /// `server` (see [`Inline`]); otherwise on its own threads, queuing
-    /// events for `drain`.
+    /// Bind `host:port` and start serving, handshakes and events going to
+    /// `dispatcher` (see `polysocket.dispatch`; a `TypeError` if it lacks
+    /// an entry point). `pages` maps a path to `(content_type, body)`
+    /// answered to plain HTTP GETs. With `reactor` the server runs inline on
+    /// it (see [`Inline`]); otherwise on its own threads, queuing events
+    /// for `drain`.
     #[new]
-    #[pyo3(signature = (options, host, port, accept, pages=None, reactor=None, server=None))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (options, host, port, dispatcher, pages=None, reactor=None))]
     fn new(
         py: Python<'_>,
         options: &ServerOptions,
         host: &str,
         port: u16,
-        accept: Py<PyAny>,
+        dispatcher: &Bound<'_, PyAny>,
         pages: Option<HashMap<String, (String, Vec<u8>)>>,
         reactor: Option<PyRef<'_, Reactor>>,
-        server: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let dispatcher = Arc::new(Dispatcher::new(dispatcher)?);
         let addr = (host, port)
             .to_socket_addrs()
             .map_err(|e| PyValueError::new_err(format!("cannot resolve {host}:{port}: {e}")))?
@@ -352,11 +382,11 @@ impl NativeServer {
         let cannot =
             |e: &dyn std::fmt::Display| PyOSError::new_err(format!("cannot serve on {addr}: {e}"));
         if let Some(reactor) = reactor {
-            let server = server
-                .ok_or_else(|| PyValueError::new_err("an inline server needs its Python server"))?;
             let bridge = Bridge {
-                sink: Sink::Call(Inline::new(&server)?),
-                accept,
+                sink: Sink::Call(Inline {
+                    dispatcher: dispatcher.clone(),
+                }),
+                dispatcher,
                 pages,
                 secure,
             };
@@ -379,7 +409,7 @@ impl NativeServer {
         let queue = EventQueue::new()?;
         let bridge = Bridge {
             sink: Sink::Queue(queue.clone()),
-            accept,
+            dispatcher,
             pages,
             secure,
         };
