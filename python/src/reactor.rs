@@ -322,9 +322,9 @@ impl Reactor {
             Some(t) => Duration::try_from_secs_f64(t).unwrap_or(Duration::MAX),
             None => Duration::MAX,
         };
-        let Some(_selecting) = Selecting::enter() else {
-            // A handler ran a loop of its own (`run_until_complete` on
-            // another polysocket loop): the runtime on this thread is busy.
+        let Some(selecting) = Selecting::enter() else {
+            // A handler made the loop select again (a nested loop, as
+            // nest_asyncio patches in): this thread's runtime is busy.
             return Err(PyRuntimeError::new_err(
                 "the reactor's select was re-entered (a nested event loop on the thread \
                  of a running polysocket loop?)",
@@ -333,14 +333,15 @@ impl Reactor {
         let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             runtime.block_on(self.wait(wait))
         }));
-        drop(_selecting);
+        drop(selecting);
+        let pending = PENDING.with(|p| p.borrow_mut().take());
         let fd_woke = waited.map_err(|payload| {
             PanicException::new_err(format!(
                 "panic in the reactor: {}",
                 panic_message(&*payload)
             ))
         })?;
-        if let Some(err) = PENDING.with(|p| p.borrow_mut().take()) {
+        if let Some(err) = pending {
             return Err(err);
         }
         // Woken by a handler or the timeout: what became ready meanwhile

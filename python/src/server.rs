@@ -107,22 +107,24 @@ impl Dispatcher {
                 ))),
             }
         };
-        let ready = match dispatcher.getattr("ready").map(|r| r.cast_into::<PyDict>()) {
-            Ok(Ok(ready)) => ready.unbind(),
-            _ => {
-                return Err(PyTypeError::new_err(format!(
-                    "the dispatcher {} has no dict `ready` (see polysocket.dispatch)",
-                    dispatcher.repr()?
-                )))
-            }
+        let accept = method("accept")?;
+        let handshake_failed = method("handshake_failed")?;
+        let event = method("event")?;
+        let returned = method("returned")?;
+        let failed = method("failed")?;
+        let Ok(Ok(ready)) = dispatcher.getattr("ready").map(|r| r.cast_into::<PyDict>()) else {
+            return Err(PyTypeError::new_err(format!(
+                "the dispatcher {} has no dict `ready` (see polysocket.dispatch)",
+                dispatcher.repr()?
+            )));
         };
         Ok(Dispatcher {
-            accept: method("accept")?,
-            handshake_failed: method("handshake_failed")?,
-            event: method("event")?,
-            ready,
-            returned: method("returned")?,
-            failed: method("failed")?,
+            accept,
+            handshake_failed,
+            event,
+            ready: ready.unbind(),
+            returned,
+            failed,
         })
     }
 }
