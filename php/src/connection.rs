@@ -63,13 +63,13 @@ impl Connection {
     /// callback returns); otherwise into its mailbox.
     pub(crate) fn send_kind(&self, kind: Kind, data: Bytes) -> bool {
         match kind {
-            Kind::Text => self.handle.send(self.id, Message::Text(data)),
-            Kind::Binary => self.handle.send(self.id, Message::Binary(data)),
-            Kind::Ping => self.handle.ping(self.id, data),
-            Kind::Pong => self.handle.pong(self.id, data),
+            Kind::Text => self.handle.send(self.id, Message::Text(data)).is_ok(),
+            Kind::Binary => self.handle.send(self.id, Message::Binary(data)).is_ok(),
+            Kind::Ping => self.handle.ping(self.id, data).is_ok(),
+            Kind::Pong => self.handle.pong(self.id, data).is_ok(),
             Kind::Close => {
                 let reason = String::from_utf8_lossy(&data);
-                self.handle.close(self.id, Some(1000), &reason)
+                self.handle.close(self.id, Some(1000), &reason).is_ok()
             }
         }
     }
@@ -105,7 +105,7 @@ impl Connection {
             return false;
         };
         let reason = close_reason(code);
-        self.handle.close(self.id, Some(code), reason)
+        self.handle.close(self.id, Some(code), reason).is_ok()
     }
 
     pub fn get_client_ip(&self) -> String {
