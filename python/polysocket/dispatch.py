@@ -31,9 +31,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import inspect
-import threading
 from functools import partial
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Deque, Dict, List, Tuple, Union
 
 from .handler import WebSocketHandler, app_log
 
@@ -61,14 +60,13 @@ class Dispatcher:
         self.handlers: Dict[int, WebSocketHandler] = {}
         #: See the module: handlers that take a message directly.
         self.ready: Dict[int, WebSocketHandler] = {}
-        # Handlers made while deciding a handshake, until it opens.
-        self._pending: Dict[Any, Deque[WebSocketHandler]] = {}
-        self._pending_lock = threading.Lock()
+        # Handlers made while deciding a handshake, until it opens or fails.
+        self._pending: Dict[int, WebSocketHandler] = {}
         # Events of a connection held while a coroutine of its handler runs.
         self._held: Dict[int, Deque[Tuple[int, Any]]] = {}
 
     # --- handshakes (on a runtime thread, with the GIL) -----------------------------------
-    def accept(self, key: Any, path: str, query: str, headers: List[Tuple[str, str]],
+    def accept(self, cid: int, path: str, query: str, headers: List[Tuple[str, str]],
                offered: List[str], secure: bool) -> Decision:
         try:
             made = self._make(path, query, headers, offered, secure)
@@ -77,22 +75,11 @@ class Dispatcher:
             return 500, "Internal Server Error"
         if isinstance(made, tuple):
             return made
-        with self._pending_lock:
-            self._pending.setdefault(key, collections.deque()).append(made)
+        self._pending[cid] = made
         return made.selected_subprotocol
 
-    def handshake_failed(self, key: Any) -> None:
-        self._unpark(key)
-
-    def _unpark(self, key: Any) -> Optional[WebSocketHandler]:
-        with self._pending_lock:
-            q = self._pending.get(key)
-            if not q:
-                return None
-            h = q.popleft()
-            if not q:
-                del self._pending[key]
-            return h
+    def handshake_failed(self, cid: int) -> None:
+        self._pending.pop(cid, None)
 
     # --- events (on the loop) ---------------------------------------------------------------
     def event(self, kind: int, cid: int, data: Any) -> None:
@@ -113,10 +100,8 @@ class Dispatcher:
             self._run(h, kind, data)
 
     def _open(self, cid: int, info: Tuple[Any, ...]) -> None:
-        key, ip, port, draft, subprotocol, extension, _secure = info
-        h = self._unpark(key)
-        if h is None:
-            return
+        ip, port, draft, subprotocol, extension, _secure = info
+        h = self._pending.pop(cid)  # accept ran for every id that opens
         h._attach(self.native, cid)
         h.request.remote_ip, h.request.peer_port = ip, port
         h.draft, h.extension = draft, extension

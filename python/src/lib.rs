@@ -4,6 +4,7 @@
 
 mod connection;
 mod engine;
+mod error;
 mod handshake;
 mod message;
 mod options;

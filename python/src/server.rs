@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use polysocket::extensions::Agreed;
 use polysocket::handshake::Request;
-use polysocket::http::{Headers, RequestHead};
+use polysocket::http::RequestHead;
 use polysocket::runtime::{
     serve_listener, CloseInfo, Conn, ConnId, EventQueue, Handler, OpenInfo, Server, ServerEvent,
     ServerHandle,
@@ -42,22 +42,6 @@ const MESSAGE: u8 = 1;
 const PING: u8 = 2;
 const PONG: u8 = 3;
 const CLOSE: u8 = 4;
-
-/// Names one handshake so that the handler made while deciding it (on a
-/// tokio thread) is found again when the connection opens: the request's
-/// path, query and client nonce (the same in [`Request`] and [`OpenInfo`]).
-fn handshake_key(path: &str, query: &str, headers: &Headers) -> String {
-    let nonce = headers
-        .get("sec-websocket-key")
-        .map(str::to_string)
-        .or_else(|| {
-            let k1 = headers.get("sec-websocket-key1")?;
-            let k2 = headers.get("sec-websocket-key2")?;
-            Some(format!("{k1}\n{k2}"))
-        })
-        .unwrap_or_default();
-    format!("{path}?{query}\n{}", nonce.trim())
-}
 
 fn extension_name(agreed: &Agreed) -> Option<&'static str> {
     match agreed {
@@ -207,13 +191,18 @@ impl Bridge {
         }
     }
 
-    fn decide(&self, py: Python<'_>, request: &Request, offered: &[&str]) -> PyResult<Decision> {
+    fn decide(
+        &self,
+        py: Python<'_>,
+        id: ConnId,
+        request: &Request,
+        offered: &[&str],
+    ) -> PyResult<Decision> {
         let path = request.path();
         let query = request.query().unwrap_or("");
         let headers: Vec<(&str, &str)> = request.headers().iter().collect();
-        let key = handshake_key(path, query, request.headers());
         let answer = self.dispatcher.accept.bind(py).call1((
-            key,
+            id,
             path,
             query,
             headers,
@@ -239,12 +228,12 @@ enum Decision {
 impl Handler for Bridge {
     fn accept(
         &self,
-        _id: ConnId,
+        id: ConnId,
         request: &Request,
         offered: &[&str],
     ) -> Result<Option<String>, HandshakeError> {
         let decision = Python::attach(|py| {
-            self.decide(py, request, offered).unwrap_or_else(|err| {
+            self.decide(py, id, request, offered).unwrap_or_else(|err| {
                 // The Python side logs its own errors; this is a broken answer.
                 err.write_unraisable(py, None);
                 Decision::Refuse(500, "Internal Server Error".into())
@@ -254,6 +243,14 @@ impl Handler for Bridge {
             Decision::Accept(sub) => Ok(sub),
             Decision::Refuse(status, reason) => Err(HandshakeError::Refused(status, reason)),
         }
+    }
+
+    fn on_handshake_failed(&self, id: ConnId) {
+        Python::attach(|py| {
+            if let Err(err) = self.dispatcher.handshake_failed.bind(py).call1((id,)) {
+                err.write_unraisable(py, None);
+            }
+        });
     }
 
     fn http(&self, request: &RequestHead) -> Option<Vec<u8>> {
@@ -296,8 +293,8 @@ fn payload_object<'py>(py: Python<'py>, text: bool, data: &[u8]) -> PyResult<Bou
     })
 }
 
-/// `(kind, id, payload)`: open `(key, ip, port, draft, subprotocol,
-/// extension, secure)`, message `str | bytes`, ping/pong `bytes`, close
+/// `(kind, id, payload)`: open `(ip, port, draft, subprotocol, extension,
+/// secure)`, message `str | bytes`, ping/pong `bytes`, close
 /// `(code, reason)`.
 fn event_tuple(py: Python<'_>, event: ServerEvent) -> PyResult<Bound<'_, PyTuple>> {
     let (kind, id, payload) = match event {
@@ -441,7 +438,7 @@ impl NativeServer {
     }
 
     /// Every queued event as `(kind, id, payload)`, oldest first:
-    /// open `(key, ip, port, draft, subprotocol, extension, secure)`,
+    /// open `(ip, port, draft, subprotocol, extension, secure)`,
     /// message `str | bytes`, ping/pong `bytes`, close `(code, reason)`.
     fn drain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let mut events = self.scratch.lock().expect("scratch lock");
@@ -545,9 +542,7 @@ impl NativeServer {
 }
 
 fn open_payload<'py>(py: Python<'py>, info: &OpenInfo) -> PyResult<Bound<'py, PyAny>> {
-    let key = handshake_key(&info.path, &info.query, &info.headers);
     Ok((
-        key,
         info.peer.ip().to_string(),
         info.peer.port(),
         info.draft.name(),
