@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 use polysocket::runtime::{ConnId, ServerHandle};
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
@@ -152,7 +152,14 @@ impl Connection {
     /// draft does not allow to be sent; on a connection already closing or
     /// gone it does nothing (as Tornado's).
     #[pyo3(signature = (code=None, reason=None))]
-    fn close(&self, py: Python<'_>, code: Option<u16>, reason: Option<&str>) -> PyResult<()> {
+    fn close(&self, py: Python<'_>, code: Option<i64>, reason: Option<&str>) -> PyResult<()> {
+        // Not even a 16-bit number: no close code at all (core judges the rest).
+        let code = code
+            .map(|c| {
+                u16::try_from(c)
+                    .map_err(|_| PyValueError::new_err(format!("invalid close code {c}")))
+            })
+            .transpose()?;
         let Some(link) = self.link.get() else {
             return Ok(());
         };

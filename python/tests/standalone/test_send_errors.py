@@ -21,6 +21,7 @@ CALLS = {
     "close-1005": lambda h: h.close(1005),
     "close-1006": lambda h: h.close(1006),
     "close-1015": lambda h: h.close(1015),
+    "close-70000": lambda h: h.close(70000),
     "close-reason-124": lambda h: h.close(1000, "r" * 124),
 }
 
@@ -40,7 +41,8 @@ class Rules(WebSocketHandler):
 RFC6455 = {
     "binary": "ok", "text": "ok", "ping": "ok", "ping-125": "ok", "ping-126": "ValueError",
     "close-5000": "ValueError", "close-999": "ValueError", "close-1005": "ValueError",
-    "close-1006": "ValueError", "close-1015": "ValueError", "close-reason-124": "ValueError",
+    "close-1006": "ValueError", "close-1015": "ValueError", "close-70000": "ValueError",
+    "close-reason-124": "ValueError",
 }
 
 
