@@ -1,18 +1,22 @@
 //! `NativeServer`: the runtime's tokio server (core/src/runtime) serving
-//! Python handlers, in one of two ways:
+//! Python handlers through one Python dispatcher (`polysocket.dispatch`,
+//! whose documented entry points [`Dispatcher`] looks up once), in one of
+//! two ways:
 //!
 //! * inline, on polysocket's own asyncio loop ([`Reactor`]): the connection
-//!   tasks run on the loop's thread and each event is handed to the Python
-//!   server from the task that read it (a message straight to its
-//!   handler's `on_message` when nothing holds it back);
+//!   tasks run on the loop's thread and each event is handed to the
+//!   dispatcher from the task that read it (a message straight to its
+//!   handler's `on_message` when the dispatcher lists it as ready);
 //! * threaded, on any other loop: the runtime has its own threads, which
 //!   take the GIL only to decide a handshake (routing, `check_origin`,
-//!   `select_subprotocol` are Python code). Every other event is queued in
-//!   an [`EventQueue`] whose descriptor wakes the asyncio loop
-//!   (`loop.add_reader`), and one [`NativeServer::drain`] turns every
-//!   queued event into the same `(kind, id, payload)` tuples.
+//!   `select_subprotocol` are Python code) or drop a failed one. Every
+//!   other event is queued in an [`EventQueue`] whose descriptor wakes the
+//!   asyncio loop (`loop.add_reader`), and one [`NativeServer::drain`] turns
+//!   every queued event into the same `(kind, id, payload)` tuples.
 //!
-//! Either way each payload is copied once, into its Python object.
+//! Per-connection state is keyed by the [`ConnId`] the runtime gives
+//! `accept`, the same id every later event carries. Either way each
+//! payload is copied once, into its Python object.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
