@@ -119,15 +119,29 @@ pub enum HandshakeError {
 }
 
 impl HandshakeError {
-    /// The HTTP status a server answers with.
+    /// The HTTP status a server answers with (a version mismatch with the
+    /// default [`Config::version_mismatch_status`](crate::Config::version_mismatch_status)).
     pub fn status(&self) -> u16 {
+        if self.is_version_mismatch() {
+            return 426;
+        }
         match self {
             HandshakeError::HeadTooLarge(_) | HandshakeError::TooManyHeaders(_) => 431,
             HandshakeError::MethodNotGet(_) => 405,
-            HandshakeError::UnsupportedVersion(_) | HandshakeError::DraftDisabled(_) => 426,
             HandshakeError::OriginRefused(_) => 403,
             HandshakeError::Refused(status, _) => *status,
             _ => 400,
+        }
+    }
+
+    /// A `Sec-WebSocket-Version` the server does not speak: unknown, or a
+    /// disabled draft that has a version number. A disabled draft without
+    /// one (hixie, hybi-00..03) is a plain bad request.
+    pub fn is_version_mismatch(&self) -> bool {
+        match self {
+            HandshakeError::UnsupportedVersion(_) => true,
+            HandshakeError::DraftDisabled(draft) => draft.version().is_some(),
+            _ => false,
         }
     }
 }
@@ -308,4 +322,52 @@ pub enum Error {
     /// The application misused the sending API.
     #[error(transparent)]
     Send(#[from] SendError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::handshake::reject_response;
+
+    #[test]
+    fn status_is_what_a_refusal_sends() {
+        let config = Config::default();
+        for error in [
+            HandshakeError::DraftDisabled(Draft::Hixie76),
+            HandshakeError::DraftDisabled(Draft::Hybi02),
+            HandshakeError::DraftDisabled(Draft::Hybi08),
+            HandshakeError::UnsupportedVersion("99".into()),
+            HandshakeError::OriginRefused("o".into()),
+            HandshakeError::HeadTooLarge(10),
+            HandshakeError::MethodNotGet("POST".into()),
+            HandshakeError::Refused(503, "full".into()),
+            HandshakeError::HttpVersion,
+        ] {
+            let answer = reject_response(&error, &config);
+            let status = format!("HTTP/1.1 {} ", error.status());
+            assert!(answer.starts_with(status.as_bytes()), "{error:?}");
+        }
+        assert_eq!(HandshakeError::DraftDisabled(Draft::Hixie75).status(), 400);
+        assert_eq!(HandshakeError::DraftDisabled(Draft::Rfc6455).status(), 426);
+    }
+
+    #[test]
+    fn invalid_arguments_are_told_from_connection_states() {
+        for e in [
+            SendError::ControlTooLong,
+            SendError::InvalidCloseCode(5000),
+            SendError::Unsupported(Draft::Hixie76, "binary messages"),
+        ] {
+            assert!(e.is_invalid_argument(), "{e:?}");
+        }
+        for e in [
+            SendError::Closed,
+            SendError::Gone,
+            SendError::Overflow(1),
+            SendError::FragmentInProgress,
+        ] {
+            assert!(!e.is_invalid_argument(), "{e:?}");
+        }
+    }
 }

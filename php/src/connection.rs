@@ -172,7 +172,7 @@ impl Connection {
 
     /// The agreed compression extension (`permessage-deflate`, ...), or null.
     pub fn get_extension(&self) -> Option<String> {
-        crate::payload::extension_name(&self.info.extensions).map(str::to_string)
+        self.info.extensions.name().map(str::to_string)
     }
 
     /// Served over TLS (`wss://`).

@@ -2,7 +2,6 @@
 
 use bytes::Bytes;
 use ext_php_rs::types::{ZendStr, Zval};
-use polysocket::extensions::Agreed;
 
 /// What `$client->send($payload, $type)` sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,14 +51,4 @@ pub fn string(data: &[u8]) -> Zval {
     let mut zval = Zval::new();
     zval.set_zend_string(ZendStr::new(data, false));
     zval
-}
-
-/// The registered name of an agreed compression extension.
-pub fn extension_name(agreed: &Agreed) -> Option<&'static str> {
-    match agreed {
-        Agreed::None => None,
-        Agreed::PerMessageDeflate(_) => Some("permessage-deflate"),
-        Agreed::DeflateFrame(_) => Some("deflate-frame"),
-        Agreed::DeflateStream => Some("deflate-stream"),
-    }
 }

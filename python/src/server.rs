@@ -23,7 +23,6 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use polysocket::extensions::Agreed;
 use polysocket::handshake::Request;
 use polysocket::http::RequestHead;
 use polysocket::runtime::{
@@ -46,15 +45,6 @@ const MESSAGE: u8 = 1;
 const PING: u8 = 2;
 const PONG: u8 = 3;
 const CLOSE: u8 = 4;
-
-fn extension_name(agreed: &Agreed) -> Option<&'static str> {
-    match agreed {
-        Agreed::None => None,
-        Agreed::PerMessageDeflate(_) => Some("permessage-deflate"),
-        Agreed::DeflateFrame(_) => Some("deflate-frame"),
-        Agreed::DeflateStream => Some("deflate-stream"),
-    }
-}
 
 /// Where a [`Bridge`] delivers events.
 enum Sink {
@@ -551,7 +541,7 @@ fn open_payload<'py>(py: Python<'py>, info: &OpenInfo) -> PyResult<Bound<'py, Py
         info.peer.port(),
         info.draft.name(),
         info.subprotocol.as_deref(),
-        extension_name(&info.extensions),
+        info.extensions.name(),
         info.secure,
     )
         .into_pyobject(py)?

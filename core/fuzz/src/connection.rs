@@ -138,7 +138,9 @@ fn drain(conn: &mut Connection, config: &Config, rng: &mut Rng, peer: &mut Peer)
                 conn.poll_lending(|_, m| lent_message(m, keep)).map(|p| {
                     p.map(|p| match p {
                         Polled::Message(m) => Event::Message(m),
-                        Polled::Event(e) => e,
+                        Polled::Ping(d) => Event::Ping(d),
+                        Polled::Pong(d) => Event::Pong(d),
+                        Polled::Close(f) => Event::Close(f),
                     })
                 })
             }

@@ -73,6 +73,19 @@ pub enum Agreed {
     DeflateStream,
 }
 
+impl Agreed {
+    /// The extension's registered name (`deflate-frame` also when it was
+    /// agreed as `x-webkit-deflate-frame`); `None` without compression.
+    pub fn name(&self) -> Option<&'static str> {
+        match self {
+            Agreed::None => None,
+            Agreed::PerMessageDeflate(_) => Some(PERMESSAGE_DEFLATE),
+            Agreed::DeflateFrame(_) => Some(DEFLATE_FRAME),
+            Agreed::DeflateStream => Some(DEFLATE_STREAM),
+        }
+    }
+}
+
 const PERMESSAGE_DEFLATE: &str = "permessage-deflate";
 const DEFLATE_FRAME: &str = "deflate-frame";
 const WEBKIT_DEFLATE_FRAME: &str = "x-webkit-deflate-frame";

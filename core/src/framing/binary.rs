@@ -111,6 +111,23 @@ pub struct BinaryDecoder {
     conn_key: [u8; 20],
 }
 
+// Layout guards (64-bit targets): a field added or moved changes these
+// numbers and fails the build instead of silently pushing what every
+// message touches onto another cache line. Change them only together with
+// a layout that still keeps the hot fields together.
+#[cfg(target_pointer_width = "64")]
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    assert!(size_of::<BinaryDecoder>() == 128);
+    // What every frame reads, in the first cache line of the decoder...
+    assert!(offset_of!(BinaryDecoder, params) == 0);
+    assert!(offset_of!(BinaryDecoder, options) == 8);
+    assert!(offset_of!(BinaryDecoder, held) == 32);
+    assert!(offset_of!(BinaryDecoder, state) == 40);
+    // ...and hybi-04's key, which no other draft reads, last.
+    assert!(offset_of!(BinaryDecoder, conn_key) == 104);
+};
+
 impl BinaryDecoder {
     /// A decoder for frames laid out as `params` describes, as they arrive:
     /// `params.mask` must be [`MaskLayout::None`] for server→client frames of

@@ -22,7 +22,8 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
         if buf.len() >= 512 && std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above).
+            // SAFETY: `xor_words_avx2` requires only that the CPU supports
+            // AVX2, which `is_x86_feature_detected!` just confirmed.
             unsafe { xor_words_avx2(buf, k64) };
         } else {
             xor_words(buf, k64);
@@ -46,6 +47,12 @@ fn xor_words(buf: &mut [u8], k64: u64) {
     }
 }
 
+/// [`xor_words`] compiled for AVX2.
+///
+/// # Safety
+///
+/// The CPU must support AVX2 (executing its instructions otherwise is
+/// undefined behaviour); the function itself touches only `buf`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn xor_words_avx2(buf: &mut [u8], k64: u64) {

@@ -374,11 +374,10 @@ pub fn reject_response(error: &HandshakeError, config: &Config) -> Vec<u8> {
 /// draft without a version number (hixie, hybi-00..03) is a plain 400.
 /// A status that cannot refuse an upgrade (outside 300..=599) becomes 500.
 fn reject_status(error: &HandshakeError, config: &Config) -> u16 {
-    let status = match error {
-        HandshakeError::UnsupportedVersion(_) => config.version_mismatch_status,
-        HandshakeError::DraftDisabled(d) if d.version().is_some() => config.version_mismatch_status,
-        HandshakeError::DraftDisabled(_) => 400,
-        other => other.status(),
+    let status = if error.is_version_mismatch() {
+        config.version_mismatch_status
+    } else {
+        error.status()
     };
     if (300..=599).contains(&status) {
         status

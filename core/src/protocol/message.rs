@@ -126,8 +126,10 @@ impl<'a> Incoming<'a> {
 
     /// The text of a text message (validated on receipt).
     pub fn as_text(&self) -> Option<&str> {
-        // SAFETY: only the connection builds an `Incoming`, from a message
-        // whose text it validated (or replaced, on drafts that do that).
+        // SAFETY: `Incoming` is built only by the connection (its
+        // constructors are `pub(super)`), from a text message whose payload
+        // the receiver validated as UTF-8 or replaced by valid text, and
+        // the payload is never mutated while lent.
         self.is_text()
             .then(|| unsafe { std::str::from_utf8_unchecked(self.data()) })
     }

@@ -73,13 +73,18 @@ impl EventRef<'_> {
     }
 }
 
-/// What [`Connection::poll_lending`] produced.
+/// What [`Connection::poll_lending`] produced: data messages go to its
+/// callback, so only the callback's answer and control events come out.
 #[derive(Debug)]
 pub enum Polled<R> {
     /// A data message went to the callback, which returned this.
     Message(R),
-    /// Anything else (never [`Event::Message`]).
-    Event(Event),
+    /// As [`Event::Ping`].
+    Ping(Bytes),
+    /// As [`Event::Pong`].
+    Pong(Bytes),
+    /// As [`Event::Close`].
+    Close(CloseFrame),
 }
 
 /// What the receive path produced.
@@ -181,6 +186,24 @@ pub struct Connection {
     /// The reason text of the close frame sent on a protocol violation.
     failure_reason: fn(&ProtocolError) -> String,
 }
+
+// Layout guards (64-bit targets): a field added or moved changes these
+// numbers and fails the build instead of silently pushing what every
+// message touches onto another cache line. Change them only together with
+// a layout that still keeps the hot fields together.
+#[cfg(target_pointer_width = "64")]
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    assert!(size_of::<Connection>() == 496);
+    // Output, encoder and state: the first two cache lines.
+    assert!(offset_of!(Connection, encoder) == 96);
+    assert!(offset_of!(Connection, state) == 120);
+    assert!(offset_of!(Connection, clean) == 122);
+    assert!(offset_of!(Connection, scratch) == 128);
+    // The receiver's hot fields follow (see `Receiver`); then the cold ones.
+    assert!(offset_of!(Connection, rx) == 160);
+    assert!(offset_of!(Connection, session) == 432);
+};
 
 impl Connection {
     /// A connection speaking what `session` agreed on.
@@ -386,10 +409,12 @@ impl Connection {
                 }
                 Some(Polled::Message(r))
             }
-            Some(Step::Event(Event::Message(m))) => {
-                Some(Polled::Message(on_message(self, Incoming::owned(m))))
-            }
-            Some(Step::Event(e)) => Some(Polled::Event(e)),
+            Some(Step::Event(event)) => Some(match event {
+                Event::Message(m) => Polled::Message(on_message(self, Incoming::owned(m))),
+                Event::Ping(data) => Polled::Ping(data),
+                Event::Pong(data) => Polled::Pong(data),
+                Event::Close(frame) => Polled::Close(frame),
+            }),
         })
     }
 
@@ -404,7 +429,10 @@ impl Connection {
                 self.rx.lent = at.consumed;
                 let data = &self.rx.buf[..at.len];
                 Some(match at.kind {
-                    // SAFETY: validated as UTF-8 before InPlace was returned.
+                    // SAFETY: the receiver returns a text message in place
+                    // only when `utf8::validate` accepted its whole payload
+                    // (one with invalid sequences fails the connection, or
+                    // on lenient drafts is replaced and returned owned).
                     MessageKind::Text => {
                         EventRef::Text(unsafe { std::str::from_utf8_unchecked(data) })
                     }

@@ -50,10 +50,27 @@ pub(super) struct Receiver {
     asm: Assembler,
 }
 
+// Layout guards (64-bit targets): a field added or moved changes these
+// numbers and fails the build instead of silently pushing what every
+// message touches onto another cache line. Change them only together with
+// a layout that still keeps the hot fields together.
+#[cfg(target_pointer_width = "64")]
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    assert!(size_of::<Receiver>() == 272);
+    assert!(offset_of!(Receiver, buf) == 0);
+    assert!(offset_of!(Receiver, lent) == 32);
+    assert!(offset_of!(Receiver, decoder) == 40);
+    assert!(offset_of!(Receiver, asm) == 168);
+    // A message in one frame checks `incoming` first.
+    assert!(offset_of!(Assembler, incoming) == 0);
+    assert!(size_of::<Assembler>() == 104);
+};
+
 /// A data message being reassembled. `kind` first: it also tells
-/// `Some(Incoming)` from `None`, which is all a message in one frame checks.
+/// `Some(Reassembly)` from `None`, which is all a message in one frame checks.
 #[repr(C)]
-struct Incoming {
+struct Reassembly {
     kind: MessageKind,
     /// permessage-deflate: the message's first frame had RSV1.
     compressed: bool,
@@ -66,7 +83,7 @@ struct Incoming {
 /// frame reads first).
 #[repr(C)]
 struct Assembler {
-    incoming: Option<Incoming>,
+    incoming: Option<Reassembly>,
     max_message: usize,
     utf8: Utf8Validator,
     /// Invalid UTF-8 fails the connection (else it is replaced: old drafts).
@@ -303,7 +320,7 @@ impl Assembler {
             } else {
                 MessageKind::Binary
             };
-            self.incoming = Some(Incoming {
+            self.incoming = Some(Reassembly {
                 kind,
                 compressed: rsv1 && matches!(compression, Compression::PerMessage(_)),
                 data: BytesMut::new(),
