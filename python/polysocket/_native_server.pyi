@@ -1,6 +1,6 @@
-# Stubs of the standalone server's native classes (python/src/{config,server,connection}.rs).
+# Stubs of the standalone server's native classes (python/src/{options,server,connection,reactor}.rs).
 # polysocket/_native.pyi re-exports them: `from ._native_server import *`.
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 __all__ = ["ServerOptions", "NativeServer", "Reactor", "Connection", "Done"]
 
@@ -33,17 +33,17 @@ class ServerOptions:
     @property
     def workers(self) -> int: ...
 
-Accept = Callable[[str, str, str, List[Tuple[str, str]], List[str], bool],
-                  Union[None, str, Tuple[int, str]]]
 Event = Tuple[int, int, Any]
 
 class NativeServer:
-    """With ``reactor``: runs inline on it, handing events to ``server``
-    (a ``polysocket.Server``); else on its own threads, events for ``drain``."""
+    """Handshakes and events go to ``dispatcher``, an object with the entry
+    points documented in ``polysocket.dispatch`` (TypeError if one is
+    missing). With ``reactor``: runs inline on it, calling the dispatcher
+    from the runtime's tasks; else on its own threads, events for ``drain``."""
 
-    def __init__(self, options: ServerOptions, host: str, port: int, accept: Accept,
+    def __init__(self, options: ServerOptions, host: str, port: int, dispatcher: Any,
                  pages: Optional[Dict[str, Tuple[str, bytes]]] = None,
-                 reactor: Optional["Reactor"] = None, server: Any = None) -> None: ...
+                 reactor: Optional["Reactor"] = None) -> None: ...
     @property
     def address(self) -> Tuple[str, int]: ...
     def fileno(self) -> int: ...

@@ -102,8 +102,6 @@ class WebSocketHandler(_native.Connection):
     draft: Optional[str] = None
     #: The compression extension in force, if any.
     extension: Optional[str] = None
-    # Events of this connection waiting for a coroutine handler (None: idle).
-    _backlog = None
 
     def __init__(self, application: Any, request: Request, **kwargs: Any) -> None:
         self.application = application

@@ -2,37 +2,27 @@
 handlers (``polysocket.WebSocketHandler``) on the caller's asyncio loop.
 
 On polysocket's own loop (``polysocket.run``, ``serve``) the runtime runs
-on the loop's thread and calls ``_event(kind, id, payload)`` for each event
-from the task that read it. On any other loop (or with ``workers=N``) the
-runtime has its own threads and queues events behind one descriptor;
-``loop.add_reader`` wakes ``_on_readable`` once for any number of them, and
-one ``drain()`` returns them all as the same tuples.
+on the loop's thread and hands each event to the server's ``Dispatcher``
+(``polysocket.dispatch``) from the task that read it. On any other loop (or
+with ``workers=N``) the runtime has its own threads and queues events behind
+one descriptor; ``loop.add_reader`` wakes ``_on_readable`` once for any
+number of them, and one ``drain()`` returns them all, for the same
+dispatcher.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import inspect
-import logging
 import re
 import signal
-import threading
-import time
-from functools import partial
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _native
+from .dispatch import Dispatcher
 from .handler import Request, WebSocketHandler, app_log
 from .loop import EventLoop, run
 
 __all__ = ["Server", "serve"]
-
-# Event kinds of NativeServer.drain (python/src/server.rs).
-OPEN, MESSAGE, PING, PONG, CLOSE = range(5)
-
-# Close codes that mean "the peer's close frame had no code" (Tornado: None).
-_NO_CODE = (1005, 1006)
 
 Route = Union[Tuple[Any, type], Tuple[Any, type, Dict[str, Any]]]
 Page = Union[str, bytes, Tuple[str, Union[str, bytes]]]
@@ -112,12 +102,7 @@ class Server:
         self.host, self.port = host, port
         self._native: Optional[_native.NativeServer] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._handlers: Dict[int, WebSocketHandler] = {}
-        # Handlers made while deciding a handshake (on a runtime thread),
-        # by handshake key, until their connection opens.
-        self._pending: Dict[str, collections.deque] = {}
-        self._pending_lock = threading.Lock()
-        self._last_sweep = time.monotonic()
+        self._dispatcher = Dispatcher(self._make)
         self._stop_requested: Optional[asyncio.Event] = None
         self._inline = False
 
@@ -130,13 +115,15 @@ class Server:
         self._loop = loop
         self._stop_requested = asyncio.Event()
         if isinstance(loop, EventLoop) and self.options.workers == 0:
-            self._native = _native.NativeServer(self.options, self.host, self.port, self._accept,
-                                                self.pages, loop.reactor, self)
+            self._native = _native.NativeServer(self.options, self.host, self.port,
+                                                self._dispatcher, self.pages, loop.reactor)
             self._inline = True
         else:
-            self._native = _native.NativeServer(self.options, self.host, self.port, self._accept,
-                                                self.pages)
+            self._native = _native.NativeServer(self.options, self.host, self.port,
+                                                self._dispatcher, self.pages)
             self._inline = False
+        self._dispatcher.native = self._native
+        if not self._inline:
             loop.add_reader(self._native.fileno(), self._on_readable)
         self.host, self.port = self._native.address
         return self
@@ -148,7 +135,7 @@ class Server:
     @property
     def handlers(self) -> List[WebSocketHandler]:
         """The handlers of the open connections."""
-        return list(self._handlers.values())
+        return list(self._dispatcher.handlers.values())
 
     def request_stop(self) -> None:
         """Make ``serve_forever`` return (after a graceful stop)."""
@@ -214,166 +201,42 @@ class Server:
         return self._native.broadcast_group(group, message, binary)
 
     def members(self, group: str) -> List[WebSocketHandler]:
-        h = self._handlers
+        h = self._dispatcher.handlers
         return [h[i] for i in self._native.members(group) if i in h]
 
     # --- handshakes (called on a runtime thread, with the GIL) ---------------------------------
-    def _accept(self, key: str, path: str, query: str, headers: List[Tuple[str, str]],
-                offered: List[str], secure: bool) -> Union[None, str, Tuple[int, str]]:
-        try:
-            for regex, cls, kwargs in self.routes:
-                match = regex.match(path)
-                if match:
-                    break
-            else:
-                return 404, "Not Found"
-            request = Request(path, query, headers, secure)
-            handler = cls(self, request, **kwargs)
-            if regex.groupindex:
-                handler.path_kwargs = {k: v for k, v in match.groupdict().items() if v is not None}
-            else:
-                handler.path_args = [g for g in match.groups() if g is not None]
-            origin = request.header("Origin") or request.header("Sec-WebSocket-Origin")
-            if not handler._allows(origin):
-                return 403, "Cross origin websockets not allowed"
-            chosen = handler.select_subprotocol(list(offered))
-            if chosen is not None and chosen not in offered:
-                app_log.error("%s.select_subprotocol returned %r, which was not offered (%r)",
-                              cls.__name__, chosen, offered)
-                return 500, "Internal Server Error"
-            handler.selected_subprotocol = chosen
-            self._park(key, handler)
-            return chosen
-        except Exception:
-            app_log.exception("Uncaught exception while accepting %s", path)
+    def _make(self, path: str, query: str, headers: List[Tuple[str, str]], offered: List[str],
+              secure: bool) -> Union[WebSocketHandler, Tuple[int, str]]:
+        """The handler of a handshake (routing, ``initialize``,
+        ``check_origin``, ``select_subprotocol``), or ``(status, reason)``."""
+        for regex, cls, kwargs in self.routes:
+            match = regex.match(path)
+            if match:
+                break
+        else:
+            return 404, "Not Found"
+        request = Request(path, query, headers, secure)
+        handler = cls(self, request, **kwargs)
+        if regex.groupindex:
+            handler.path_kwargs = {k: v for k, v in match.groupdict().items() if v is not None}
+        else:
+            handler.path_args = [g for g in match.groups() if g is not None]
+        origin = request.header("Origin") or request.header("Sec-WebSocket-Origin")
+        if not handler._allows(origin):
+            return 403, "Cross origin websockets not allowed"
+        chosen = handler.select_subprotocol(list(offered))
+        if chosen is not None and chosen not in offered:
+            app_log.error("%s.select_subprotocol returned %r, which was not offered (%r)",
+                          cls.__name__, chosen, offered)
             return 500, "Internal Server Error"
+        handler.selected_subprotocol = chosen
+        return handler
 
-    def _park(self, key: str, handler: WebSocketHandler) -> None:
-        now = time.monotonic()
-        with self._pending_lock:
-            self._pending.setdefault(key, collections.deque()).append((now, handler))
-            # Handshakes accepted here can still fail before they open (the
-            # client vanished): forget handlers older than any handshake.
-            if now - self._last_sweep > 10.0:
-                self._last_sweep = now
-                too_old = now - 60.0
-                for k in [k for k, q in self._pending.items() if q[0][0] < too_old]:
-                    q = self._pending[k]
-                    while q and q[0][0] < too_old:
-                        q.popleft()
-                    if not q:
-                        del self._pending[k]
-
-    def _unpark(self, key: str) -> Optional[WebSocketHandler]:
-        with self._pending_lock:
-            q = self._pending.get(key)
-            if not q:
-                return None
-            _, handler = q.popleft()
-            if not q:
-                del self._pending[key]
-            return handler
-
-    # --- events (on the loop) ---------------------------------------------------------------
+    # --- events (threaded: on the loop, from the event queue) -----------------------------------
     def _on_readable(self) -> None:
-        event = self._event
+        event = self._dispatcher.event
         for kind, cid, data in self._native.drain():
             event(kind, cid, data)
-
-    def _event(self, kind: int, cid: int, data: Any) -> None:
-        """One event. (Inline, a message whose handler is not held by a
-        coroutine goes to ``on_message`` from Rust without coming here.)"""
-        if kind == OPEN:
-            self._open(cid, data)
-            return
-        h = self._handlers.get(cid)
-        if h is None:
-            return
-        if kind == CLOSE:
-            del self._handlers[cid]
-            h._detach()
-        if h._backlog is not None:
-            h._backlog.append((kind, data))
-        else:
-            self._run(h, kind, data)
-
-    def _open(self, cid: int, info: Tuple[Any, ...]) -> None:
-        key, ip, port, draft, subprotocol, extension, _secure = info
-        h = self._unpark(key)
-        if h is None:  # cannot happen unless the handshake key collided badly
-            app_log.error("no handler for connection %d (%s)", cid, key)
-            orphan = _native.Connection()
-            orphan._attach(self._native, cid)
-            orphan.close(1011, "Internal Server Error")
-            return
-        h._attach(self._native, cid)
-        h.request.remote_ip, h.request.peer_port = ip, port
-        h.draft, h.extension = draft, extension
-        if subprotocol is not None:
-            h.selected_subprotocol = subprotocol
-        self._handlers[cid] = h
-        try:
-            r = h.open(*h.path_args, **h.path_kwargs)
-        except Exception:
-            self._failed(h)
-            return
-        if r is not None:
-            self._maybe_await(h, r)
-
-    def _run(self, h: WebSocketHandler, kind: int, data: Any) -> None:
-        """Deliver one event; an awaitable result holds the connection's
-        next events until it completes."""
-        try:
-            if kind == MESSAGE:
-                r = h.on_message(data)
-            elif kind == CLOSE:
-                code, reason = data
-                h.close_code = None if code in _NO_CODE else code
-                h.close_reason = reason if h.close_code is not None or reason else None
-                r = h.on_close()
-            elif kind == PING:
-                r = h.on_ping(data)
-            else:
-                r = h.on_pong(data)
-        except Exception:
-            self._failed(h)
-            return
-        if r is not None:
-            self._maybe_await(h, r)
-
-    def _maybe_await(self, h: WebSocketHandler, r: Any) -> None:
-        if not inspect.isawaitable(r):
-            return
-        h._backlog = collections.deque()
-        task = asyncio.ensure_future(r)
-        task.add_done_callback(partial(self._resume, h))
-
-    def _resume(self, h: WebSocketHandler, task: "asyncio.Future[Any]") -> None:
-        if task.cancelled() or task.exception() is not None:
-            self._failed(h, task)
-        backlog, h._backlog = h._backlog, None
-        while backlog:
-            kind, data = backlog.popleft()
-            self._run(h, kind, data)
-            if h._backlog is not None:  # waiting again: keep the rest in order
-                h._backlog.extend(backlog)
-                return
-
-    def _failed(self, h: WebSocketHandler, task: Optional["asyncio.Future[Any]"] = None,
-                exc: Optional[BaseException] = None) -> None:
-        """A handler raised (the exception being handled, ``exc``, or the
-        task's): log it with its traceback, close with 1011."""
-        if exc is not None:
-            h.log_exception(type(exc), exc, exc.__traceback__)
-        elif task is None:
-            import sys
-            h.log_exception(*sys.exc_info())
-        elif task.cancelled():
-            app_log.error("Handler coroutine of %s was cancelled", h.request.uri)
-        else:
-            e = task.exception()
-            h.log_exception(type(e), e, e.__traceback__)
-        h.close(1011, "Internal Server Error")
 
 
 def serve(routes: Sequence[Route], host: str = "127.0.0.1", port: int = 8888,

@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 
+use crate::error::{closed_error, send_error};
 use crate::message::to_message;
 use crate::server::NativeServer;
 
@@ -60,19 +61,13 @@ impl Done {
 
 static DONE: PyOnceLock<Py<Done>> = PyOnceLock::new();
 
-fn closed_error(py: Python<'_>) -> PyErr {
-    static CLOSED: PyOnceLock<Py<pyo3::types::PyType>> = PyOnceLock::new();
-    match CLOSED.import(py, "tornado.websocket", "WebSocketClosedError") {
-        Ok(ty) => PyErr::from_type(ty.clone(), ()),
-        Err(e) => e,
-    }
-}
-
 /// Native state of a WebSocket handler.
 #[pyclass(subclass, frozen, module = "polysocket._native")]
 pub struct Connection {
     link: OnceLock<Link>,
-    /// `close()` was called or the connection is gone.
+    /// `close()` was called or the connection is gone. Threaded, a close
+    /// is queued for the connection's task: until it is applied the core
+    /// still takes sends, which Tornado refuses after `close()`.
     closing: AtomicBool,
 }
 
@@ -80,7 +75,8 @@ impl Connection {
     fn link(&self, py: Python<'_>) -> PyResult<&Link> {
         match self.link.get() {
             Some(link) if !self.closing.load(Ordering::Acquire) => Ok(link),
-            _ => Err(closed_error(py)),
+            Some(_) => Err(closed_error(py, "the connection is closing")),
+            None => Err(closed_error(py, "the connection is not open yet")),
         }
     }
 }
@@ -119,6 +115,7 @@ impl Connection {
     }
 
     /// Queue a message; see `to_message` for the accepted types. Raises
+    /// `ValueError` for what the draft cannot carry (binary on hixie),
     /// `WebSocketClosedError` once the connection is closing or gone.
     #[pyo3(signature = (message, binary=false))]
     fn write_message(
@@ -129,15 +126,16 @@ impl Connection {
     ) -> PyResult<Py<Done>> {
         let link = self.link(py)?;
         let message = to_message(message, binary)?;
-        if link.handle.send(link.id, message).is_err() {
-            return Err(closed_error(py));
-        }
+        link.handle
+            .send(link.id, message)
+            .map_err(|e| send_error(py, e))?;
         Ok(DONE
             .get_or_init(py, || Py::new(py, Done).expect("Done"))
             .clone_ref(py))
     }
 
-    /// Send a ping (at most 125 bytes; hybi-01 and later).
+    /// Send a ping (hybi-01 and later; `ValueError` otherwise, or over 125
+    /// bytes).
     #[pyo3(signature = (data=None))]
     fn ping(&self, py: Python<'_>, data: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         let link = self.link(py)?;
@@ -145,28 +143,35 @@ impl Connection {
             None => Bytes::new(),
             Some(d) => to_message(d, true)?.into_data(),
         };
-        if data.len() > 125 {
-            return Err(PyValueError::new_err("a ping carries at most 125 bytes"));
-        }
-        if link.handle.ping(link.id, data).is_err() {
-            return Err(closed_error(py));
-        }
-        Ok(())
+        link.handle
+            .ping(link.id, data)
+            .map_err(|e| send_error(py, e))
     }
 
-    /// Start the close handshake (idempotent).
+    /// Start the close handshake. `ValueError` for a code or reason the
+    /// draft does not allow to be sent; on a connection already closing or
+    /// gone it does nothing (as Tornado's).
     #[pyo3(signature = (code=None, reason=None))]
-    fn close(&self, code: Option<u16>, reason: Option<&str>) -> PyResult<()> {
-        if let Some(code) = code {
-            if !(1000..5000).contains(&code) {
-                return Err(PyValueError::new_err(format!("invalid close code {code}")));
+    fn close(&self, py: Python<'_>, code: Option<i64>, reason: Option<&str>) -> PyResult<()> {
+        // Not even a 16-bit number: no close code at all (core judges the rest).
+        let code = code
+            .map(|c| {
+                u16::try_from(c)
+                    .map_err(|_| PyValueError::new_err(format!("invalid close code {c}")))
+            })
+            .transpose()?;
+        let Some(link) = self.link.get() else {
+            return Ok(());
+        };
+        if self.closing.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        match link.handle.close(link.id, code, reason.unwrap_or("")) {
+            Err(e) if e.is_invalid_argument() => Err(send_error(py, e)),
+            _ => {
+                self.closing.store(true, Ordering::Release);
+                Ok(())
             }
         }
-        if let Some(link) = self.link.get() {
-            if !self.closing.swap(true, Ordering::AcqRel) {
-                let _ = link.handle.close(link.id, code, reason.unwrap_or(""));
-            }
-        }
-        Ok(())
     }
 }

@@ -2,9 +2,9 @@
 //! translates types and moves bytes; protocol logic lives in `polysocket`
 //! (core/).
 
-mod config;
 mod connection;
 mod engine;
+mod error;
 mod handshake;
 mod message;
 mod options;
@@ -34,7 +34,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FAILED", engine::FAILED)?;
     // The standalone server: the runtime's event queue, drained on the
     // asyncio loop.
-    m.add_class::<config::ServerOptions>()?;
+    m.add_class::<options::ServerOptions>()?;
     m.add_class::<server::NativeServer>()?;
     m.add_class::<reactor::Reactor>()?;
     m.add_class::<connection::Connection>()?;

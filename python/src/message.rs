@@ -21,15 +21,22 @@ struct Lent {
     len: usize,
 }
 
-// SAFETY: a `bytes` object's buffer never changes or moves while a
-// reference to it exists; `Py` is Send + Sync (a drop without the GIL is
-// deferred by pyo3 to a thread that holds it).
+// SAFETY: `Lent` is only read (through `as_ref`), from any thread and
+// without the GIL. That is sound because `ptr..ptr + len` is the buffer of
+// the `bytes` object `_owner` refers to: a `bytes` object's buffer is part
+// of the object, never changes (immutable) and never moves, and `_owner`
+// keeps the object alive until `Lent` is dropped. `Py<PyBytes>` itself is
+// Send + Sync (dropped without the GIL, pyo3 defers the decref to a thread
+// that holds it).
 unsafe impl Send for Lent {}
+// SAFETY: as for `Send`: shared access only reads an immutable buffer.
 unsafe impl Sync for Lent {}
 
 impl AsRef<[u8]> for Lent {
     fn as_ref(&self) -> &[u8] {
-        // SAFETY: see `Lent`; `_owner` keeps the buffer alive.
+        // SAFETY: `ptr` and `len` were taken from `_owner`'s `as_bytes()`,
+        // a buffer that stays valid, initialised and unchanged while
+        // `_owner` lives (see the `Send` impl), and `self` borrows `_owner`.
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 }

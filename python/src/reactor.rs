@@ -16,11 +16,12 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -62,10 +63,48 @@ pub fn raise_later(err: PyErr) {
     handler_ran();
 }
 
+/// One `select` running on this thread: set up on entry and undone on
+/// every exit, a panic's included, so that neither the flags nor the GIL
+/// stay behind for the next call.
+struct Selecting;
+
+impl Selecting {
+    /// `None` when a `select` already runs on this thread.
+    fn enter() -> Option<Selecting> {
+        if ARMED.get() {
+            return None;
+        }
+        RAN.set(false);
+        ARMED.set(true);
+        Some(Selecting)
+    }
+}
+
+impl Drop for Selecting {
+    fn drop(&mut self) {
+        ARMED.set(false);
+        WAITER.with(|w| w.borrow_mut().take());
+        reacquire_gil();
+    }
+}
+
+/// The text of a panic's payload (`panic!` with a literal or a format).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
 fn release_gil() {
     if ARMED.get() && SAVED.get().is_null() {
-        // SAFETY: `select` holds the GIL (it is a Python method) and runs
-        // the runtime on this thread; parking touches no Python object.
+        // SAFETY: `PyEval_SaveThread` needs the GIL held by this thread:
+        // `ARMED` is set only by a `select` on this thread, a Python method
+        // that holds the GIL, and `SAVED` is null, so it was not released
+        // yet. Nothing touches Python objects while the runtime is parked,
+        // and `reacquire_gil` (the unpark hook, or `Selecting::drop` at the
+        // latest) takes it back before `select` returns.
         SAVED.set(unsafe { pyo3::ffi::PyEval_SaveThread() });
     }
 }
@@ -73,7 +112,9 @@ fn release_gil() {
 fn reacquire_gil() {
     let saved = SAVED.replace(std::ptr::null_mut());
     if !saved.is_null() {
-        // SAFETY: the state saved by `release_gil` on this thread.
+        // SAFETY: `saved` is the thread state `release_gil` saved on this
+        // thread (`SAVED` is thread-local) and has not been restored yet:
+        // it was swapped for null above, so it is restored exactly once.
         unsafe { pyo3::ffi::PyEval_RestoreThread(saved) };
     }
 }
@@ -104,13 +145,57 @@ impl Reactor {
             .ok_or_else(|| PyRuntimeError::new_err("the reactor is closed"))
     }
 
-    fn watched(&self) -> std::sync::MutexGuard<'_, HashMap<RawFd, Watched>> {
-        self.watched.lock().expect("watched lock")
+    /// The watched descriptors. A panic while the lock was held (reported
+    /// by `select`) leaves the map as it was: a poisoned lock is taken as
+    /// it is rather than failing every later call.
+    fn watched(&self) -> MutexGuard<'_, HashMap<RawFd, Watched>> {
+        self.watched.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The runtime's handle, to start servers on it.
     pub fn handle(&self) -> PyResult<Handle> {
         Ok(self.runtime()?.handle().clone())
+    }
+
+    /// Run tasks until a watched descriptor is ready (true), `wait` passed
+    /// or a handler ran (false); a zero `wait` runs what is ready (up to
+    /// tokio's batch) and returns.
+    async fn wait(&self, wait: Duration) -> bool {
+        if wait.is_zero() {
+            tokio::task::yield_now().await;
+            return false;
+        }
+        let sleep = (wait != Duration::MAX).then(|| tokio::time::sleep(wait));
+        tokio::pin!(sleep);
+        std::future::poll_fn(|cx| {
+            if RAN.get() {
+                return Poll::Ready(false);
+            }
+            WAITER.with(|w| *w.borrow_mut() = Some(cx.waker().clone()));
+            let mut any = false;
+            for w in self.watched().values() {
+                if w.events & READ != 0 {
+                    if let Poll::Ready(Ok(mut guard)) = w.fd.poll_read_ready(cx) {
+                        guard.clear_ready();
+                        any = true;
+                    }
+                }
+                if w.events & WRITE != 0 {
+                    if let Poll::Ready(Ok(mut guard)) = w.fd.poll_write_ready(cx) {
+                        guard.clear_ready();
+                        any = true;
+                    }
+                }
+            }
+            if any {
+                return Poll::Ready(true);
+            }
+            match sleep.as_mut().as_pin_mut() {
+                Some(sleep) => sleep.poll(cx).map(|()| false),
+                None => Poll::Pending,
+            }
+        })
+        .await
     }
 
     /// Which watched descriptors are ready now (level-triggered, as
@@ -136,7 +221,9 @@ impl Reactor {
         if polled.is_empty() {
             return Ok(Vec::new());
         }
-        // SAFETY: a valid array of `polled.len()` entries.
+        // SAFETY: `poll` reads and writes `polled.len()` initialised
+        // `pollfd`s through the pointer, which the vector owns and does not
+        // move during the call; a timeout of 0 never blocks.
         let n = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, 0) };
         if n < 0 {
             let e = std::io::Error::last_os_error();
@@ -195,12 +282,16 @@ impl Reactor {
         if fd < 0 {
             return Err(cannot(std::io::ErrorKind::InvalidInput.into()));
         }
-        // SAFETY: borrowed only to duplicate it; asyncio registers open
-        // descriptors (a closed one fails the duplication).
+        // SAFETY: `borrow_raw` needs `fd` open for the borrow's lifetime,
+        // which ends in this statement: asyncio registers only open
+        // descriptors and cannot close one while this call holds the GIL
+        // (if it was closed already, `dup` fails with EBADF, reported).
         let owned = unsafe { BorrowedFd::borrow_raw(fd) }
             .try_clone_to_owned()
             .map_err(cannot)?;
-        // SAFETY: the AsyncFd owns the duplicate, open for its whole life.
+        // SAFETY: the descriptor must stay open and the same for the
+        // AsyncFd's life: the AsyncFd owns `owned`, a duplicate no one else
+        // knows, which is closed only when the AsyncFd is dropped.
         let watched = unsafe { AsyncFd::register_with_interest(owned, interest) }
             .map_err(|e| cannot(e.into_parts().1))?;
         self.watched().insert(
@@ -231,57 +322,26 @@ impl Reactor {
             Some(t) => Duration::try_from_secs_f64(t).unwrap_or(Duration::MAX),
             None => Duration::MAX,
         };
-        RAN.set(false);
-        ARMED.set(true);
-        let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            runtime.block_on(async {
-                if wait.is_zero() {
-                    // Run what is ready (up to tokio's batch), then return.
-                    tokio::task::yield_now().await;
-                    return false;
-                }
-                let sleep = (wait != Duration::MAX).then(|| tokio::time::sleep(wait));
-                tokio::pin!(sleep);
-                std::future::poll_fn(|cx| {
-                    if RAN.get() {
-                        return Poll::Ready(false);
-                    }
-                    WAITER.with(|w| *w.borrow_mut() = Some(cx.waker().clone()));
-                    let mut any = false;
-                    for w in self.watched().values() {
-                        if w.events & READ != 0 {
-                            if let Poll::Ready(Ok(mut guard)) = w.fd.poll_read_ready(cx) {
-                                guard.clear_ready();
-                                any = true;
-                            }
-                        }
-                        if w.events & WRITE != 0 {
-                            if let Poll::Ready(Ok(mut guard)) = w.fd.poll_write_ready(cx) {
-                                guard.clear_ready();
-                                any = true;
-                            }
-                        }
-                    }
-                    if any {
-                        return Poll::Ready(true);
-                    }
-                    match sleep.as_mut().as_pin_mut() {
-                        Some(sleep) => sleep.poll(cx).map(|()| false),
-                        None => Poll::Pending,
-                    }
-                })
-                .await
-            })
-        }));
-        ARMED.set(false);
-        WAITER.with(|w| w.borrow_mut().take());
-        reacquire_gil();
-        let Ok(fd_woke) = waited else {
+        let Some(selecting) = Selecting::enter() else {
+            // A handler made the loop select again (a nested loop, as
+            // nest_asyncio patches in): this thread's runtime is busy.
             return Err(PyRuntimeError::new_err(
-                "the reactor's select was re-entered (a nested event loop?)",
+                "the reactor's select was re-entered (a nested event loop on the thread \
+                 of a running polysocket loop?)",
             ));
         };
-        if let Some(err) = PENDING.with(|p| p.borrow_mut().take()) {
+        let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runtime.block_on(self.wait(wait))
+        }));
+        drop(selecting);
+        let pending = PENDING.with(|p| p.borrow_mut().take());
+        let fd_woke = waited.map_err(|payload| {
+            PanicException::new_err(format!(
+                "panic in the reactor: {}",
+                panic_message(&*payload)
+            ))
+        })?;
+        if let Some(err) = pending {
             return Err(err);
         }
         // Woken by a handler or the timeout: what became ready meanwhile
@@ -295,7 +355,11 @@ impl Reactor {
 
     /// Stop the runtime: connection tasks still running are dropped.
     fn close(&self) {
-        let runtime = self.runtime.lock().expect("runtime lock").take();
+        let runtime = self
+            .runtime
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         self.watched().clear();
         // Inside `select` (a handler closed the loop) `select` holds the
         // last reference and shuts it down when it returns.

@@ -1,18 +1,22 @@
 //! `NativeServer`: the runtime's tokio server (core/src/runtime) serving
-//! Python handlers, in one of two ways:
+//! Python handlers through one Python dispatcher (`polysocket.dispatch`,
+//! whose documented entry points [`Dispatcher`] looks up once), in one of
+//! two ways:
 //!
 //! * inline, on polysocket's own asyncio loop ([`Reactor`]): the connection
-//!   tasks run on the loop's thread and each event is handed to the Python
-//!   server from the task that read it (a message straight to its
-//!   handler's `on_message` when nothing holds it back);
+//!   tasks run on the loop's thread and each event is handed to the
+//!   dispatcher from the task that read it (a message straight to its
+//!   handler's `on_message` when the dispatcher lists it as ready);
 //! * threaded, on any other loop: the runtime has its own threads, which
 //!   take the GIL only to decide a handshake (routing, `check_origin`,
-//!   `select_subprotocol` are Python code). Every other event is queued in
-//!   an [`EventQueue`] whose descriptor wakes the asyncio loop
-//!   (`loop.add_reader`), and one [`NativeServer::drain`] turns every
-//!   queued event into the same `(kind, id, payload)` tuples.
+//!   `select_subprotocol` are Python code) or drop a failed one. Every
+//!   other event is queued in an [`EventQueue`] whose descriptor wakes the
+//!   asyncio loop (`loop.add_reader`), and one [`NativeServer::drain`] turns
+//!   every queued event into the same `(kind, id, payload)` tuples.
 //!
-//! Either way each payload is copied once, into its Python object.
+//! Per-connection state is keyed by the [`ConnId`] the runtime gives
+//! `accept`, the same id every later event carries. Either way each
+//! payload is copied once, into its Python object.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -20,19 +24,19 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use polysocket::handshake::Request;
-use polysocket::http::{Headers, RequestHead};
+use polysocket::http::RequestHead;
 use polysocket::runtime::{
     serve_listener, CloseInfo, Conn, ConnId, EventQueue, Handler, OpenInfo, Server, ServerEvent,
     ServerHandle,
 };
 use polysocket::{HandshakeError, Incoming};
-use pyo3::exceptions::{PyException, PyOSError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyException, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
-use crate::config::ServerOptions;
 use crate::message::to_message;
+use crate::options::ServerOptions;
 use crate::reactor::{self, Reactor};
 
 /// Event kinds as seen by Python (`polysocket.server` mirrors them).
@@ -42,22 +46,6 @@ const PING: u8 = 2;
 const PONG: u8 = 3;
 const CLOSE: u8 = 4;
 
-/// Names one handshake so that the handler made while deciding it (on a
-/// tokio thread) is found again when the connection opens: the request's
-/// path, query and client nonce (the same in [`Request`] and [`OpenInfo`]).
-fn handshake_key(path: &str, query: &str, headers: &Headers) -> String {
-    let nonce = headers
-        .get("sec-websocket-key")
-        .map(str::to_string)
-        .or_else(|| {
-            let k1 = headers.get("sec-websocket-key1")?;
-            let k2 = headers.get("sec-websocket-key2")?;
-            Some(format!("{k1}\n{k2}"))
-        })
-        .unwrap_or_default();
-    format!("{path}?{query}\n{}", nonce.trim())
-}
-
 /// Where a [`Bridge`] delivers events.
 enum Sink {
     /// Threaded: queued for [`NativeServer::drain`].
@@ -66,35 +54,71 @@ enum Sink {
     Call(Inline),
 }
 
-/// The Python server's entry points for inline delivery.
-struct Inline {
-    /// `_event(kind, id, payload)`: every event but the plain message.
+/// The Python dispatcher's entry points (`polysocket.dispatch.Dispatcher`
+/// documents them), looked up once, when the server is built.
+struct Dispatcher {
+    /// `accept(id, path, query, headers, offered, secure)` → `None`, a
+    /// subprotocol, or `(status, reason)` to refuse.
+    accept: Py<PyAny>,
+    /// `handshake_failed(id)`.
+    handshake_failed: Py<PyAny>,
+    /// `event(kind, id, payload)`.
     event: Py<PyAny>,
-    /// `_handlers`: id → handler of the open connections.
-    handlers: Py<PyDict>,
-    /// `_maybe_await(handler, result)`: a handler returned something.
-    maybe_await: Py<PyAny>,
-    /// `_failed(handler, None, exception)`: a handler raised.
+    /// `ready`: id → handler taking a message straight to `on_message`.
+    ready: Py<PyDict>,
+    /// `returned(handler, result)`: `on_message` returned something.
+    returned: Py<PyAny>,
+    /// `failed(handler, exception)`: `on_message` raised.
     failed: Py<PyAny>,
 }
 
-impl Inline {
-    fn new(server: &Bound<'_, PyAny>) -> PyResult<Inline> {
-        Ok(Inline {
-            event: server.getattr("_event")?.unbind(),
-            handlers: server.getattr("_handlers")?.cast_into::<PyDict>()?.unbind(),
-            maybe_await: server.getattr("_maybe_await")?.unbind(),
-            failed: server.getattr("_failed")?.unbind(),
+impl Dispatcher {
+    /// The entry points of `dispatcher`, or a `TypeError` naming the first
+    /// one missing.
+    fn new(dispatcher: &Bound<'_, PyAny>) -> PyResult<Dispatcher> {
+        let method = |name: &str| -> PyResult<Py<PyAny>> {
+            match dispatcher.getattr(name) {
+                Ok(m) if m.is_callable() => Ok(m.unbind()),
+                _ => Err(PyTypeError::new_err(format!(
+                    "the dispatcher {} has no method {name}() (see polysocket.dispatch)",
+                    dispatcher.repr()?
+                ))),
+            }
+        };
+        let accept = method("accept")?;
+        let handshake_failed = method("handshake_failed")?;
+        let event = method("event")?;
+        let returned = method("returned")?;
+        let failed = method("failed")?;
+        let Ok(Ok(ready)) = dispatcher.getattr("ready").map(|r| r.cast_into::<PyDict>()) else {
+            return Err(PyTypeError::new_err(format!(
+                "the dispatcher {} has no dict `ready` (see polysocket.dispatch)",
+                dispatcher.repr()?
+            )));
+        };
+        Ok(Dispatcher {
+            accept,
+            handshake_failed,
+            event,
+            ready: ready.unbind(),
+            returned,
+            failed,
         })
     }
+}
 
-    /// Hand an event other than a message over (to `Server._event`): the
-    /// runtime task runs on the loop's thread inside `Reactor.select`,
-    /// which holds the GIL.
+/// Inline delivery: on the loop's thread, inside `Reactor.select`, which
+/// holds the GIL.
+struct Inline {
+    dispatcher: Arc<Dispatcher>,
+}
+
+impl Inline {
+    /// Hand an event other than a message over.
     fn deliver(&self, event: ServerEvent) {
         self.attach(|py| {
             event_tuple(py, event)
-                .and_then(|args| self.event.bind(py).call1(args))
+                .and_then(|args| self.dispatcher.event.bind(py).call1(args))
                 .map(drop)
         });
     }
@@ -107,7 +131,7 @@ impl Inline {
         });
     }
 
-    /// Run a delivery with the GIL. The Python side handles the handlers'
+    /// Run a delivery with the GIL. The dispatcher handles the handlers'
     /// exceptions; an `Exception` escaping it is reported as unraisable,
     /// anything else leaves the loop.
     fn attach(&self, deliver: impl FnOnce(Python<'_>) -> PyResult<()>) {
@@ -123,23 +147,21 @@ impl Inline {
         });
     }
 
-    /// The hot path, as `Server._event` and `_run` do it for a message: to the
-    /// handler's `on_message` unless a coroutine of it holds its events.
+    /// The hot path: one Python call, `on_message`, for a handler in
+    /// `ready`; the dispatcher's `event` for any other.
     fn message(&self, py: Python<'_>, id: ConnId, payload: Bound<'_, PyAny>) -> PyResult<()> {
-        let Some(handler) = self.handlers.bind(py).get_item(id)? else {
-            return Ok(());
+        let d = &self.dispatcher;
+        let Some(handler) = d.ready.bind(py).get_item(id)? else {
+            return d.event.bind(py).call1((MESSAGE, id, payload)).map(drop);
         };
-        if !handler.getattr(intern!(py, "_backlog"))?.is_none() {
-            return self.event.bind(py).call1((MESSAGE, id, payload)).map(drop);
-        }
         match handler.call_method1(intern!(py, "on_message"), (payload,)) {
             Ok(result) if result.is_none() => Ok(()),
-            Ok(result) => self.maybe_await.bind(py).call1((handler, result)).map(drop),
+            Ok(result) => d.returned.bind(py).call1((handler, result)).map(drop),
             Err(err) if !err.is_instance_of::<PyException>(py) => Err(err),
-            Err(err) => self
+            Err(err) => d
                 .failed
                 .bind(py)
-                .call1((handler, py.None(), err.into_value(py)))
+                .call1((handler, err.into_value(py)))
                 .map(drop),
         }
     }
@@ -149,9 +171,7 @@ impl Inline {
 /// plain HTTP requests to the configured pages.
 struct Bridge {
     sink: Sink,
-    /// `accept(key, path, query, headers, offered, secure)` → `None`, a
-    /// subprotocol, or `(status, reason)` to refuse.
-    accept: Py<PyAny>,
+    dispatcher: Arc<Dispatcher>,
     /// Full HTTP responses by request path.
     pages: HashMap<String, Vec<u8>>,
     secure: bool,
@@ -165,13 +185,18 @@ impl Bridge {
         }
     }
 
-    fn decide(&self, py: Python<'_>, request: &Request, offered: &[&str]) -> PyResult<Decision> {
+    fn decide(
+        &self,
+        py: Python<'_>,
+        id: ConnId,
+        request: &Request,
+        offered: &[&str],
+    ) -> PyResult<Decision> {
         let path = request.path();
         let query = request.query().unwrap_or("");
         let headers: Vec<(&str, &str)> = request.headers().iter().collect();
-        let key = handshake_key(path, query, request.headers());
-        let answer = self.accept.bind(py).call1((
-            key,
+        let answer = self.dispatcher.accept.bind(py).call1((
+            id,
             path,
             query,
             headers,
@@ -197,12 +222,12 @@ enum Decision {
 impl Handler for Bridge {
     fn accept(
         &self,
-        _id: ConnId,
+        id: ConnId,
         request: &Request,
         offered: &[&str],
     ) -> Result<Option<String>, HandshakeError> {
         let decision = Python::attach(|py| {
-            self.decide(py, request, offered).unwrap_or_else(|err| {
+            self.decide(py, id, request, offered).unwrap_or_else(|err| {
                 // The Python side logs its own errors; this is a broken answer.
                 err.write_unraisable(py, None);
                 Decision::Refuse(500, "Internal Server Error".into())
@@ -212,6 +237,14 @@ impl Handler for Bridge {
             Decision::Accept(sub) => Ok(sub),
             Decision::Refuse(status, reason) => Err(HandshakeError::Refused(status, reason)),
         }
+    }
+
+    fn on_handshake_failed(&self, id: ConnId) {
+        Python::attach(|py| {
+            if let Err(err) = self.dispatcher.handshake_failed.bind(py).call1((id,)) {
+                err.write_unraisable(py, None);
+            }
+        });
     }
 
     fn http(&self, request: &RequestHead) -> Option<Vec<u8>> {
@@ -254,8 +287,8 @@ fn payload_object<'py>(py: Python<'py>, text: bool, data: &[u8]) -> PyResult<Bou
     })
 }
 
-/// `(kind, id, payload)`: open `(key, ip, port, draft, subprotocol,
-/// extension, secure)`, message `str | bytes`, ping/pong `bytes`, close
+/// `(kind, id, payload)`: open `(ip, port, draft, subprotocol, extension,
+/// secure)`, message `str | bytes`, ping/pong `bytes`, close
 /// `(code, reason)`.
 fn event_tuple(py: Python<'_>, event: ServerEvent) -> PyResult<Bound<'_, PyTuple>> {
     let (kind, id, payload) = match event {
@@ -310,24 +343,24 @@ pub struct NativeServer {
 
 #[pymethods]
 impl NativeServer {
-    /// Bind `host:port` and start serving. `pages` maps a path to
-    /// `(content_type, body)` answered to plain HTTP GETs. With `reactor`
-    /// the server runs inline on it and hands events to the Python
-    /// `server` (see [`Inline`]); otherwise on its own threads, queuing
-    /// events for `drain`.
+    /// Bind `host:port` and start serving, handshakes and events going to
+    /// `dispatcher` (see `polysocket.dispatch`; a `TypeError` if it lacks
+    /// an entry point). `pages` maps a path to `(content_type, body)`
+    /// answered to plain HTTP GETs. With `reactor` the server runs inline on
+    /// it (see [`Inline`]); otherwise on its own threads, queuing events
+    /// for `drain`.
     #[new]
-    #[pyo3(signature = (options, host, port, accept, pages=None, reactor=None, server=None))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (options, host, port, dispatcher, pages=None, reactor=None))]
     fn new(
         py: Python<'_>,
         options: &ServerOptions,
         host: &str,
         port: u16,
-        accept: Py<PyAny>,
+        dispatcher: &Bound<'_, PyAny>,
         pages: Option<HashMap<String, (String, Vec<u8>)>>,
         reactor: Option<PyRef<'_, Reactor>>,
-        server: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let dispatcher = Arc::new(Dispatcher::new(dispatcher)?);
         let addr = (host, port)
             .to_socket_addrs()
             .map_err(|e| PyValueError::new_err(format!("cannot resolve {host}:{port}: {e}")))?
@@ -343,11 +376,11 @@ impl NativeServer {
         let cannot =
             |e: &dyn std::fmt::Display| PyOSError::new_err(format!("cannot serve on {addr}: {e}"));
         if let Some(reactor) = reactor {
-            let server = server
-                .ok_or_else(|| PyValueError::new_err("an inline server needs its Python server"))?;
             let bridge = Bridge {
-                sink: Sink::Call(Inline::new(&server)?),
-                accept,
+                sink: Sink::Call(Inline {
+                    dispatcher: dispatcher.clone(),
+                }),
+                dispatcher,
                 pages,
                 secure,
             };
@@ -370,7 +403,7 @@ impl NativeServer {
         let queue = EventQueue::new()?;
         let bridge = Bridge {
             sink: Sink::Queue(queue.clone()),
-            accept,
+            dispatcher,
             pages,
             secure,
         };
@@ -399,7 +432,7 @@ impl NativeServer {
     }
 
     /// Every queued event as `(kind, id, payload)`, oldest first:
-    /// open `(key, ip, port, draft, subprotocol, extension, secure)`,
+    /// open `(ip, port, draft, subprotocol, extension, secure)`,
     /// message `str | bytes`, ping/pong `bytes`, close `(code, reason)`.
     fn drain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let mut events = self.scratch.lock().expect("scratch lock");
@@ -503,9 +536,7 @@ impl NativeServer {
 }
 
 fn open_payload<'py>(py: Python<'py>, info: &OpenInfo) -> PyResult<Bound<'py, PyAny>> {
-    let key = handshake_key(&info.path, &info.query, &info.headers);
     Ok((
-        key,
         info.peer.ip().to_string(),
         info.peer.port(),
         info.draft.name(),

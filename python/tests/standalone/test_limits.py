@@ -289,3 +289,9 @@ def test_system_exit_in_a_handler_ends_the_server():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_native_server_checks_its_dispatcher():
+    from polysocket import _native
+    with pytest.raises(TypeError, match=r"no method accept\(\)"):
+        _native.NativeServer(_native.ServerOptions(), "127.0.0.1", 0, object())

@@ -63,3 +63,39 @@ def test_asyncio_and_tornado_run_on_polysocket_loop():
     assert 0.09 < seen["sleep"] < 1.0
     assert seen["tornado"] and seen["standalone"]
     assert seen["hixie-76"] == "from 2010"
+
+
+class Reenter(polysocket.WebSocketHandler):
+    """Runs the reactor's select from inside a handler (as a nested event
+    loop would): refused with a clear error, and the outer loop goes on."""
+
+    def on_message(self, message):
+        try:
+            asyncio.get_running_loop().reactor.select(0)
+            self.write_message("no error")
+        except RuntimeError as e:
+            self.write_message(str(e))
+
+
+def test_reentered_select_is_refused_and_the_loop_goes_on():
+    port = free_port()
+    seen = {}
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        server = polysocket.Server([(r"/", Reenter)], "127.0.0.1", port).start()
+        async with websockets.connect("ws://127.0.0.1:%d/" % port) as ws:
+            await ws.send("x")
+            seen["error"] = await ws.recv()
+            # The outer select still releases the GIL while it waits: a
+            # worker thread's result (which needs the GIL) comes back.
+            seen["executor"] = await asyncio.wait_for(
+                loop.run_in_executor(None, lambda: (time.sleep(0.05), 42)[1]), 5)
+            await ws.send("y")
+            seen["again"] = await ws.recv()
+        await server.stop()
+
+    polysocket.run(main())
+    assert "re-entered" in seen["error"] and "nested event loop" in seen["error"], seen
+    assert seen["executor"] == 42
+    assert "re-entered" in seen["again"]
