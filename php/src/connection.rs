@@ -112,8 +112,9 @@ impl Connection {
         self.info.peer.ip().to_string()
     }
 
-    pub fn get_client_port(&self) -> i64 {
-        i64::from(self.info.peer.port())
+    /// A string, as php-websocket's (it split `ip:port`).
+    pub fn get_client_port(&self) -> String {
+        self.info.peer.port().to_string()
     }
 
     pub fn get_client_id(&self) -> String {

@@ -3,7 +3,8 @@
 // under test, on one \WebSocket\Server. Options set the limits.
 //
 //   php -d extension=polysocket.so apps.php --port P [--max-clients N]
-//       [--per-ip N] [--per-minute N] [--origin DOMAIN] [--cert PEM --key PEM]
+//       [--per-ip N] [--per-minute N] [--origin DOMAIN]
+//       [--cert PEM --key PEM [--passphrase P]] [--ssl (./server.pem)]
 
 class EchoApp extends \WebSocket\Application\Application
 {
@@ -128,10 +129,10 @@ class ControlApp extends \WebSocket\Application\Application
 // php-websocket's DemoApplication, as the status example serves it.
 require __DIR__ . '/../../../examples/php/DemoApplication.php';
 
-$o = getopt('', array('port:', 'max-clients:', 'per-ip:', 'per-minute:', 'origin:', 'cert:', 'key:'));
-$ssl = isset($o['cert']);
-$server = new \WebSocket\Server('127.0.0.1', (int)$o['port'], $ssl,
-    $ssl ? array('cert' => $o['cert'], 'key' => $o['key']) : array());
+$o = getopt('', array('port:', 'max-clients:', 'per-ip:', 'per-minute:', 'origin:', 'cert:', 'key:',
+    'passphrase:', 'ssl'));
+$tls = array_intersect_key($o, array('cert' => 1, 'key' => 1, 'passphrase' => 1));
+$server = new \WebSocket\Server('127.0.0.1', (int)$o['port'], isset($o['ssl']) || $tls, $tls);
 $server->setMaxClients(isset($o['max-clients']) ? $o['max-clients'] : 1000);
 $server->setMaxConnectionsPerIp(isset($o['per-ip']) ? (int)$o['per-ip'] : 0);
 $server->setMaxRequestsPerMinute(isset($o['per-minute']) ? (int)$o['per-minute'] : 0);
