@@ -1,13 +1,14 @@
 """php-websocket fidelity, found by running its own server script,
 applications and pages on the extension:
 
-- wss with an encrypted key: php-websocket's own server.pem (its key
-  encrypted with the passphrase 'shinywss' by openssl_pkey_export) serves
-  unchanged; another encrypted key serves with its passphrase; without it,
-  with a wrong one, or in OpenSSL's legacy encryption the constructor or
-  setCertificate() throws, naming the cause and the command that decrypts
-  the key, before anything is logged (it used to be a "base64 decode error"
-  from run() after "Server created");
+- wss with an encrypted key: php-websocket's own server.pem (certificate
+  and key, encrypted with the passphrase 'shinywss': as shipped, in
+  OpenSSL's legacy encryption, or as its openssl_pkey_export writes it)
+  serves unchanged; another encrypted key serves with its passphrase;
+  without it or with a wrong one the constructor or setCertificate() throws,
+  naming the cause and the command that decrypts the key, before anything
+  is logged (it used to be a "base64 decode error" from run() after "Server
+  created");
 - the status hooks get the client port as a string, as php-websocket's did
   (test_connection.py checks the status application's messages);
 - a user's own copy of php-websocket's StatusApplication (and Application)
@@ -46,10 +47,22 @@ def run_php(tmp_path, code, *args):
     return r.stdout + r.stderr
 
 
-def make_server_pem(tmp_path, passphrase):
-    run_php(tmp_path, MAKE_SERVER_PEM, passphrase)
-    pem = (tmp_path / "server.pem").read_text()
-    assert "BEGIN CERTIFICATE" in pem and "BEGIN ENCRYPTED PRIVATE KEY" in pem, pem
+def make_server_pem(tmp_path, passphrase, legacy=False):
+    """php-websocket's server.pem: as its Socket class makes one, or (legacy)
+    as the repository ships it: the key in OpenSSL's legacy encryption."""
+    pem = tmp_path / "server.pem"
+    if legacy:
+        plain, key, cert = (tmp_path / ("made-%s.pem" % n) for n in ("plain", "key", "cert"))
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                "-subj", "/CN=foo.lh", "-keyout", str(plain), "-out", str(cert))
+        openssl("rsa", "-traditional", "-des3", "-in", str(plain), "-passout",
+                "pass:" + passphrase, "-out", str(key))
+        pem.write_text(cert.read_text() + key.read_text())
+        assert "DEK-Info: DES-EDE3-CBC," in pem.read_text()
+    else:
+        run_php(tmp_path, MAKE_SERVER_PEM, passphrase)
+        assert "BEGIN ENCRYPTED PRIVATE KEY" in pem.read_text()
+    assert "BEGIN CERTIFICATE" in pem.read_text()
 
 
 @pytest.fixture
@@ -76,10 +89,11 @@ def echo_over_wss(port, context):
         return ws.recv()
 
 
-def test_php_websocket_server_pem_serves_unchanged(php_server, tmp_path):
+@pytest.mark.parametrize("legacy", [True, False], ids=["as-shipped", "openssl_pkey_export"])
+def test_php_websocket_server_pem_serves_unchanged(php_server, tmp_path, legacy):
     """new Server($host, $port, true) in a folder holding php-websocket's
     server.pem: its key is decrypted with php-websocket's passphrase."""
-    make_server_pem(tmp_path, "shinywss")
+    make_server_pem(tmp_path, "shinywss", legacy)
     server = php_server("php/tests/servers/apps.php", "--ssl", cwd=str(tmp_path))
     context = ssl.create_default_context()
     context.check_hostname = False
@@ -110,7 +124,7 @@ SET = ("$s = new \\WebSocket\\Server('127.0.0.1', 0, true, array('cert' => '{cer
 
 ENCRYPTED = "is encrypted and no passphrase was given"
 WRONG = "is encrypted and the passphrase does not decrypt it"
-LEGACY = "is encrypted in OpenSSL's legacy format (Proc-Type: 4,ENCRYPTED)"
+LEGACY_WRONG = "is encrypted (OpenSSL's legacy format) and the passphrase does not decrypt it"
 
 
 @pytest.mark.parametrize("code, cause, key", [
@@ -118,17 +132,19 @@ LEGACY = "is encrypted in OpenSSL's legacy format (Proc-Type: 4,ENCRYPTED)"
     (CONSTRUCT % "array('cert' => '{cert}', 'key' => '{encrypted}', 'passphrase' => 'nope')",
      WRONG, "encrypted"),
     (CONSTRUCT % "array('local_cert' => '{cert}', 'local_pk' => '{legacy}', "
-     "'passphrase' => 'secret')", LEGACY, "legacy"),
+     "'passphrase' => 'nope')", LEGACY_WRONG, "legacy"),
     (SET % "'{cert}', '{encrypted}'", ENCRYPTED, "encrypted"),
     (SET % "'{cert}', '{encrypted}', 'nope'", WRONG, "encrypted"),
-    (SET % "'{cert}', '{legacy}', 'secret'", LEGACY, "legacy"),
+    (SET % "'{cert}', '{legacy}'", ENCRYPTED, "legacy"),
     # php-websocket's server.pem, encrypted with another passphrase
     (CONSTRUCT % "array()", WRONG, "server.pem"),
-], ids=["new-no-passphrase", "new-wrong-passphrase", "new-legacy", "set-no-passphrase",
-        "set-wrong-passphrase", "set-legacy", "server.pem-not-shinywss"])
+    (CONSTRUCT % "array()", LEGACY_WRONG, "legacy server.pem"),
+], ids=["new-no-passphrase", "new-wrong-passphrase", "new-legacy-wrong-passphrase",
+        "set-no-passphrase", "set-wrong-passphrase", "set-legacy-no-passphrase",
+        "server.pem-not-shinywss", "legacy-server.pem-not-shinywss"])
 def test_encrypted_key_fails_where_it_is_named(tmp_path, keys, code, cause, key):
-    if key == "server.pem":
-        make_server_pem(tmp_path, "other")
+    if key.endswith("server.pem"):
+        make_server_pem(tmp_path, "other", legacy=key.startswith("legacy"))
     code = code.format(**keys)
     script = ATTEMPT % code
     out = run_php(tmp_path, script)
@@ -144,8 +160,9 @@ def test_encrypted_key_fails_where_it_is_named(tmp_path, keys, code, cause, key)
     assert ("Server created" in out) == ("setCertificate" in code), out
 
 
-def test_set_certificate_decrypts_with_the_passphrase(tmp_path, keys):
-    code = (SET % "'{cert}', '{encrypted}', 'secret'").format(**keys)
+@pytest.mark.parametrize("key", ["encrypted", "legacy"])
+def test_set_certificate_decrypts_with_the_passphrase(tmp_path, keys, key):
+    code = (SET % ("'{cert}', '{%s}', 'secret'" % key)).format(**keys)
     out = run_php(tmp_path, ATTEMPT % code)
     assert out.endswith("no exception\n"), out
 
