@@ -269,6 +269,31 @@ pub enum SendError {
     /// unfinished: its frames may not be interleaved with another message's.
     #[error("a fragmented message is already being sent")]
     FragmentInProgress,
+    /// A server handle was given the id of no open connection: it never
+    /// existed, it ended, or it was aborted.
+    #[error("no open connection with this id")]
+    Gone,
+    /// The bytes queued for the peer would exceed
+    /// `ServerConfig::max_send_buffer` (the limit, given): the peer is not
+    /// reading. The connection is aborted and reported closed with 1008.
+    #[error("send buffer over {0} bytes: the peer is not reading")]
+    Overflow(usize),
+}
+
+impl SendError {
+    /// Whether the caller's argument can never be sent on this connection
+    /// ([`ControlTooLong`](Self::ControlTooLong),
+    /// [`InvalidCloseCode`](Self::InvalidCloseCode),
+    /// [`Unsupported`](Self::Unsupported)), as opposed to a connection
+    /// that cannot take it now or any more. Bindings raise their
+    /// invalid-argument error for these and their closed-connection answer
+    /// for the rest.
+    pub fn is_invalid_argument(&self) -> bool {
+        matches!(
+            self,
+            SendError::ControlTooLong | SendError::InvalidCloseCode(_) | SendError::Unsupported(..)
+        )
+    }
 }
 
 /// Any error of the engine.

@@ -14,7 +14,7 @@ use polysocket::protocol::{CloseFrame, State};
 use polysocket::runtime::{
     CloseInfo, Conn, ConnId, EventQueue, Handler, Server, ServerConfig, ServerEvent,
 };
-use polysocket::{Config, Connection, Draft, Event, Incoming, Message};
+use polysocket::{Config, Connection, Draft, Event, Incoming, Message, SendError};
 
 /// A blocking client driving the engine over std::net.
 struct Client {
@@ -169,7 +169,8 @@ impl Echo {
 
 impl Handler for Echo {
     fn on_message(&self, conn: &mut Conn<'_>, message: Incoming<'_>) {
-        conn.forward(message);
+        // Refused only once the connection is closing.
+        let _ = conn.forward(message);
     }
 
     fn on_close(&self, id: ConnId, close: &CloseInfo) {
@@ -215,9 +216,9 @@ fn event_queue_sees_every_draft_and_sends_back() {
             panic!("{events:?}")
         };
         assert_eq!((*id, &t[..]), (info.id, &b"hello"[..]));
-        assert!(handle.send(info.id, Message::text("from the app")));
+        handle.send(info.id, Message::text("from the app")).unwrap();
         assert_eq!(client.recv_message(), Message::text("from the app"));
-        assert!(handle.close(info.id, Some(1000), "bye"));
+        handle.close(info.id, Some(1000), "bye").unwrap();
         if draft.has_close_frame() {
             let frame = client.expect_close();
             if draft.close_body() == polysocket::draft::CloseBody::Rfc6455 {
@@ -418,7 +419,8 @@ fn a_peer_that_stops_reading_is_cut_off_not_buffered_forever() {
     let chunk = Message::binary(vec![0u8; 64 * 1024]);
     let mut refused_at = None;
     for i in 0..10_000 {
-        if !handle.send(id, chunk.clone()) {
+        if let Err(e) = handle.send(id, chunk.clone()) {
+            assert_eq!(e, SendError::Overflow(256 * 1024));
             refused_at = Some(i);
             break;
         }
@@ -615,8 +617,12 @@ fn handle_sends_pings_and_unsolicited_pongs() {
     let ServerEvent::Open(info) = &drain_until(&queue, 1)[0] else {
         panic!("expected open")
     };
-    assert!(handle.ping(info.id, Bytes::from_static(b"are you there")));
-    assert!(handle.pong(info.id, Bytes::from_static(b"heartbeat")));
+    handle
+        .ping(info.id, Bytes::from_static(b"are you there"))
+        .unwrap();
+    handle
+        .pong(info.id, Bytes::from_static(b"heartbeat"))
+        .unwrap();
     assert_eq!(
         client.recv(),
         Some(Event::Ping(Bytes::from_static(b"are you there")))
@@ -661,15 +667,21 @@ impl Handler for ThroughHandle {
                     .collect();
                 Message::binary(bytes)
             };
-            let sent = (0..64).take_while(|_| handle.send(id, noise())).count();
+            let results: Vec<_> = (0..64).map(|_| handle.send(id, noise())).collect();
+            let sent = results.iter().take_while(|r| r.is_ok()).count();
+            assert_eq!(results[sent], Err(SendError::Overflow(256 * 1024)));
+            // Aborted: the rest are refused as closed.
+            assert!(results[sent + 1..]
+                .iter()
+                .all(|r| r == &Err(SendError::Closed)));
             self.refused.lock().unwrap().push(sent);
             return;
         }
         // Interleaved with the handler's own `Conn` sends, in call order:
         // through the mailbox, "a" and "c" would follow "b".
-        assert!(handle.send(id, Message::text("a")));
-        conn.send(&Message::text("b"));
-        assert!(handle.send(id, Message::text("c")));
+        handle.send(id, Message::text("a")).unwrap();
+        conn.send(&Message::text("b")).unwrap();
+        handle.send(id, Message::text("c")).unwrap();
     }
 
     fn on_close(&self, _id: ConnId, close: &CloseInfo) {
@@ -742,4 +754,446 @@ fn a_large_frame_trickling_in_counts_as_heard_by_keepalive() {
         echo.closes.lock().unwrap().is_empty(),
         "dropped while sending"
     );
+}
+
+// ------------------------------------------- identity through the handshake
+
+/// Records which request each id was accepted for, greets each opened
+/// connection with the name `accept` saw for its id, and counts failed
+/// handshakes. `accept` is slow, as a binding's `check_origin` may be.
+struct Identity {
+    accepted: Mutex<std::collections::HashMap<ConnId, String>>,
+    opened: Mutex<Vec<(ConnId, String)>>,
+    failed: Mutex<Vec<ConnId>>,
+}
+
+impl Handler for Identity {
+    fn accept(
+        &self,
+        id: ConnId,
+        request: &polysocket::handshake::Request,
+        _offered: &[&str],
+    ) -> Result<Option<String>, polysocket::HandshakeError> {
+        let name = request.headers().get("x-client").unwrap_or("").to_string();
+        self.accepted.lock().unwrap().insert(id, name);
+        std::thread::sleep(Duration::from_millis(40));
+        Ok(None)
+    }
+
+    fn on_handshake_failed(&self, id: ConnId) {
+        self.failed.lock().unwrap().push(id);
+    }
+
+    fn on_open(&self, conn: &mut Conn<'_>, info: &Arc<polysocket::runtime::OpenInfo>) {
+        assert_eq!(conn.id(), info.id);
+        let own = info.headers.get("x-client").unwrap_or("").to_string();
+        let asked = self.accepted.lock().unwrap().get(&info.id).cloned();
+        self.opened.lock().unwrap().push((info.id, own));
+        let greeting = format!("you are {}", asked.unwrap_or_default());
+        conn.send(&Message::text(greeting)).unwrap();
+    }
+
+    fn on_message(&self, _conn: &mut Conn<'_>, _message: Incoming<'_>) {}
+}
+
+/// A handshake request whose key material is the same for every client:
+/// hixie-75 has none, hixie-76 repeats the spec's Key1/Key2/key3, and the
+/// RFC 6455 one repeats its sample key. Only `X-Client` tells them apart.
+fn identical_request(draft: Draft, name: &str) -> Vec<u8> {
+    let common = format!(
+        "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n\
+         Origin: http://x\r\nX-Client: {name}\r\n"
+    );
+    match draft {
+        Draft::Hixie75 => format!("{common}\r\n").into_bytes(),
+        Draft::Hixie76 => {
+            let mut r = format!(
+                "{common}Sec-WebSocket-Key1: 4 @1  46546xW%0l 1 5\r\n\
+                 Sec-WebSocket-Key2: 12998 5 Y3 1  .P00\r\n\r\n"
+            )
+            .into_bytes();
+            r.extend_from_slice(b"^n:ds[4U");
+            r
+        }
+        _ => format!(
+            "{common}Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .into_bytes(),
+    }
+}
+
+/// Reads the handshake answer and the greeting frame that follows it; the
+/// name after "you are ".
+fn read_greeting(s: &mut TcpStream, draft: Draft) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let marker = b"you are ";
+    loop {
+        if let Some(at) = got.windows(marker.len()).position(|w| w == marker) {
+            let rest = &got[at + marker.len()..];
+            let end = if draft == Draft::Rfc6455 {
+                // The length byte precedes the text.
+                let len = usize::from(got[at - 1]) - marker.len();
+                (rest.len() >= len).then_some(len)
+            } else {
+                rest.iter().position(|&b| b == 0xFF)
+            };
+            if let Some(end) = end {
+                return String::from_utf8_lossy(&rest[..end]).into_owned();
+            }
+        }
+        let n = s.read(&mut buf).expect("greeting");
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[test]
+fn each_connection_keeps_the_id_its_request_was_accepted_under() {
+    let handler = Arc::new(Identity {
+        accepted: Default::default(),
+        opened: Default::default(),
+        failed: Default::default(),
+    });
+    let server = start(ServerConfig::default(), handler.clone());
+    let addr = server.local_addr();
+    let drafts = [Draft::Hixie75, Draft::Hixie76, Draft::Rfc6455];
+    let mut threads = Vec::new();
+    let mut vanishing = 0;
+    for i in 0..24 {
+        let draft = drafts[i % 3];
+        // Every fourth client sends its request and resets the connection
+        // while `accept` is still deciding on it.
+        let vanish = i % 4 == 1;
+        vanishing += usize::from(vanish);
+        let name = format!("user{i}");
+        let handler = handler.clone();
+        threads.push(std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(&identical_request(draft, &name)).unwrap();
+            if vanish {
+                let start = Instant::now();
+                while !handler
+                    .accepted
+                    .lock()
+                    .unwrap()
+                    .values()
+                    .any(|n| *n == name)
+                {
+                    assert!(
+                        start.elapsed() < Duration::from_secs(10),
+                        "{name} never asked"
+                    );
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                // SO_LINGER 0: close with a reset, so that writing the
+                // answer fails.
+                socket2::SockRef::from(&s)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+                return None;
+            }
+            let greeted = read_greeting(&mut s, draft);
+            Some((name, greeted, s))
+        }));
+    }
+    let mut kept = Vec::new();
+    for t in threads {
+        if let Some((name, greeted, s)) = t.join().unwrap() {
+            assert_eq!(greeted, name, "a handler greeted another client");
+            kept.push(s);
+        }
+    }
+    let start = Instant::now();
+    while handler.failed.lock().unwrap().len() < vanishing {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "failures not reported"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let accepted = handler.accepted.lock().unwrap().clone();
+    let opened = handler.opened.lock().unwrap().clone();
+    let mut failed = handler.failed.lock().unwrap().clone();
+    // Each open connection's own request was the one accepted under its id.
+    assert_eq!(opened.len(), kept.len());
+    for (id, own) in &opened {
+        assert_eq!(accepted.get(id), Some(own), "id {id}");
+    }
+    // Every accepted id either opened or failed, exactly once.
+    failed.sort_unstable();
+    failed.dedup();
+    assert_eq!(failed.len(), vanishing, "on_handshake_failed once per id");
+    assert_eq!(handler.failed.lock().unwrap().len(), vanishing);
+    for id in &failed {
+        assert!(accepted.contains_key(id));
+        assert!(accepted[id].starts_with("user"));
+        assert!(!opened.iter().any(|(o, _)| o == id));
+    }
+    assert_eq!(accepted.len(), opened.len() + failed.len());
+}
+
+#[test]
+fn a_refused_handshake_drops_its_id_at_once() {
+    struct Refuse(Mutex<Vec<ConnId>>, Mutex<Vec<ConnId>>);
+    impl Handler for Refuse {
+        fn accept(
+            &self,
+            id: ConnId,
+            _r: &polysocket::handshake::Request,
+            _o: &[&str],
+        ) -> Result<Option<String>, polysocket::HandshakeError> {
+            self.0.lock().unwrap().push(id);
+            Err(polysocket::HandshakeError::Refused(403, "no".into()))
+        }
+        fn on_handshake_failed(&self, id: ConnId) {
+            self.1.lock().unwrap().push(id);
+        }
+        fn on_message(&self, _c: &mut Conn<'_>, _m: Incoming<'_>) {}
+    }
+    let handler = Arc::new(Refuse(Default::default(), Default::default()));
+    let server = start(ServerConfig::default(), handler.clone());
+    for _ in 0..3 {
+        assert!(raw_status(server.local_addr(), &upgrade_request("o")).starts_with("HTTP/1.1 403"));
+    }
+    let asked = handler.0.lock().unwrap().clone();
+    assert_eq!(asked.len(), 3);
+    // Ids are never reused.
+    assert!(asked.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(*handler.1.lock().unwrap(), asked);
+}
+
+// ------------------------------------------------------------ send errors
+
+/// One send through some face of the server.
+#[derive(Clone)]
+enum Op {
+    Send(Message),
+    Ping(usize),
+    Pong(usize),
+    Close(Option<u16>, String),
+}
+
+type Sent = Result<(), SendError>;
+
+/// Every stateless rule on an open RFC 6455 connection, and what each send
+/// must answer. Nothing here closes the connection.
+fn rfc6455_rules() -> Vec<(Op, Sent)> {
+    let code = |c| {
+        (
+            Op::Close(Some(c), String::new()),
+            Err(SendError::InvalidCloseCode(c)),
+        )
+    };
+    vec![
+        code(5000),
+        code(1005),
+        code(1006),
+        code(1015),
+        code(999),
+        (Op::Ping(126), Err(SendError::ControlTooLong)),
+        (Op::Pong(126), Err(SendError::ControlTooLong)),
+        (
+            Op::Close(Some(1000), "r".repeat(124)),
+            Err(SendError::ControlTooLong),
+        ),
+        (Op::Ping(125), Ok(())),
+        (Op::Pong(0), Ok(())),
+        (Op::Send(Message::binary(&b"bin"[..])), Ok(())),
+    ]
+}
+
+/// The same on hixie-76, which has neither binary messages nor ping/pong.
+fn hixie76_rules() -> Vec<(Op, Sent)> {
+    let unsupported = |what| Err(SendError::Unsupported(Draft::Hixie76, what));
+    vec![
+        (
+            Op::Send(Message::binary(&b"bin"[..])),
+            unsupported("binary messages"),
+        ),
+        (Op::Ping(0), unsupported("ping and pong")),
+        (Op::Pong(0), unsupported("ping and pong")),
+        (Op::Send(Message::text("text")), Ok(())),
+    ]
+}
+
+/// After a close was started every send answers `Closed`.
+fn closed_rules() -> Vec<(Op, Sent)> {
+    vec![
+        (Op::Send(Message::text("late")), Err(SendError::Closed)),
+        (Op::Ping(1), Err(SendError::Closed)),
+        (Op::Pong(1), Err(SendError::Closed)),
+        (Op::Close(Some(1000), String::new()), Err(SendError::Closed)),
+    ]
+}
+
+fn via_conn(conn: &mut Conn<'_>, op: &Op) -> Sent {
+    match op {
+        Op::Send(m) => conn.send(m),
+        Op::Ping(n) => conn.ping(&vec![0; *n]),
+        Op::Pong(n) => conn.pong(&vec![0; *n]),
+        Op::Close(code, reason) => conn.close(*code, reason),
+    }
+}
+
+fn via_handle(handle: &polysocket::runtime::ServerHandle, id: ConnId, op: &Op) -> Sent {
+    match op {
+        Op::Send(m) => handle.send(id, m.clone()),
+        Op::Ping(n) => handle.ping(id, Bytes::from(vec![0; *n])),
+        Op::Pong(n) => handle.pong(id, Bytes::from(vec![0; *n])),
+        Op::Close(code, reason) => handle.close(id, *code, reason),
+    }
+}
+
+/// Crosses the rules from inside the handler, through `Conn` (message
+/// "conn") or through the handle, applied at once (message "handle"); the
+/// answers are kept for the test to compare.
+struct Rules {
+    handle: std::sync::OnceLock<polysocket::runtime::ServerHandle>,
+    answers: Mutex<Vec<Answers>>,
+}
+
+/// The face, the answers while open, the answers to the close and after.
+type Answers = (String, Vec<Sent>, Vec<Sent>);
+
+impl Handler for Rules {
+    fn on_message(&self, conn: &mut Conn<'_>, message: Incoming<'_>) {
+        let face = message.as_text().unwrap_or("").to_string();
+        let rules = if conn.draft() == Draft::Rfc6455 {
+            rfc6455_rules()
+        } else {
+            hixie76_rules()
+        };
+        let handle = self.handle.get().expect("handle set");
+        let id = conn.id();
+        let mut run = |op: &Op| match face.as_str() {
+            "conn" => via_conn(conn, op),
+            _ => via_handle(handle, id, op),
+        };
+        let open: Vec<Sent> = rules.iter().map(|(op, _)| run(op)).collect();
+        let close = run(&Op::Close(Some(1000), "bye".into()));
+        let mut closed = vec![close];
+        closed.extend(closed_rules().iter().map(|(op, _)| run(op)));
+        self.answers.lock().unwrap().push((face, open, closed));
+    }
+}
+
+fn wait_answers(handler: &Rules, count: usize) -> Vec<Answers> {
+    let start = Instant::now();
+    loop {
+        let answers = handler.answers.lock().unwrap().clone();
+        if answers.len() >= count {
+            return answers;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{answers:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn every_send_rule_is_reported_through_conn_and_the_handle_in_the_handler() {
+    let handler = Arc::new(Rules {
+        handle: Default::default(),
+        answers: Default::default(),
+    });
+    let server = start(ServerConfig::default(), handler.clone());
+    handler.handle.set(server.handle()).ok().unwrap();
+    for draft in [Draft::Rfc6455, Draft::Hixie76] {
+        let want = if draft == Draft::Rfc6455 {
+            rfc6455_rules()
+        } else {
+            hixie76_rules()
+        };
+        let want: Vec<Sent> = want.into_iter().map(|(_, r)| r).collect();
+        let mut want_closed = vec![Ok(())];
+        want_closed.extend(closed_rules().into_iter().map(|(_, r)| r));
+        for face in ["conn", "handle"] {
+            handler.answers.lock().unwrap().clear();
+            let mut c = Client::connect(server.local_addr(), draft);
+            c.send(face);
+            let (got_face, open, closed) = wait_answers(&handler, 1).remove(0);
+            assert_eq!(got_face, face);
+            assert_eq!(open, want, "{draft} through {face}");
+            assert_eq!(closed, want_closed, "{draft} through {face}");
+            let _ = c.expect_close();
+        }
+    }
+}
+
+/// Reads until the peer's close frame arrives, without answering it: the
+/// server's side stays closing.
+fn await_close_unanswered(c: &mut Client) {
+    let mut buf = [0u8; 4096];
+    loop {
+        while let Ok(Some(event)) = c.conn.poll() {
+            if matches!(event, Event::Close(_)) {
+                return;
+            }
+        }
+        let n = c.stream.read(&mut buf).expect("read");
+        assert!(n > 0, "closed without a close frame");
+        c.conn.receive(&buf[..n]);
+    }
+}
+
+#[test]
+fn every_send_rule_is_reported_through_the_handle_from_another_thread() {
+    let queue = EventQueue::new().unwrap();
+    let server = start(ServerConfig::default(), queue.clone());
+    let handle = server.handle();
+    assert_eq!(
+        handle.send(12345, Message::text("nobody")),
+        Err(SendError::Gone)
+    );
+    for draft in [Draft::Rfc6455, Draft::Hixie76] {
+        let mut c = Client::connect(server.local_addr(), draft);
+        let ServerEvent::Open(info) = &drain_until(&queue, 1)[0] else {
+            panic!("expected open")
+        };
+        let id = info.id;
+        let rules = if draft == Draft::Rfc6455 {
+            rfc6455_rules()
+        } else {
+            hixie76_rules()
+        };
+        for (op, want) in rules {
+            let got = via_handle(&handle, id, &op);
+            assert_eq!(got, want, "{draft}");
+            assert_eq!(
+                got.as_ref()
+                    .err()
+                    .is_some_and(SendError::is_invalid_argument),
+                want.is_err(),
+                "{draft}: every refusal here is the argument's fault"
+            );
+        }
+        let close = if draft.close_body() == polysocket::draft::CloseBody::Rfc6455 {
+            Some(1000)
+        } else {
+            None
+        };
+        handle.close(id, close, "bye").unwrap();
+        await_close_unanswered(&mut c);
+        for (op, want) in closed_rules() {
+            let got = via_handle(&handle, id, &op);
+            assert_eq!(got, want, "{draft} closing");
+            assert!(!got.unwrap_err().is_invalid_argument());
+        }
+        // Once the connection ended its id is gone.
+        drop(c);
+        let ended = drain_until(&queue, 1);
+        assert!(
+            ended
+                .iter()
+                .any(|e| matches!(e, ServerEvent::Close(i, _) if *i == id)),
+            "{ended:?}"
+        );
+        let start = Instant::now();
+        while handle.send(id, Message::text("x")) != Err(SendError::Gone) {
+            assert!(start.elapsed() < Duration::from_secs(5));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }

@@ -209,6 +209,7 @@ struct PhpHandler {
 impl Handler for PhpHandler {
     fn accept(
         &self,
+        _id: ConnId,
         request: &Request,
         offered: &[&str],
     ) -> Result<Option<String>, HandshakeError> {
@@ -263,7 +264,7 @@ impl PhpHandler {
             .route(&info.path)
             .and_then(|key| state.apps.borrow().get(key).map(Zval::shallow_clone))
         else {
-            handle.close(id, Some(1011), "no application");
+            let _ = handle.close(id, Some(1011), "no application");
             return Ok(());
         };
         let ip = info.peer.ip().to_string();
@@ -280,7 +281,7 @@ impl PhpHandler {
             Ok(conn) => conn,
             Err(e) => {
                 crate::log::write(&format!("cannot create a connection object: {e}"), "error");
-                handle.close(id, Some(1011), "internal server error");
+                let _ = handle.close(id, Some(1011), "internal server error");
                 return Ok(());
             }
         };
@@ -322,7 +323,7 @@ impl PhpHandler {
             // php-websocket closed with 1003 when the application has no
             // onBinaryData.
             if !call(handle, &app, "onBinaryData", &args, Some(id))? {
-                handle.close(id, Some(1003), "unknown data (opcode)");
+                let _ = handle.close(id, Some(1003), "unknown data (opcode)");
             }
         }
         self.status(state, handle, "clientActivity", &[&port])
@@ -415,7 +416,7 @@ fn call(
             "error",
         );
         if let Some(id) = client {
-            handle.close(id, Some(1011), "internal server error");
+            let _ = handle.close(id, Some(1011), "internal server error");
         }
     }
     Ok(found)

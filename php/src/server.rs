@@ -402,10 +402,12 @@ impl Server {
         let message = match Kind::parse(&r#type) {
             Some(Kind::Text) => Kind::Text,
             Some(Kind::Binary) => Kind::Binary,
-            _ => return Err(
-                format!("broadcast: type must be 'text' or 'binary', not '{type}'", type = r#type)
-                    .into(),
-            ),
+            _ => {
+                return Err(payload::invalid_argument(format!(
+                    "broadcast: type must be 'text' or 'binary', not '{type}'",
+                    type = r#type
+                )))
+            }
         };
         let Some(data) = payload::bytes(payload, message) else {
             return Ok(0);

@@ -73,6 +73,7 @@ namespace WebSocket {
          * One message to many clients, encoded once per protocol family.
          * @param Connection[] $clients
          * @return int how many it was queued for
+         * @throws \InvalidArgumentException unless $type is text or binary
          */
         public static function broadcast(array $clients, mixed $payload, string $type = 'text'): int {}
     }
@@ -80,9 +81,23 @@ namespace WebSocket {
     /** A client ($client in the callbacks). Not constructible from PHP. */
     class Connection
     {
-        /** Queue a message (never blocks). $type: text, binary, ping, pong (unsolicited), close. */
+        /**
+         * Queue a message (never blocks). $type: text, binary, ping, pong
+         * (unsolicited), close (1000 with $payload as the reason).
+         * @return bool true when queued; false when the client is closing or
+         *              gone, its send buffer overflowed, or text is not UTF-8
+         * @throws \InvalidArgumentException what this client can never be
+         *              sent: an unknown $type, a ping/pong payload over 125
+         *              bytes, a close reason over 123, binary or ping/pong on
+         *              hixie-75/76
+         */
         public function send(mixed $payload, string $type = 'text'): bool {}
-        /** Close with $statusCode and php-websocket's reason text. */
+        /**
+         * Close with $statusCode and php-websocket's reason text.
+         * @return bool false when the client is already closing or gone
+         * @throws \InvalidArgumentException for a code that may not be sent
+         *              (e.g. 1004, 1005, 1006, 1015, 5000)
+         */
         public function close(int $statusCode = 1000): bool {}
         public function getClientIp(): string {}
         /** A string, as php-websocket's. */

@@ -129,7 +129,7 @@ impl Connection {
     ) -> PyResult<Py<Done>> {
         let link = self.link(py)?;
         let message = to_message(message, binary)?;
-        if !link.handle.send(link.id, message) {
+        if link.handle.send(link.id, message).is_err() {
             return Err(closed_error(py));
         }
         Ok(DONE
@@ -148,7 +148,7 @@ impl Connection {
         if data.len() > 125 {
             return Err(PyValueError::new_err("a ping carries at most 125 bytes"));
         }
-        if !link.handle.ping(link.id, data) {
+        if link.handle.ping(link.id, data).is_err() {
             return Err(closed_error(py));
         }
         Ok(())
@@ -164,7 +164,7 @@ impl Connection {
         }
         if let Some(link) = self.link.get() {
             if !self.closing.swap(true, Ordering::AcqRel) {
-                link.handle.close(link.id, code, reason.unwrap_or(""));
+                let _ = link.handle.close(link.id, code, reason.unwrap_or(""));
             }
         }
         Ok(())

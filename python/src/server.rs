@@ -207,6 +207,7 @@ enum Decision {
 impl Handler for Bridge {
     fn accept(
         &self,
+        _id: ConnId,
         request: &Request,
         offered: &[&str],
     ) -> Result<Option<String>, HandshakeError> {

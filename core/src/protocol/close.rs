@@ -81,24 +81,13 @@ fn no_status() -> CloseFrame {
 
 /// Build the payload of a close we initiate. `None` sends no code.
 pub fn build(rules: CloseBody, code: Option<u16>, reason: &str) -> Result<BytesMut, SendError> {
+    super::rules::check_close_body(rules, code, reason)?;
     let mut out = BytesMut::new();
-    let Some(code) = code else {
-        return Ok(out);
-    };
-    match rules {
-        CloseBody::None | CloseBody::Opaque => Ok(out),
-        CloseBody::Coded | CloseBody::Rfc6455 => {
-            if !valid_sent_code(rules, code) {
-                return Err(SendError::InvalidCloseCode(code));
-            }
-            if reason.len() > 123 {
-                return Err(SendError::ControlTooLong);
-            }
-            out.put_u16(code);
-            out.extend_from_slice(reason.as_bytes());
-            Ok(out)
-        }
+    if let (Some(code), CloseBody::Coded | CloseBody::Rfc6455) = (code, rules) {
+        out.put_u16(code);
+        out.extend_from_slice(reason.as_bytes());
     }
+    Ok(out)
 }
 
 /// The reason we put in a close frame we send on a protocol violation:

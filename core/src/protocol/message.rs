@@ -186,9 +186,7 @@ impl PreparedMessage {
     /// The server frame for `draft`, encoded on first use. `None` when the
     /// draft cannot carry the message (binary on hixie).
     pub fn server_frame(&self, draft: Draft) -> Option<&Bytes> {
-        if !self.message.is_text() && !draft.has_binary() {
-            return None;
-        }
+        super::rules::check_message(draft, self.message.kind()).ok()?;
         let f = family(draft);
         Some(self.frames[f].get_or_init(|| {
             let encoder = Encoder::new(REPRESENTATIVE[f], Role::Server, None);

@@ -14,6 +14,7 @@
 mod close;
 mod message;
 mod receive;
+pub mod rules;
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -663,28 +664,20 @@ impl Connection {
         }
     }
 
-    fn ensure_opcode(&self, opcode: OpCode, what: &'static str) -> Result<(), SendError> {
-        if self.encoder.supports(opcode) {
-            Ok(())
-        } else {
-            Err(SendError::Unsupported(self.session.draft, what))
-        }
-    }
-
     /// Send a text message.
     pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
-        self.send_data(OpCode::Text, text.as_bytes(), None)
+        self.send_data(MessageKind::Text, text.as_bytes(), None)
     }
 
     /// Send a binary message (hybi-01 and later).
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
-        self.send_data(OpCode::Binary, data, None)
+        self.send_data(MessageKind::Binary, data, None)
     }
 
     /// Send a text or binary message. A [`Message::Text`] is sent as it is,
     /// without UTF-8 validation.
     pub fn send(&mut self, message: &Message) -> Result<(), SendError> {
-        self.send_data(message.opcode(), message.data(), Some(message.data()))
+        self.send_data(message.kind(), message.data(), Some(message.data()))
     }
 
     /// Send a received message on (an echo, a relay): a large one is sent
@@ -693,8 +686,7 @@ impl Connection {
         if message.data().len() >= SHARE_MIN {
             return self.send(&message.into_message());
         }
-        let opcode = message.kind().opcode();
-        self.send_data(opcode, message.data(), None)
+        self.send_data(message.kind(), message.data(), None)
     }
 
     /// Send one whole message. With `shared` (the payload as `Bytes`), a
@@ -702,12 +694,13 @@ impl Connection {
     /// instead of being copied into the output.
     fn send_data(
         &mut self,
-        opcode: OpCode,
+        kind: MessageKind,
         payload: &[u8],
         shared: Option<&Bytes>,
     ) -> Result<(), SendError> {
         self.ensure_open()?;
-        self.ensure_opcode(opcode, "binary messages")?;
+        rules::check_message(self.session.draft, kind)?;
+        let opcode = kind.opcode();
         if self.sending.is_some() {
             return Err(SendError::FragmentInProgress);
         }
@@ -763,7 +756,7 @@ impl Connection {
         fin: bool,
     ) -> Result<(), SendError> {
         self.ensure_open()?;
-        self.ensure_opcode(kind.opcode(), "binary messages")?;
+        rules::check_message(self.session.draft, kind)?;
         let opcode = match self.sending {
             None => kind.opcode(),
             Some(k) if k == kind => OpCode::Continuation,
@@ -790,12 +783,10 @@ impl Connection {
         if self.sending.is_some() {
             return Err(SendError::FragmentInProgress);
         }
+        rules::check_message(self.session.draft, prepared.message().kind())?;
         let frame = prepared
             .server_frame(self.session.draft)
-            .ok_or(SendError::Unsupported(
-                self.session.draft,
-                "binary messages",
-            ))?;
+            .expect("checked: the draft carries the message");
         if frame.len() >= SHARE_MIN && self.stream.is_none() {
             self.push_shared(frame.clone());
         } else {
@@ -816,10 +807,7 @@ impl Connection {
 
     fn send_control(&mut self, opcode: OpCode, data: &[u8]) -> Result<(), SendError> {
         self.ensure_open()?;
-        self.ensure_opcode(opcode, "ping and pong")?;
-        if data.len() > 125 {
-            return Err(SendError::ControlTooLong);
-        }
+        rules::check_control(self.session.draft, data.len())?;
         self.encoder.encode(opcode, true, 0, data, &mut self.output);
         Ok(())
     }

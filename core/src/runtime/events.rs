@@ -101,6 +101,7 @@ impl EventQueue {
 impl Handler for EventQueue {
     fn accept(
         &self,
+        _id: ConnId,
         request: &Request,
         offered: &[&str],
     ) -> Result<Option<String>, HandshakeError> {

@@ -29,12 +29,12 @@ use tokio_rustls::TlsAcceptor;
 use super::{current, RuntimeError, Stream};
 use crate::config::Config;
 use crate::draft::Draft;
-use crate::error::HandshakeError;
+use crate::error::{HandshakeError, SendError};
 use crate::extensions::Agreed;
 use crate::handshake::{reject_response, Hooks, Progress, Request, ServerHandshake};
 use crate::http::{parse_request, Headers, RequestHead};
 use crate::protocol::{
-    CloseFrame, Connection, Event, Incoming, Message, Polled, PreparedMessage, State,
+    rules, CloseFrame, Connection, Event, Incoming, Message, Polled, PreparedMessage, State,
 };
 
 /// Identifies a connection for the lifetime of its server.
@@ -145,14 +145,26 @@ pub struct CloseInfo {
 pub trait Handler: Send + Sync + 'static {
     /// Decide on a handshake after the configured origin check: refuse with
     /// an error (its HTTP status is sent), or accept with an optional
-    /// subprotocol chosen from `offered`.
+    /// subprotocol chosen from `offered`. `id` is the connection's id from
+    /// here on ([`OpenInfo::id`] once open): state kept for the request is
+    /// keyed by it, never by fields of the request, which two clients may
+    /// share. After `accept`, exactly one of [`on_open`](Self::on_open) and
+    /// [`on_handshake_failed`](Self::on_handshake_failed) follows for `id`.
     fn accept(
         &self,
+        id: ConnId,
         request: &Request,
         offered: &[&str],
     ) -> Result<Option<String>, HandshakeError> {
-        let _ = (request, offered);
+        let _ = (id, request, offered);
         Ok(None)
+    }
+    /// The handshake of `id`, whose [`accept`](Self::accept) was called,
+    /// will never open: it was refused, the answer could not be written,
+    /// it timed out, the client went away or the server is stopping. Drop
+    /// what was kept for it.
+    fn on_handshake_failed(&self, id: ConnId) {
+        let _ = id;
     }
     /// Answer a plain HTTP request (one without `Upgrade`), e.g. with a
     /// page whose script opens the WebSocket: the full HTTP response bytes.
@@ -211,31 +223,37 @@ impl Conn<'_> {
         unsafe { self.conn.as_ref() }.draft()
     }
 
-    /// Send a message; false when the connection is closing or the draft
+    /// Send a message. Fails when the connection is closing or the draft
     /// cannot carry it (binary on hixie).
-    pub fn send(&mut self, message: &Message) -> bool {
-        self.engine().send(message).is_ok()
+    pub fn send(&mut self, message: &Message) -> Result<(), SendError> {
+        self.engine().send(message)
     }
 
     /// Send a received message on (an echo, a relay); see
     /// [`Connection::forward`].
-    pub fn forward(&mut self, message: Incoming<'_>) -> bool {
-        self.engine().forward(message).is_ok()
+    pub fn forward(&mut self, message: Incoming<'_>) -> Result<(), SendError> {
+        self.engine().forward(message)
     }
 
     /// Send a message encoded once for many connections.
-    pub fn send_prepared(&mut self, message: &PreparedMessage) -> bool {
-        self.engine().send_prepared(message).is_ok()
+    pub fn send_prepared(&mut self, message: &PreparedMessage) -> Result<(), SendError> {
+        self.engine().send_prepared(message)
     }
 
-    /// Send a ping (hybi-01 and later).
-    pub fn ping(&mut self, data: &[u8]) -> bool {
-        self.engine().send_ping(data).is_ok()
+    /// Send a ping (hybi-01 and later, up to 125 bytes).
+    pub fn ping(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.engine().send_ping(data)
     }
 
-    /// Start the close handshake.
-    pub fn close(&mut self, code: Option<u16>, reason: &str) -> bool {
-        self.engine().close(code, reason).is_ok()
+    /// Send an unsolicited pong, a heartbeat (hybi-01 and later, up to 125
+    /// bytes; pings are answered by the engine already).
+    pub fn pong(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.engine().send_pong(data)
+    }
+
+    /// Start the close handshake (see [`Connection::close`]).
+    pub fn close(&mut self, code: Option<u16>, reason: &str) -> Result<(), SendError> {
+        self.engine().close(code, reason)
     }
 }
 
@@ -274,6 +292,16 @@ impl Command {
             Command::Close(_, r) => r.len(),
         }
     }
+
+    /// The stateless rules (see [`rules`]), for a connection speaking `draft`.
+    fn check(&self, draft: Draft) -> Result<(), SendError> {
+        match self {
+            Command::Send(m) => rules::check_message(draft, m.kind()),
+            Command::Prepared(p) => rules::check_message(draft, p.message().kind()),
+            Command::Ping(d) | Command::Pong(d) => rules::check_control(draft, d.len()),
+            Command::Close(code, reason) => rules::check_close(draft, *code, reason),
+        }
+    }
 }
 
 /// A connection's inbox for commands from other threads. It allocates
@@ -290,6 +318,9 @@ pub(super) struct Mailbox {
     queued: AtomicUsize,
     /// [`READY`], [`OVERFLOW`], [`STOP`]; set by senders, taken by the task.
     signals: AtomicU8,
+    /// Set by the task once its engine left [`State::Open`]: handles then
+    /// answer [`SendError::Closed`] instead of queuing what cannot be sent.
+    closed: AtomicBool,
     waker: AtomicWaker,
 }
 
@@ -301,13 +332,45 @@ const OVERFLOW: u8 = 2;
 const STOP: u8 = 4;
 
 impl Mailbox {
-    /// Apply every queued command, in order.
-    fn apply_all(&self, conn: &mut Connection) {
+    /// Apply every queued command, in order. The callers were told their
+    /// command was queued: one that fails now (the connection closed in
+    /// between) is logged.
+    fn apply_all(&self, id: ConnId, conn: &mut Connection) {
         let commands = std::mem::take(&mut *self.commands.lock().expect("mailbox lock"));
         for command in commands {
             self.queued
                 .fetch_sub(command.queued_bytes(), Ordering::AcqRel);
-            apply(conn, command);
+            if let Err(error) = apply(conn, command) {
+                tracing::debug!(id, %error, "queued command failed when applied");
+            }
+        }
+    }
+
+    /// The connection left [`State::Open`]: no further command is queued.
+    fn set_closed(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// The send buffer overflowed: the task aborts the connection, and
+    /// nothing more is accepted for it.
+    fn overflow(&self) {
+        self.set_closed();
+        self.signal(OVERFLOW);
+    }
+
+    /// Commands still queued when the task ended were never sent.
+    fn discard(&self, id: ConnId) {
+        let left = std::mem::take(&mut *self.commands.lock().expect("mailbox lock"));
+        if !left.is_empty() {
+            tracing::debug!(
+                id,
+                commands = left.len(),
+                "connection ended before queued commands were applied"
+            );
         }
     }
 
@@ -381,34 +444,42 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
-    fn command(&self, id: ConnId, command: Command) -> bool {
+    /// Apply `command` now if `id`'s handler call is running on this
+    /// thread, else check it and queue it for the connection's task.
+    fn command(&self, id: ConnId, command: Command) -> Result<(), SendError> {
         let size = command.queued_bytes();
         let limit = self.shared.config.max_send_buffer;
         let mut command = Some(command);
         let direct = current::with(id, |conn, mailbox| {
             // What was queued for it earlier goes first.
-            mailbox.apply_all(conn);
-            if conn.output_len() + size > limit {
-                mailbox.signal(OVERFLOW);
-                return false;
+            mailbox.apply_all(id, conn);
+            let command = command.take().expect("once");
+            if conn.state() != State::Open || mailbox.is_closed() {
+                return Err(SendError::Closed);
             }
-            apply(conn, command.take().expect("once"));
-            true
+            command.check(conn.draft())?;
+            if conn.output_len() + size > limit {
+                mailbox.overflow();
+                return Err(SendError::Overflow(limit));
+            }
+            apply(conn, command)
         });
-        if let Some(sent) = direct {
-            return sent;
+        if let Some(result) = direct {
+            return result;
         }
         let command = command.expect("not applied");
         let conns = self.shared.conns.read().expect("registry lock");
-        let Some(entry) = conns.get(&id) else {
-            return false;
-        };
+        let entry = conns.get(&id).ok_or(SendError::Gone)?;
         let mailbox = &entry.mailbox;
+        if mailbox.is_closed() {
+            return Err(SendError::Closed);
+        }
+        command.check(entry.draft)?;
         let queued = mailbox.queued.fetch_add(size, Ordering::AcqRel) + size;
-        if queued > self.shared.config.max_send_buffer {
+        if queued > limit {
             mailbox.queued.fetch_sub(size, Ordering::AcqRel);
-            mailbox.signal(OVERFLOW);
-            return false;
+            mailbox.overflow();
+            return Err(SendError::Overflow(limit));
         }
         mailbox
             .commands
@@ -416,21 +487,26 @@ impl ServerHandle {
             .expect("mailbox lock")
             .push_back(command);
         mailbox.signal(READY);
-        true
+        Ok(())
     }
 
-    /// Send a message to a connection. False when it is gone, closing, or
-    /// its send buffer is full (it is then aborted and reported closed).
-    pub fn send(&self, id: ConnId, message: Message) -> bool {
+    /// Send a message to a connection. Fails when it is gone or closing,
+    /// when its draft cannot carry the message, or when its send buffer is
+    /// full (it is then aborted and reported closed with 1008).
+    pub fn send(&self, id: ConnId, message: Message) -> Result<(), SendError> {
         self.command(id, Command::Send(message))
     }
 
     /// Send one message to many connections, encoded once per framing
-    /// family. Returns how many connections it was queued for.
+    /// family. Returns how many connections it was queued for (see
+    /// [`send`](Self::send) for why one is not).
     pub fn broadcast(&self, ids: &[ConnId], message: Message) -> usize {
         let prepared = Arc::new(PreparedMessage::new(message));
         ids.iter()
-            .filter(|id| self.command(**id, Command::Prepared(prepared.clone())))
+            .filter(|id| {
+                self.command(**id, Command::Prepared(prepared.clone()))
+                    .is_ok()
+            })
             .count()
     }
 
@@ -440,19 +516,20 @@ impl ServerHandle {
         self.broadcast(&ids, message)
     }
 
-    /// Send a ping.
-    pub fn ping(&self, id: ConnId, data: Bytes) -> bool {
+    /// Send a ping (hybi-01 and later, up to 125 bytes).
+    pub fn ping(&self, id: ConnId, data: Bytes) -> Result<(), SendError> {
         self.command(id, Command::Ping(data))
     }
 
-    /// Send an unsolicited pong (a heartbeat; pings are answered by the
-    /// engine already).
-    pub fn pong(&self, id: ConnId, data: Bytes) -> bool {
+    /// Send an unsolicited pong, a heartbeat (hybi-01 and later, up to 125
+    /// bytes; pings are answered by the engine already).
+    pub fn pong(&self, id: ConnId, data: Bytes) -> Result<(), SendError> {
         self.command(id, Command::Pong(data))
     }
 
-    /// Start the close handshake of a connection.
-    pub fn close(&self, id: ConnId, code: Option<u16>, reason: &str) -> bool {
+    /// Start the close handshake of a connection (see
+    /// [`Connection::close`] for the codes and reasons allowed).
+    pub fn close(&self, id: ConnId, code: Option<u16>, reason: &str) -> Result<(), SendError> {
         self.command(id, Command::Close(code, reason.to_string()))
     }
 
@@ -849,6 +926,10 @@ async fn refuse_over_limit(mut tcp: TcpStream, shared: &Shared, ip: IpAddr) {
 /// The configured origin check, then the application's decision.
 struct ServerHooks<'a> {
     shared: &'a Shared,
+    /// The id the connection has if it opens, given to the application.
+    id: ConnId,
+    /// [`Handler::accept`] was called.
+    asked: std::cell::Cell<bool>,
     subprotocol: std::cell::RefCell<Option<String>>,
 }
 
@@ -864,7 +945,8 @@ impl Hooks for ServerHooks<'_> {
             }
         }
         let offered = req.subprotocols();
-        let chosen = self.shared.handler.accept(req, &offered)?;
+        self.asked.set(true);
+        let chosen = self.shared.handler.accept(self.id, req, &offered)?;
         *self.subprotocol.borrow_mut() = chosen;
         Ok(())
     }
@@ -874,15 +956,43 @@ impl Hooks for ServerHooks<'_> {
     }
 }
 
+/// A connection [`Handler::accept`] was asked about: unless it reaches
+/// [`Handler::on_open`], [`Handler::on_handshake_failed`] is called when
+/// this is dropped, however the opening ends (refusal, error, timeout, the
+/// task dropped by a stopping runtime).
+struct Accepted {
+    shared: Arc<Shared>,
+    id: ConnId,
+    armed: bool,
+}
+
+impl Accepted {
+    /// The connection opens: `on_open` takes over.
+    fn opened(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Accepted {
+    fn drop(&mut self) {
+        if self.armed {
+            self.shared.handler.on_handshake_failed(self.id);
+        }
+    }
+}
+
+/// A connection whose opening handshake succeeded.
+type Opened = (Box<Live>, Arc<OpenInfo>, Accepted);
+
 /// What opens a connection: admission, TLS, the opening handshake.
-type Opening = Pin<Box<dyn Future<Output = Option<(Box<Live>, Arc<OpenInfo>)>> + Send>>;
+type Opening = Pin<Box<dyn Future<Output = Option<Opened>> + Send>>;
 
 /// A connection's task: the opening (boxed, so that its state — read
 /// buffer, parser, TLS set-up — is freed when it ends), then the connection
 /// in its place, the task left small.
 async fn serve(shared: Arc<Shared>, opening: Opening) {
-    if let Some((live, info)) = opening.await {
-        run_connection(shared, live, info).await;
+    if let Some((live, info, accepted)) = opening.await {
+        run_connection(shared, live, info, accepted).await;
     }
 }
 
@@ -893,7 +1003,7 @@ async fn open(
     peer: SocketAddr,
     mut handshake: ServerHandshake,
     admitted: Admitted,
-) -> Result<(Box<Live>, Arc<OpenInfo>), RuntimeError> {
+) -> Result<Opened, RuntimeError> {
     let config = &shared.config;
     let deadline = Instant::now() + config.handshake_timeout;
     let mut buf = vec![0u8; 4096];
@@ -930,11 +1040,21 @@ async fn open(
     drop(received);
     drop(buf);
     let request = handshake.request().expect("ready").clone();
+    // The id exists before the application is asked; ids are never reused.
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let hooks = ServerHooks {
         shared,
+        id,
+        asked: Default::default(),
         subprotocol: Default::default(),
     };
-    let completed = match handshake.complete(&hooks, stream.is_tls()) {
+    let completed = handshake.complete(&hooks, stream.is_tls());
+    let accepted = Accepted {
+        shared: shared.clone(),
+        id,
+        armed: hooks.asked.get(),
+    };
+    let completed = match completed {
         Ok(c) => c,
         Err(rejected) => {
             let _ =
@@ -945,7 +1065,6 @@ async fn open(
     };
     // Registered before the answer goes out: once a client sees its 101,
     // the server's handle can reach it.
-    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let mailbox = Arc::new(Mailbox::default());
     shared.conns.write().expect("registry lock").insert(
         id,
@@ -995,7 +1114,7 @@ async fn open(
         _registered: registered,
         _admitted: admitted,
     });
-    Ok((live, info))
+    Ok((live, info, accepted))
 }
 
 /// An open connection's state, in one allocation apart from its task. The
@@ -1065,9 +1184,15 @@ impl Drop for Registered {
     }
 }
 
-async fn run_connection(shared: Arc<Shared>, mut live: Box<Live>, info: Arc<OpenInfo>) {
+async fn run_connection(
+    shared: Arc<Shared>,
+    mut live: Box<Live>,
+    info: Arc<OpenInfo>,
+    accepted: Accepted,
+) {
     let config = &shared.config;
     let live = &mut *live;
+    accepted.opened();
     call_handler(live.id, &mut live.conn, &live.mailbox, |c| {
         shared.handler.on_open(c, &info)
     });
@@ -1088,6 +1213,11 @@ async fn run_connection(shared: Arc<Shared>, mut live: Box<Live>, info: Arc<Open
         .filter(|_| live.conn.draft().has_ping());
 
     loop {
+        // Handles refuse commands from here on, even while the last frames
+        // (our close among them) are still being written.
+        if live.conn.state() != State::Open {
+            live.mailbox.set_closed();
+        }
         // Write what the engine produced; a peer that does not read stalls
         // the write, which the overflow signal cuts short.
         if live.conn.has_output() && !write_now(&live.stream, &mut live.conn) {
@@ -1103,11 +1233,13 @@ async fn run_connection(shared: Arc<Shared>, mut live: Box<Live>, info: Arc<Open
                 break;
             }
         }
-        if live.conn.state() == State::Closed || live.eof {
-            break;
-        }
-        if live.conn.state() == State::Closing && live.close_deadline.is_none() {
-            live.close_deadline = Some(Instant::now() + config.close_timeout);
+        if live.conn.state() != State::Open || live.eof {
+            if live.conn.state() == State::Closed || live.eof {
+                break;
+            }
+            if live.close_deadline.is_none() {
+                live.close_deadline = Some(Instant::now() + config.close_timeout);
+            }
         }
         if let Some(at) = next_wake(config, keepalive, live) {
             if live.armed.is_none_or(|armed| at < armed) {
@@ -1152,7 +1284,7 @@ async fn run_connection(shared: Arc<Shared>, mut live: Box<Live>, info: Arc<Open
                 }
                 if signals & READY != 0 {
                     // Apply everything queued before writing once.
-                    live.mailbox.apply_all(&mut live.conn);
+                    live.mailbox.apply_all(live.id, &mut live.conn);
                 }
                 if signals & STOP != 0 && live.conn.state() == State::Open {
                     let _ = live.conn.close(Some(1001), "server shutting down");
@@ -1221,6 +1353,8 @@ async fn run_connection(shared: Arc<Shared>, mut live: Box<Live>, info: Arc<Open
             }
         }
     }
+    live.mailbox.set_closed();
+    live.mailbox.discard(live.id);
     let _ = tokio::time::timeout(Duration::from_secs(1), live.stream.shutdown()).await;
     // hixie-75 closes by closing TCP: a close we started ends clean there.
     let close = outcome.unwrap_or_else(|| {
@@ -1279,14 +1413,14 @@ fn dropped(reason: &str) -> CloseInfo {
     }
 }
 
-fn apply(conn: &mut Connection, command: Command) {
-    let _ = match command {
+fn apply(conn: &mut Connection, command: Command) -> Result<(), SendError> {
+    match command {
         Command::Send(m) => conn.send(&m),
         Command::Prepared(p) => conn.send_prepared(&p),
         Command::Ping(d) => conn.send_ping(&d),
         Command::Pong(d) => conn.send_pong(&d),
         Command::Close(code, reason) => conn.close(code, &reason),
-    };
+    }
 }
 
 thread_local! {
