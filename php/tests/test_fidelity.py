@@ -199,3 +199,14 @@ def test_users_status_application_replaces_the_extensions(php_server, mode):
         assert message["data"] == {"port": port, "type": "string"}
     out = server.output()
     assert "Warning" not in out and "Fatal" not in out and "Deprecated" not in out, out
+
+
+def test_ssl_without_any_certificate_fails_in_run(tmp_path):
+    """No file named and no server.pem: nothing to load at construction
+    (setCertificate() may still come), so run() says what is missing."""
+    out = run_php(tmp_path, ATTEMPT % "$s = new \\WebSocket\\Server('127.0.0.1', 0, true);\n"
+                  "    $s->run();")
+    assert out.splitlines()[-1].startswith(
+        "Exception at line 5: wss: no certificate (server.pem, php-websocket's default, was "
+        "not found when the server was created): pass $options['cert'] or call "
+        "setCertificate()"), out
