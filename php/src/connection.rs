@@ -12,7 +12,7 @@ use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendHashTable, Zval};
 use md5::{Digest, Md5};
 use polysocket::runtime::{ConnId, OpenInfo, ServerHandle};
-use polysocket::Message;
+use polysocket::{Message, SendError};
 
 use crate::payload::{self, Kind};
 
@@ -57,63 +57,80 @@ impl Connection {
         }
     }
 
-    /// Queue a message without blocking; false when the client is gone or
-    /// its send buffer is full. From this client's own `onConnect`/`onData`
-    /// the runtime puts it straight into its engine (written when the
-    /// callback returns); otherwise into its mailbox.
-    pub(crate) fn send_kind(&self, kind: Kind, data: Bytes) -> bool {
-        match kind {
-            Kind::Text => self.handle.send(self.id, Message::Text(data)).is_ok(),
-            Kind::Binary => self.handle.send(self.id, Message::Binary(data)).is_ok(),
-            Kind::Ping => self.handle.ping(self.id, data).is_ok(),
-            Kind::Pong => self.handle.pong(self.id, data).is_ok(),
+    /// Queue a message without blocking. From this client's own
+    /// `onConnect`/`onData` the runtime puts it straight into its engine
+    /// (written when the callback returns); otherwise into its mailbox.
+    fn send_kind(&self, kind: Kind, data: Bytes) -> PhpResult<bool> {
+        reported(match kind {
+            Kind::Text => self.handle.send(self.id, Message::Text(data)),
+            Kind::Binary => self.handle.send(self.id, Message::Binary(data)),
+            Kind::Ping => self.handle.ping(self.id, data),
+            Kind::Pong => self.handle.pong(self.id, data),
             Kind::Close => {
                 let reason = String::from_utf8_lossy(&data);
-                self.handle.close(self.id, Some(1000), &reason).is_ok()
+                self.handle.close(self.id, Some(1000), &reason)
             }
-        }
+        })
+    }
+}
+
+/// What core answered, as php-websocket's callers expect it: true when
+/// queued; `\InvalidArgumentException` with core's message for what can
+/// never be sent on this connection (a control payload over 125 bytes, a
+/// close code that may not be sent, binary or ping on a draft without
+/// them); false when the connection is closing or gone, or its send buffer
+/// overflowed. Core holds the rules.
+fn reported(result: Result<(), SendError>) -> PhpResult<bool> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(e) if e.is_invalid_argument() => Err(payload::invalid_argument(e.to_string())),
+        Err(_) => Ok(false),
     }
 }
 
 #[php_impl]
 impl Connection {
-    /// Send `$payload` as `text` (the default), `binary`, `ping` or `close`
-    /// (a close 1000 with the payload as its reason). Never blocks: the
-    /// message is queued for the runtime. False when the client is gone,
-    /// its send buffer is full, `$type` is unknown or a text payload is not
-    /// UTF-8.
+    /// Send `$payload` as `text` (the default), `binary`, `ping`, `pong` or
+    /// `close` (a close 1000 with the payload as its reason). Never blocks:
+    /// the message is queued for the runtime. False when the client is
+    /// closing or gone, its send buffer overflowed, or a text payload is not
+    /// UTF-8 (with a warning). `\InvalidArgumentException` for an unknown
+    /// `$type` and for what the client's protocol version can never carry.
     #[php(defaults(r#type = "text".to_string()))]
     pub fn send(&self, payload: &Zval, r#type: String) -> PhpResult<bool> {
         let Some(kind) = Kind::parse(&r#type) else {
-            return Err(format!(
+            return Err(payload::invalid_argument(format!(
                 "unknown message type '{type}' (text, binary, ping, pong, close)",
                 type = r#type
-            )
-            .into());
+            )));
         };
         match payload::bytes(payload, kind) {
-            Some(data) => Ok(self.send_kind(kind, data)),
+            Some(data) => self.send_kind(kind, data),
             None => Ok(false),
         }
     }
 
     /// Start the closing handshake with `$statusCode` and php-websocket's
     /// reason text; `onDisconnect` follows when the connection is gone.
+    /// False when it is already closing or gone; `\InvalidArgumentException`
+    /// for a code that may not be sent (e.g. 1005, 5000).
     #[php(defaults(status_code = 1000))]
-    pub fn close(&self, status_code: i64) -> bool {
+    pub fn close(&self, status_code: i64) -> PhpResult<bool> {
         let Ok(code) = u16::try_from(status_code) else {
-            return false;
+            return Err(payload::invalid_argument(format!(
+                "invalid close code {status_code}"
+            )));
         };
-        let reason = close_reason(code);
-        self.handle.close(self.id, Some(code), reason).is_ok()
+        reported(self.handle.close(self.id, Some(code), close_reason(code)))
     }
 
     pub fn get_client_ip(&self) -> String {
         self.info.peer.ip().to_string()
     }
 
-    pub fn get_client_port(&self) -> i64 {
-        i64::from(self.info.peer.port())
+    /// A string, as php-websocket's (it split `ip:port`).
+    pub fn get_client_port(&self) -> String {
+        self.info.peer.port().to_string()
     }
 
     pub fn get_client_id(&self) -> String {

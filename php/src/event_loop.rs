@@ -133,9 +133,13 @@ struct PhpOnly<T> {
     value: ManuallyDrop<T>,
 }
 
-// SAFETY: the value is reached only through `get` (and dropped only in
-// `drop`), both of which check that they run on the creating thread.
+// SAFETY: moving a `PhpOnly` to another thread moves no access with it:
+// the value is reached only through `get` and dropped only in `drop`, and
+// both do nothing to it off the creating thread (`drop` leaks it there).
 unsafe impl<T> Send for PhpOnly<T> {}
+// SAFETY: a shared `&PhpOnly` gives access to the value only through `get`,
+// which returns it on the creating thread alone, so the value is never
+// reached from two threads.
 unsafe impl<T> Sync for PhpOnly<T> {}
 
 impl<T> PhpOnly<T> {
@@ -160,7 +164,8 @@ impl<T> PhpOnly<T> {
 impl<T> Drop for PhpOnly<T> {
     fn drop(&mut self) {
         if thread::current().id() == self.thread {
-            // SAFETY: dropped once, here.
+            // SAFETY: `drop` runs once and `value` is not used after it;
+            // this is the creating (PHP) thread, where T may be dropped.
             unsafe { ManuallyDrop::drop(&mut self.value) };
         }
     }
@@ -170,7 +175,9 @@ struct Client {
     conn: Zval,
     app: Zval,
     ip: String,
-    port: i64,
+    /// A PHP string, as php-websocket's (it split `ip:port`), made once:
+    /// the status hooks pass it on, and the status page gets it as before.
+    port: Zval,
 }
 
 /// What the handler keeps on the PHP side. Cells, not locks: one thread.
@@ -261,7 +268,7 @@ impl PhpHandler {
             return Ok(());
         };
         let ip = info.peer.ip().to_string();
-        let port = i64::from(info.peer.port());
+        let port = payload::string(info.peer.port().to_string().as_bytes());
         if state.verbose {
             crate::log::write(
                 &format!("Connected {} {} ({})", info.peer, info.path, info.draft),
@@ -285,7 +292,7 @@ impl PhpHandler {
                 conn: conn.shallow_clone(),
                 app: app.shallow_clone(),
                 ip: ip.clone(),
-                port,
+                port: port.shallow_clone(),
             },
         );
         call(handle, &app, "onConnect", &args, Some(id))?;
@@ -299,12 +306,13 @@ impl PhpHandler {
         id: ConnId,
         message: &Incoming<'_>,
     ) -> Result<(), Abort> {
-        let Some((app, conn, port)) = state
-            .clients
-            .borrow()
-            .get(&id)
-            .map(|c| (c.app.shallow_clone(), c.conn.shallow_clone(), c.port))
-        else {
+        let Some((app, conn, port)) = state.clients.borrow().get(&id).map(|c| {
+            (
+                c.app.shallow_clone(),
+                c.conn.shallow_clone(),
+                c.port.shallow_clone(),
+            )
+        }) else {
             return Ok(());
         };
         let data = payload::string(message.data());
@@ -335,7 +343,10 @@ impl PhpHandler {
             crate::log::write(
                 &format!(
                     "Disconnected {}:{} ({} {})",
-                    client.ip, client.port, close.code, close.reason
+                    client.ip,
+                    client.port.str().unwrap_or_default(),
+                    close.code,
+                    close.reason
                 ),
                 "info",
             );

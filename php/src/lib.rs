@@ -20,15 +20,21 @@ use ext_php_rs::{info_table_end, info_table_row, info_table_start};
 
 /// Classes written in PHP: the application base class (user subclasses
 /// declare untyped methods, which a Rust-declared base would forbid) and
-/// php-websocket's StatusApplication. Compiled at every request start.
+/// php-websocket's StatusApplication, as fallbacks a user's own copies
+/// replace (an autoloader declares them on first use). Run at every
+/// request start.
 const PRELUDE: &str = include_str!("prelude.php");
 
-unsafe extern "C" fn startup(_type: i32, module_number: i32) -> i32 {
+// The engine's hooks below are safe functions: ext-php-rs's hook types are
+// `unsafe extern "C" fn`, which a safe `extern "C" fn` coerces to, and the
+// bodies only use safe APIs.
+
+extern "C" fn startup(_type: i32, module_number: i32) -> i32 {
     IniEntryDef::register(ini::ENTRIES.as_slice(), module_number);
     0
 }
 
-unsafe extern "C" fn request_startup(_type: i32, _module_number: i32) -> i32 {
+extern "C" fn request_startup(_type: i32, _module_number: i32) -> i32 {
     if let Err(e) = ext_php_rs::php_eval::execute(PRELUDE) {
         log::warning(&format!(
             "polysocket: defining WebSocket\\Application classes failed: {e}"
@@ -37,7 +43,7 @@ unsafe extern "C" fn request_startup(_type: i32, _module_number: i32) -> i32 {
     0
 }
 
-unsafe extern "C" fn info(_module: *mut ModuleEntry) {
+extern "C" fn info(_module: *mut ModuleEntry) {
     info_table_start!();
     info_table_row!("polysocket support", "enabled");
     info_table_row!("version", env!("CARGO_PKG_VERSION"));

@@ -1,7 +1,10 @@
-//! Moving bytes between PHP strings and messages: one copy each way.
+//! Moving bytes between PHP strings and messages (one copy each way), and
+//! the exception for an argument that cannot be sent.
 
 use bytes::Bytes;
+use ext_php_rs::exception::PhpException;
 use ext_php_rs::types::{ZendStr, Zval};
+use ext_php_rs::zend::{ce, ClassEntry};
 
 /// What `$client->send($payload, $type)` sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +47,12 @@ pub fn bytes(payload: &Zval, kind: Kind) -> Option<Bytes> {
         return None;
     }
     Some(data)
+}
+
+/// `\InvalidArgumentException` (SPL's, always defined) with `message`.
+pub fn invalid_argument(message: String) -> PhpException {
+    let class = ClassEntry::try_find("InvalidArgumentException").unwrap_or_else(ce::exception);
+    PhpException::new(message, 0, class)
 }
 
 /// A PHP string holding a copy of `data`.

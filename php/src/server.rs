@@ -9,10 +9,12 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::Path;
+use std::sync::Arc;
 
 use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendHashTable, Zval};
-use polysocket::runtime::{tls, ServerConfig, ServerHandle};
+use polysocket::runtime::tls::{self, rustls};
+use polysocket::runtime::{ServerConfig, ServerHandle};
 use polysocket::Message;
 
 use crate::connection::Connection;
@@ -24,8 +26,10 @@ use crate::policy::{self, Policy};
 const DEFAULT_MAX_CLIENTS: i64 = 30;
 const DEFAULT_MAX_PER_IP: i64 = 5;
 const DEFAULT_MAX_PER_MINUTE: i64 = 50;
-/// php-websocket's certificate file (certificate and key in one PEM).
+/// php-websocket's certificate file (certificate and key in one PEM) and
+/// the passphrase its key was encrypted with.
 const DEFAULT_PEM: &str = "server.pem";
+const DEFAULT_PASSPHRASE: &str = "shinywss";
 
 struct Settings {
     max_clients: i64,
@@ -33,14 +37,16 @@ struct Settings {
     allowed_origins: Vec<String>,
     max_per_ip: i64,
     max_per_minute: i64,
-    cert: String,
-    key: String,
+    /// Loaded where the certificate is named (constructor or
+    /// `setCertificate()`), so a bad file fails there, not in `run()`.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 #[php_class]
 #[php(name = "WebSocket\\Server")]
 pub struct Server {
     host: String,
+    /// The address listened on (with the port the system chose for 0).
     addr: SocketAddr,
     ssl: bool,
     listener: RefCell<Option<TcpListener>>,
@@ -53,6 +59,17 @@ pub struct Server {
 /// A limit for the runtime: 0 (or below) means none.
 fn limit(value: i64) -> usize {
     usize::try_from(value).unwrap_or(0)
+}
+
+/// The TLS configuration from PEM files; the message names the cause (an
+/// encrypted key: how to give its passphrase or decrypt it).
+fn load_tls(
+    cert: &str,
+    key: &str,
+    passphrase: Option<&str>,
+) -> PhpResult<Arc<rustls::ServerConfig>> {
+    tls::server_config_with_passphrase(Path::new(cert), Path::new(key), passphrase)
+        .map_err(|e| format!("wss: cannot use certificate {cert} with key {key}: {e}").into())
 }
 
 /// The first address of `host` (IPv4 preferred, as PHP's `tcp://localhost`).
@@ -79,10 +96,14 @@ impl Server {
             ..ServerConfig::default()
         };
         if self.ssl {
-            config.tls = Some(
-                tls::server_config(Path::new(&s.cert), Path::new(&s.key))
-                    .map_err(|e| format!("wss: {e}"))?,
-            );
+            let Some(tls) = s.tls.clone() else {
+                return Err(format!(
+                    "wss: no certificate ({DEFAULT_PEM}, php-websocket's default, was not found \
+                     when the server was created): pass $options['cert'] or call setCertificate()"
+                )
+                .into());
+            };
+            config.tls = Some(tls);
         }
         Ok(config)
     }
@@ -110,24 +131,18 @@ impl Server {
 
     fn url(&self) -> String {
         let scheme = if self.ssl { "wss" } else { "ws" };
-        format!("{scheme}://{}", self.local_addr())
-    }
-
-    fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .borrow()
-            .as_ref()
-            .and_then(|l| l.local_addr().ok())
-            .unwrap_or(self.addr)
+        format!("{scheme}://{}", self.addr)
     }
 }
 
 #[php_impl]
 impl Server {
     /// Binds at once, as php-websocket did (an exception instead of `die`
-    /// when the address is taken). `$options`: `cert` and `key` (PEM file
-    /// paths) for `$ssl`; php-websocket's `server.pem` (certificate and
-    /// key in one file) by default.
+    /// when the address is taken). `$options` for `$ssl`: `cert` and `key`
+    /// (PEM file paths; `local_cert`/`local_pk` as in a stream context)
+    /// and `passphrase` for an encrypted key; by default php-websocket's
+    /// `server.pem` (certificate and key in one file) with its passphrase
+    /// `shinywss`. A certificate or key that cannot be used throws here.
     #[php(defaults(host = "localhost".to_string(), port = 8000, ssl = false))]
     pub fn __construct(
         host: String,
@@ -136,14 +151,30 @@ impl Server {
         options: Option<&ZendHashTable>,
     ) -> PhpResult<Self> {
         let port = u16::try_from(port).map_err(|_| format!("invalid port {port}"))?;
-        let addr = resolve(&host, port)?;
-        let listener =
-            TcpListener::bind(addr).map_err(|e| format!("Error creating socket {addr}: {e}"))?;
         let option = |names: &[&str]| {
             options.and_then(|o| names.iter().find_map(|n| o.get(*n).and_then(Zval::string)))
         };
-        let cert = option(&["cert", "local_cert"]).unwrap_or_else(|| DEFAULT_PEM.into());
-        let key = option(&["key", "local_pk"]).unwrap_or_else(|| cert.clone());
+        let (cert, key) = (
+            option(&["cert", "local_cert"]),
+            option(&["key", "local_pk"]),
+        );
+        let named = cert.is_some() || key.is_some();
+        // Without a named file: php-websocket's server.pem if there is one
+        // (setCertificate() may still name another before run()).
+        let tls = if ssl && (named || Path::new(DEFAULT_PEM).is_file()) {
+            let cert = cert.unwrap_or_else(|| DEFAULT_PEM.into());
+            let key = key.unwrap_or_else(|| cert.clone());
+            let passphrase =
+                option(&["passphrase"]).or_else(|| (!named).then(|| DEFAULT_PASSPHRASE.into()));
+            Some(load_tls(&cert, &key, passphrase.as_deref())?)
+        } else {
+            None
+        };
+        let addr = resolve(&host, port)?;
+        let listener =
+            TcpListener::bind(addr).map_err(|e| format!("Error creating socket {addr}: {e}"))?;
+        // The port the system chose, for port 0.
+        let addr = listener.local_addr().unwrap_or(addr);
         let server = Server {
             host,
             addr,
@@ -155,8 +186,7 @@ impl Server {
                 allowed_origins: Vec::new(),
                 max_per_ip: DEFAULT_MAX_PER_IP,
                 max_per_minute: DEFAULT_MAX_PER_MINUTE,
-                cert,
-                key,
+                tls,
             }),
             apps: RefCell::new(HashMap::new()),
             running: RefCell::new(None),
@@ -169,10 +199,10 @@ impl Server {
     /// with 1001 and return. The runtime and the callbacks run here, on the
     /// PHP thread.
     pub fn run(&self) -> PhpResult<()> {
+        let config = self.config()?;
         let Some(listener) = self.listener.borrow_mut().take() else {
             return Err("WebSocket\\Server::run(): this server already ran".into());
         };
-        let config = self.config()?;
         let apps = self
             .apps
             .borrow()
@@ -180,7 +210,7 @@ impl Server {
             .map(|(k, v)| (k.clone(), v.shallow_clone()))
             .collect();
         let url = self.url();
-        let outcome = event_loop::run(listener, config, self.policy(), apps, |handle| {
+        let outcome = event_loop::run(listener, config, self.policy(), apps, move |handle| {
             *self.running.borrow_mut() = Some(handle);
             crate::log::write(&format!("Server running on {url}"), "info");
         });
@@ -196,6 +226,11 @@ impl Server {
             Outcome::Bailout => {
                 // A fatal error in a callback: the server is down; let the
                 // engine carry on with its bailout.
+                // SAFETY: bailout() longjmps to the engine's enclosing
+                // zend_try (php_execute_script's, where the fatal error was
+                // headed), skipping destructors. Nothing owned is left to
+                // skip: event_loop::run dropped the runtime and every PHP
+                // value, the closure took `url`, and no cell borrow is held.
                 unsafe { ext_php_rs::zend::bailout() }
             }
         }
@@ -325,18 +360,20 @@ impl Server {
     }
 
     /// The certificate chain and private key (PEM files; the key may be in
-    /// the certificate file) for a server created with `$ssl = true`.
-    /// False when a file is not readable.
+    /// the certificate file; `$passphrase` decrypts an encrypted PKCS#8
+    /// key) for a server created with `$ssl = true`. Loaded at once: a
+    /// file that cannot be used throws, naming the cause.
     #[php(optional = key_file)]
-    pub fn set_certificate(&self, cert_file: String, key_file: Option<String>) -> bool {
+    pub fn set_certificate(
+        &self,
+        cert_file: String,
+        key_file: Option<String>,
+        passphrase: Option<String>,
+    ) -> PhpResult<bool> {
         let key_file = key_file.unwrap_or_else(|| cert_file.clone());
-        if !Path::new(&cert_file).is_file() || !Path::new(&key_file).is_file() {
-            return false;
-        }
-        let mut s = self.settings.borrow_mut();
-        s.cert = cert_file;
-        s.key = key_file;
-        true
+        let tls = load_tls(&cert_file, &key_file, passphrase.as_deref())?;
+        self.settings.borrow_mut().tls = Some(tls);
+        Ok(true)
     }
 
     pub fn get_host(&self) -> String {
@@ -345,7 +382,7 @@ impl Server {
 
     /// The port listened on (the one chosen by the system for port 0).
     pub fn get_port(&self) -> i64 {
-        i64::from(self.local_addr().port())
+        i64::from(self.addr.port())
     }
 
     pub fn is_ssl(&self) -> bool {
@@ -365,10 +402,12 @@ impl Server {
         let message = match Kind::parse(&r#type) {
             Some(Kind::Text) => Kind::Text,
             Some(Kind::Binary) => Kind::Binary,
-            _ => return Err(
-                format!("broadcast: type must be 'text' or 'binary', not '{type}'", type = r#type)
-                    .into(),
-            ),
+            _ => {
+                return Err(payload::invalid_argument(format!(
+                    "broadcast: type must be 'text' or 'binary', not '{type}'",
+                    type = r#type
+                )))
+            }
         };
         let Some(data) = payload::bytes(payload, message) else {
             return Ok(0);

@@ -1,6 +1,7 @@
 <?php
 // IDE stubs for the polysocket extension (php/src: the Rust classes, and
-// php/src/prelude.php: the classes defined in PHP at request start).
+// php/src/prelude.php: the application classes, declared on first use
+// unless another autoloader or the script supplies its own copy).
 // Not loaded by PHP; point your IDE at this file.
 
 namespace WebSocket {
@@ -9,9 +10,13 @@ namespace WebSocket {
     class Server
     {
         /**
-         * Binds at once; throws when the address is taken.
-         * @param array $options for $ssl: ['cert' => PEM path, 'key' => PEM path]
-         *                       (default: server.pem holding both)
+         * Binds at once; throws when the address is taken, or when $ssl and
+         * the certificate or key cannot be used (the message names the
+         * cause, e.g. an encrypted key without its passphrase).
+         * @param array $options for $ssl: ['cert' => PEM path, 'key' => PEM path,
+         *                       'passphrase' => for an encrypted key] ('local_cert',
+         *                       'local_pk' also work); default: php-websocket's
+         *                       ./server.pem holding both, passphrase 'shinywss'
          */
         public function __construct(string $host = 'localhost', int $port = 8000, bool $ssl = false, ?array $options = null) {}
 
@@ -49,8 +54,12 @@ namespace WebSocket {
         public function setMaxRequestsPerMinute(mixed $limit): bool {}
         public function getMaxRequestsPerMinute(): int {}
 
-        /** PEM certificate chain and key for wss; false when a file is missing. */
-        public function setCertificate(string $certFile, ?string $keyFile = null): bool {}
+        /**
+         * PEM certificate chain and key for wss, loaded at once; $passphrase
+         * decrypts an encrypted (PKCS#8) key. Throws, naming the cause, when
+         * they cannot be used.
+         */
+        public function setCertificate(string $certFile, ?string $keyFile = null, ?string $passphrase = null): bool {}
 
         public function getHost(): string {}
         /** The bound port (the chosen one for port 0). */
@@ -64,6 +73,7 @@ namespace WebSocket {
          * One message to many clients, encoded once per protocol family.
          * @param Connection[] $clients
          * @return int how many it was queued for
+         * @throws \InvalidArgumentException unless $type is text or binary
          */
         public static function broadcast(array $clients, mixed $payload, string $type = 'text'): int {}
     }
@@ -71,12 +81,27 @@ namespace WebSocket {
     /** A client ($client in the callbacks). Not constructible from PHP. */
     class Connection
     {
-        /** Queue a message (never blocks). $type: text, binary, ping, pong (unsolicited), close. */
+        /**
+         * Queue a message (never blocks). $type: text, binary, ping, pong
+         * (unsolicited), close (1000 with $payload as the reason).
+         * @return bool true when queued; false when the client is closing or
+         *              gone, its send buffer overflowed, or text is not UTF-8
+         * @throws \InvalidArgumentException what this client can never be
+         *              sent: an unknown $type, a ping/pong payload over 125
+         *              bytes, a close reason over 123, binary or ping/pong on
+         *              hixie-75/76
+         */
         public function send(mixed $payload, string $type = 'text'): bool {}
-        /** Close with $statusCode and php-websocket's reason text. */
+        /**
+         * Close with $statusCode and php-websocket's reason text.
+         * @return bool false when the client is already closing or gone
+         * @throws \InvalidArgumentException for a code that may not be sent
+         *              (e.g. 1004, 1005, 1006, 1015, 5000)
+         */
         public function close(int $statusCode = 1000): bool {}
         public function getClientIp(): string {}
-        public function getClientPort(): int {}
+        /** A string, as php-websocket's. */
+        public function getClientPort(): string {}
         /** 32 hex digits. */
         public function getClientId(): string {}
         /** The application serving this client. */
@@ -99,6 +124,11 @@ namespace WebSocket {
 
 namespace WebSocket\Application {
 
+    /**
+     * php-websocket's base class. This one and StatusApplication are
+     * fallbacks: a copy of php-websocket's files that the script requires or
+     * autoloads is used instead.
+     */
     abstract class Application
     {
         protected static $instances = array();
@@ -122,6 +152,7 @@ namespace WebSocket\Application {
         public function onDisconnect($client) {}
         public function onData($data, $client) {}
         public function setServerInfo($serverInfo) {}
+        /** $port is a string, as php-websocket passed it. */
         public function clientConnected($ip, $port) {}
         public function clientDisconnected($ip, $port) {}
         public function clientActivity($port) {}

@@ -51,7 +51,13 @@ check($app->encode('echo', array('x' => 1)) === '{"action":"echo","data":{"x":1}
 check($app->encode('', 1) === false, '_encodeData without action');
 check($app->decode('{"action":"a","data":2}') === array('action' => 'a', 'data' => 2), '_decodeData');
 check($app->decode('{"action":"a"}') === false && $app->decode('nope') === false, '_decodeData refuses');
-check($s->setCertificate('/nonexistent.pem') === false, 'setCertificate checks the files');
+$threw = false;
+try {
+    $s->setCertificate('/nonexistent.pem');
+} catch (\Exception $e) {
+    $threw = strpos($e->getMessage(), '/nonexistent.pem') !== false;
+}
+check($threw, 'setCertificate loads the files at once, naming the one that failed');
 
 // The status application gets the limits when registered.
 $status = \WebSocket\Application\StatusApplication::getInstance();

@@ -37,8 +37,9 @@ def free_port():
 class PhpServer:
     """One PHP daemon; its output is collected in a file."""
 
-    def __init__(self, script, args=(), ini=(), tmp=None):
+    def __init__(self, script, args=(), ini=(), tmp=None, cwd=REPO):
         self.port = free_port()
+        self.cwd = cwd
         self.log_path = os.path.join(tmp, "server-%d.log" % self.port)
         self.argv = php_argv(script, "--port", self.port, *args, ini=ini)
         self.proc = None
@@ -49,7 +50,7 @@ class PhpServer:
 
     def start(self, timeout=15):
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.argv, cwd=REPO, stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(self.argv, cwd=self.cwd, stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -87,11 +88,11 @@ class PhpServer:
 
 @pytest.fixture
 def php_server(tmp_path):
-    """Start a PHP daemon: php_server(script, *args, ini=[...])."""
+    """Start a PHP daemon: php_server(script, *args, ini=[...], cwd=REPO)."""
     started = []
 
-    def start(script, *args, ini=()):
-        server = PhpServer(os.path.join(REPO, script), args, ini, str(tmp_path)).start()
+    def start(script, *args, ini=(), cwd=REPO):
+        server = PhpServer(os.path.join(REPO, script), args, ini, str(tmp_path), cwd).start()
         started.append(server)
         return server
 

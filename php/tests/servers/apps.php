@@ -3,7 +3,8 @@
 // under test, on one \WebSocket\Server. Options set the limits.
 //
 //   php -d extension=polysocket.so apps.php --port P [--max-clients N]
-//       [--per-ip N] [--per-minute N] [--origin DOMAIN] [--cert PEM --key PEM]
+//       [--per-ip N] [--per-minute N] [--origin DOMAIN]
+//       [--cert PEM --key PEM [--passphrase P]] [--ssl (./server.pem)]
 
 class EchoApp extends \WebSocket\Application\Application
 {
@@ -125,13 +126,76 @@ class ControlApp extends \WebSocket\Application\Application
     }
 }
 
+// The send rules as PHP sees them: "NAME" runs attempt NAME on this client,
+// "other NAME" on the client that connected first (through its mailbox),
+// "gone" sends to the last client that disconnected. The answer is the
+// result as JSON, or "InvalidArgumentException: message"; "last" repeats
+// the previous one (for an attempt that closed the client that asked).
+class RulesApp extends \WebSocket\Application\Application
+{
+    private $clients = array();
+    private $gone;
+    private $last;
+
+    public function onConnect($client) { $this->clients[$client->getClientId()] = $client; }
+    public function onDisconnect($client)
+    {
+        unset($this->clients[$client->getClientId()]);
+        $this->gone = $client;
+    }
+    public function onData($data, $client)
+    {
+        $target = $client;
+        if ($data === 'last') {
+            $client->send($this->last);
+            return;
+        } elseif (strncmp($data, 'other ', 6) === 0) {
+            $target = reset($this->clients);
+            $data = substr($data, 6);
+        } elseif ($data === 'gone') {
+            if ($this->gone === null) {
+                $client->send('no client gone yet');
+                return;
+            }
+            $target = $this->gone;
+            $data = 'text';
+        }
+        $close = function ($code) {
+            return function ($c) use ($code) { return $c->close($code); };
+        };
+        $attempts = array(
+            'text' => function ($c) { return $c->send('x'); },
+            'binary' => function ($c) { return $c->send("\x01", 'binary'); },
+            'ping' => function ($c) { return $c->send('', 'ping'); },
+            'pong' => function ($c) { return $c->send('', 'pong'); },
+            'ping125' => function ($c) { return $c->send(str_repeat('p', 125), 'ping'); },
+            'ping200' => function ($c) { return $c->send(str_repeat('p', 200), 'ping'); },
+            'pong126' => function ($c) { return $c->send(str_repeat('p', 126), 'pong'); },
+            'reason124' => function ($c) { return $c->send(str_repeat('r', 124), 'close'); },
+            'type' => function ($c) { return $c->send('x', 'bogus'); },
+            'close-twice' => function ($c) {
+                return array($c->close(1000), $c->close(1000), $c->send('after'));
+            },
+        );
+        foreach (array(999, 1004, 1005, 1006, 1015, 5000, 70000, -1) as $code) {
+            $attempts["close$code"] = $close($code);
+        }
+        try {
+            $this->last = json_encode($attempts[$data]($target));
+        } catch (\InvalidArgumentException $e) {
+            $this->last = 'InvalidArgumentException: ' . $e->getMessage();
+        }
+        $client->send($this->last);
+    }
+}
+
 // php-websocket's DemoApplication, as the status example serves it.
 require __DIR__ . '/../../../examples/php/DemoApplication.php';
 
-$o = getopt('', array('port:', 'max-clients:', 'per-ip:', 'per-minute:', 'origin:', 'cert:', 'key:'));
-$ssl = isset($o['cert']);
-$server = new \WebSocket\Server('127.0.0.1', (int)$o['port'], $ssl,
-    $ssl ? array('cert' => $o['cert'], 'key' => $o['key']) : array());
+$o = getopt('', array('port:', 'max-clients:', 'per-ip:', 'per-minute:', 'origin:', 'cert:', 'key:',
+    'passphrase:', 'ssl'));
+$tls = array_intersect_key($o, array('cert' => 1, 'key' => 1, 'passphrase' => 1));
+$server = new \WebSocket\Server('127.0.0.1', (int)$o['port'], isset($o['ssl']) || $tls, $tls);
 $server->setMaxClients(isset($o['max-clients']) ? $o['max-clients'] : 1000);
 $server->setMaxConnectionsPerIp(isset($o['per-ip']) ? (int)$o['per-ip'] : 0);
 $server->setMaxRequestsPerMinute(isset($o['per-minute']) ? (int)$o['per-minute'] : 0);
@@ -148,6 +212,7 @@ $server->registerApplication('info', InfoApp::getInstance());
 $server->registerApplication('boom', BoomApp::getInstance());
 $server->registerApplication('same', SameApp::getInstance());
 $server->registerApplication('control', $control);
+$server->registerApplication('rules', RulesApp::getInstance());
 $server->registerApplication('demo', DemoApplication::getInstance());
 $server->run();
 echo "run() returned\n";
