@@ -96,3 +96,14 @@ def test_closing_or_gone_answers_false(apps):
                 break
             time.sleep(0.05)
         assert answer == "false"
+
+
+def test_closing_from_another_clients_callback_answers_false_after_the_close(apps):
+    # the close is queued for the first client's task; what follows it in the
+    # same callback is refused at once instead of failing unseen later
+    with connect(apps.url + "/rules") as first, connect(apps.url + "/rules") as ws:
+        ws.send("other close-twice")
+        assert ws.recv(timeout=5) == "[true,false,false]"
+        with pytest.raises(ConnectionClosed):
+            first.recv(timeout=5)
+        assert first.close_code == 1000

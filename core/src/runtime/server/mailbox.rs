@@ -82,21 +82,28 @@ impl Mailbox {
         draft: Draft,
         limit: usize,
     ) -> Result<(), SendError> {
+        command.check(draft)?;
+        // Under the queue's lock: of a close and a send from two threads,
+        // the one queued second sees what the first did.
+        let mut commands = self.commands.lock().expect("mailbox lock");
         if self.is_closed() {
             return Err(SendError::Closed);
         }
-        command.check(draft)?;
         let size = command.queued_bytes();
         let queued = self.queued.fetch_add(size, Ordering::AcqRel) + size;
         if queued > limit {
             self.queued.fetch_sub(size, Ordering::AcqRel);
+            drop(commands);
             self.overflow();
             return Err(SendError::Overflow(limit));
         }
-        self.commands
-            .lock()
-            .expect("mailbox lock")
-            .push_back(command);
+        // Once a close is queued nothing may follow it: later commands
+        // are refused now rather than failing unseen when applied.
+        if matches!(command, Command::Close(..)) {
+            self.set_closed();
+        }
+        commands.push_back(command);
+        drop(commands);
         self.signal(READY);
         Ok(())
     }
@@ -274,5 +281,21 @@ mod tests {
             Err(SendError::Unsupported(Draft::Hixie76, "binary messages"))
         );
         assert_eq!(open.queued.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn nothing_is_queued_behind_a_close() {
+        let mailbox = Mailbox::default();
+        let close = || Command::Close(Some(1000), String::new());
+        mailbox.push(close(), Draft::Rfc6455, 64).unwrap();
+        assert_eq!(
+            mailbox.push(Command::Send(Message::text("late")), Draft::Rfc6455, 64),
+            Err(SendError::Closed)
+        );
+        assert_eq!(
+            mailbox.push(close(), Draft::Rfc6455, 64),
+            Err(SendError::Closed)
+        );
+        assert_eq!(mailbox.commands.lock().unwrap().len(), 1);
     }
 }
