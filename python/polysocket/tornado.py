@@ -227,10 +227,7 @@ class _EngineProtocol(_tws.WebSocketProtocol13):
 
     def _process_server_headers(self, key: Any, headers: httputil.HTTPHeaders) -> None:
         """Check the 101 answer with the engine that built the request."""
-        head = "HTTP/1.1 101 Switching Protocols\r\n" + "".join(
-            f"{name}: {value}\r\n" for name, value in headers.get_all()
-        )
-        engine = self.handler._handshake.feed((head + "\r\n").encode("latin-1"))
+        engine = self.handler._handshake.feed_head(101, list(headers.get_all()))
         if engine is None:
             raise WebSocketError("incomplete WebSocket handshake answer")
         self._engine = engine
@@ -323,34 +320,37 @@ class _EngineProtocol(_tws.WebSocketProtocol13):
     async def _receive_frame_loop(self) -> None:
         try:
             # Frames that came with the handshake are already in the engine.
-            await self._dispatch(b"")
-            size = _MIN_READ
+            await self._dispatch(b"", 0)
+            # One buffer, reused: the stream reads straight into it and the
+            # engine copies what arrived. It grows while reads fill it or a
+            # large frame is on its way, and goes back to the small size
+            # once the traffic is small again (an idle connection holds no
+            # large buffer).
+            buf = bytearray(_MIN_READ)
             while not self.client_terminated:
-                # Read straight into a buffer sized to the traffic: no copy
-                # out of the IOStream's buffer, little zeroing for small
-                # messages, few reads for large ones.
-                buf = bytearray(size)
                 n = await self.stream.read_into(buf, partial=True)
-                if n == size:
-                    size = min(size * 2, _READ_SIZE)
-                else:
-                    del buf[n:]
-                    if n < size // 8:
-                        size = max(size // 2, _MIN_READ)
-                await self._dispatch(buf)
+                await self._dispatch(buf, n)
+                size = len(buf)
+                awaited = self._engine.awaited
+                if (n == size or awaited > size) and size < _READ_SIZE:
+                    buf = bytearray(min(max(size * 4, awaited), _READ_SIZE))
+                elif n < _MIN_READ and awaited == 0 and size > _MIN_READ:
+                    buf = bytearray(_MIN_READ)
         except StreamClosedError:
             self._abort()
         finally:
             self.handler.on_ws_connection_close(self.close_code, self.close_reason)
 
-    async def _dispatch(self, data: bytes | bytearray) -> None:
-        """Feed bytes to the engine and hand each event to
-        ``_handle_message``, awaiting coroutine callbacks in order."""
-        events = self._engine.receive(data)
-        work = len(data)
+    async def _dispatch(self, data: bytes | bytearray, n: int) -> None:
+        """Feed the first ``n`` bytes of ``data`` to the engine and hand each
+        event to ``_handle_message``, awaiting coroutine callbacks in order.
+        The engine decodes each event only when the loop asks for it, so
+        that the answers to a message go out before a failure that a later
+        frame causes."""
+        work = n
         self._batching = True
         try:
-            for kind, payload in events:
+            for kind, payload in self._engine.receive(data, n):
                 if self.client_terminated:
                     break
                 if kind == _FAILED:
@@ -393,6 +393,16 @@ class _EngineProtocol(_tws.WebSocketProtocol13):
             self.close_code, self.close_reason = data
             self.close(self.close_code)
         return None
+
+    def _send_pong(self, data: bytes) -> None:
+        """Answer a ping. Like Tornado, at most one pong waits to be written
+        (a peer that pings faster than it reads gets the latest answered,
+        RFC 6455 5.5.3); pongs queued in the same batch as the previous one
+        are written with it in one write, so a burst of pings gets every
+        answer, in order."""
+        if self._pong_future is not None and self._pong_future is self._batch_future:
+            self._pong_future = None
+        super()._send_pong(data)
 
     def _run_callback(
         self, callback: Callable[..., Any], *args: Any, **kwargs: Any
@@ -570,19 +580,46 @@ class WebSocketClientConnection(_tws.WebSocketClientConnection):
         # The request is sent by a task that starts on the next IOLoop turn:
         # until then its WebSocket headers can still become the engine's
         # (its key, its extension offer), which the answer is checked against.
-        ours = _request_headers(self._handshake.request_bytes())
-        for name in ("Sec-WebSocket-Key", "Sec-WebSocket-Extensions"):
-            if name in ours:
-                self.request.headers[name] = ours[name]
-        self.key = ours["Sec-WebSocket-Key"].encode()
+        key = self._handshake.key
+        self.request.headers["Sec-WebSocket-Key"] = key
+        offer = self._handshake.extension_offer
+        if offer is not None:
+            self.request.headers["Sec-WebSocket-Extensions"] = offer
+        else:
+            self.request.headers.pop("Sec-WebSocket-Extensions", None)
+        self.key = key.encode()
+        self._taken: Future[None] | None = None
 
     def get_websocket_protocol(self) -> _EngineProtocol:
         return _EngineProtocol(self, self.params)
 
+    def _on_message(self, message: None | str | bytes) -> Awaitable[None] | None:
+        if self._on_message_callback is not None or message is None:
+            return super()._on_message(message)
+        return self._hand_over(message)
 
-def _request_headers(request: bytes) -> httputil.HTTPHeaders:
-    head = request.split(b"\r\n\r\n", 1)[0].decode("latin-1")
-    return httputil.HTTPHeaders.parse(head.split("\r\n", 1)[1])
+    async def _hand_over(self, message: str | bytes) -> None:
+        """Queue a message for `read_message` and decode nothing further
+        until it was read, and the reader had its turn: what the
+        application sends in answer then goes out before any failure a
+        later frame causes (Tornado's queue holds one message too)."""
+        try:
+            await self.read_queue.put(message)
+            if self.read_queue.qsize():
+                self._taken = Future()
+                await self._taken
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            pass  # the IOLoop is shutting down with the message unread
+
+    def read_message(
+        self, callback: Callable[[Future[None | str | bytes]], None] | None = None
+    ) -> Awaitable[None | str | bytes]:
+        awaitable = super().read_message(callback)
+        taken, self._taken = self._taken, None
+        if taken is not None and not taken.done():
+            taken.set_result(None)
+        return awaitable
 
 
 def websocket_connect(

@@ -1,15 +1,20 @@
 //! `Engine`: one WebSocket connection's protocol state (core's sans-I/O
-//! `Connection`) for Python I/O loops. Python feeds what it read and
-//! writes what `take_output` returns; many frames cross in one call.
+//! `Connection`) for Python I/O loops. Python feeds what it read, iterates
+//! the events, and writes what `take_output` returns; many frames cross in
+//! one call each way.
 
 use std::borrow::Cow;
+use std::io::IoSlice;
+
+use bytes::Bytes;
 
 use polysocket::protocol::{State, ABNORMAL, NO_STATUS};
 use polysocket::{Connection, Event, EventRef, Message, ProtocolError, SendError};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyConnectionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyList, PyString, PyTuple};
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::{PyByteArray, PyBytes, PyString, PyTuple};
 
 create_exception!(
     _native,
@@ -32,6 +37,10 @@ pub const FAILED: i32 = -1;
 
 /// Buffers above this size are freed once empty (see `take_output`).
 const RELEASE_ABOVE: usize = 1 << 20;
+/// Binary `bytes` from this size on are sent from the object itself; the
+/// engine writes such payloads from their own buffer (smaller ones are
+/// copied into its output buffer, which is cheaper than sharing).
+const SHARE_MIN: usize = 32 * 1024;
 
 /// One connection: the engine plus the byte counters Tornado exposes.
 #[pyclass(module = "polysocket._native")]
@@ -130,45 +139,74 @@ fn event_tuple<'py>(
 
 #[pymethods]
 impl Engine {
-    /// Feed received bytes (`bytes` or `bytearray`); returns every event they complete, in order,
-    /// as `(kind, payload)` tuples. A protocol violation ends the list with
-    /// `(FAILED, (code, reason))`; the matching close frame is then queued.
+    /// Feed received bytes (`bytes`, or the first `n` bytes of a
+    /// `bytearray` that the caller reuses between reads) and return the
+    /// engine as an iterator over the events they complete, in order, as
+    /// `(kind, payload)` tuples. Each event is decoded when the iteration
+    /// asks for it, so that what the caller does with one (an echo) is
+    /// queued before the next frame is even looked at: a message followed
+    /// by an invalid frame gets its answer out before the close. A protocol
+    /// violation ends the events with `(FAILED, (code, reason))`; the
+    /// matching close frame is then queued.
+    #[pyo3(signature = (data, n=None))]
     fn receive<'py>(
-        &mut self,
-        py: Python<'py>,
+        mut slf: PyRefMut<'py, Self>,
         data: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyList>> {
-        let n = if let Ok(array) = data.cast::<PyByteArray>() {
-            // SAFETY: no Python code runs while the slice is borrowed (the
-            // engine only copies it), so the bytearray cannot be resized.
+        n: Option<usize>,
+    ) -> PyResult<PyRefMut<'py, Self>> {
+        let fed = if let Ok(array) = data.cast::<PyByteArray>() {
+            // SAFETY: `as_bytes` requires that the bytearray is not resized
+            // or freed while the slice lives. The slice lives only inside
+            // this block, where no Python code runs (the engine copies it
+            // into its own buffer, and we hold the GIL), so nothing can
+            // resize the bytearray meanwhile.
             let bytes = unsafe { array.as_bytes() };
-            self.conn.receive(bytes);
+            let bytes = &bytes[..n.unwrap_or(bytes.len()).min(bytes.len())];
+            slf.conn.receive(bytes);
             bytes.len()
         } else {
             let bytes = data.cast::<PyBytes>()?.as_bytes();
-            self.conn.receive(bytes);
+            let bytes = &bytes[..n.unwrap_or(bytes.len()).min(bytes.len())];
+            slf.conn.receive(bytes);
             bytes.len()
         };
-        self.wire_bytes_in += n as u64;
-        let events = PyList::empty(py);
-        loop {
-            match self.conn.poll_ref() {
-                Ok(Some(e)) => events.append(event_tuple(py, e, &mut self.message_bytes_in)?)?,
-                Ok(None) => break,
-                Err(err) => {
-                    let failed = (FAILED, (err.close_code(), failure_reason(&err)));
-                    events.append(failed.into_pyobject(py)?)?;
-                    break;
-                }
+        slf.wire_bytes_in += fed as u64;
+        Ok(slf)
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// The next event of what was received, or the end of them for now.
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        match self.conn.poll_ref() {
+            Ok(Some(e)) => event_tuple(py, e, &mut self.message_bytes_in).map(Some),
+            Ok(None) => Ok(None),
+            Err(err) => {
+                let failed = (FAILED, (err.close_code(), failure_reason(&err)));
+                Ok(Some(failed.into_pyobject(py)?))
             }
         }
-        Ok(events)
     }
 
     /// Queue a data message: `str` or `bytes`, sent as text unless `binary`.
     /// Text given as bytes is sent as it is (Tornado does not check it).
     #[pyo3(signature = (data, binary=false))]
     fn send(&mut self, data: &Bound<'_, PyAny>, binary: bool) -> PyResult<()> {
+        if binary && data.len().is_ok_and(|n| n >= SHARE_MIN) {
+            if let Ok(b) = data.cast::<PyBytes>() {
+                // A large `bytes` is written from the object itself (kept
+                // alive until written) instead of being copied.
+                let n = b.as_bytes().len();
+                let shared = Bytes::from_owner(PyBackedBytes::from(b.clone()));
+                self.conn
+                    .send(&Message::Binary(shared))
+                    .map_err(send_error)?;
+                self.message_bytes_out += n as u64;
+                return Ok(());
+            }
+        }
         let bytes = payload(data)?;
         let result = if binary {
             self.conn.send_binary(&bytes)
@@ -177,7 +215,7 @@ impl Engine {
                 Ok(text) => self.conn.send_text(text),
                 Err(_) => self
                     .conn
-                    .send(&Message::Text(bytes::Bytes::copy_from_slice(&bytes))),
+                    .send(&Message::Text(Bytes::copy_from_slice(&bytes))),
             }
         };
         result.map_err(send_error)?;
@@ -207,11 +245,35 @@ impl Engine {
             .map_err(send_error)
     }
 
-    /// Every byte waiting to be written (empty `bytes` when none).
-    fn take_output<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        let out = self.conn.pending_output();
-        let bytes = PyBytes::new(py, out);
-        let n = out.len();
+    /// Every byte waiting to be written, in one `bytes` (empty when none).
+    fn take_output<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let pieces = {
+            let mut probe = [IoSlice::new(&[]); 2];
+            self.conn.output_slices(&mut probe)
+        };
+        let bytes = if pieces < 2 {
+            // The usual case: one buffer, copied once; it keeps its
+            // capacity for the next messages.
+            PyBytes::new(py, self.conn.pending_output())
+        } else {
+            // Large messages queued from their own buffers: gathered here,
+            // in the one copy.
+            let total = self.conn.output_len();
+            PyBytes::new_with(py, total, |dst| {
+                // Each large piece is at least SHARE_MIN, with at most one
+                // small piece before it.
+                let mut slices = vec![IoSlice::new(&[]); 2 * (total / SHARE_MIN) + 2];
+                let count = self.conn.output_slices(&mut slices);
+                let mut at = 0;
+                for piece in &slices[..count] {
+                    dst[at..at + piece.len()].copy_from_slice(piece);
+                    at += piece.len();
+                }
+                debug_assert_eq!(at, total);
+                Ok(())
+            })?
+        };
+        let n = bytes.as_bytes().len();
         self.conn.advance_output(n);
         self.wire_bytes_out += n as u64;
         if n > RELEASE_ABOVE {
@@ -220,7 +282,14 @@ impl Engine {
             // buffers for each message).
             self.conn.release_buffers(RELEASE_ABOVE);
         }
-        bytes
+        Ok(bytes)
+    }
+
+    /// Bytes known to be on their way (the rest of a large frame being
+    /// received): a read buffer of this size takes them in one read.
+    #[getter]
+    fn awaited(&self) -> usize {
+        self.conn.awaited_bytes()
     }
 
     /// Whether bytes wait to be written.
