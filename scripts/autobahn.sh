@@ -15,7 +15,8 @@
 # case (INFORMATIONAL is accepted). Reports: target/autobahn/{ci,full}/.
 # AB_CASES overrides the case list (e.g. AB_CASES='1.*').
 #
-# AB_TARGET=client tests a client instead: the suite's fuzzing server
+# The CI subset against the default server also runs the tokio client
+# (below). AB_TARGET=client tests a client instead: the suite's fuzzing server
 # (`wstest -m fuzzingserver`) on a free port, and POLYSOCKET_AB_CLIENT_CMD,
 # a command template with {url} and {agent} (default: the tokio client,
 # core/examples/autobahn_client.rs, built if needed), which runs every case
@@ -63,7 +64,8 @@ fi
 if [[ "${AB_TARGET:-server}" == client ]]; then
     AGENT="${AB_AGENT:-polysocket-rust}"
     OUT="$ROOT/target/autobahn/client-$MODE-$AGENT"
-    CLIENT="${POLYSOCKET_AB_CLIENT_CMD:-target/release/examples/autobahn_client {url} {agent}}"
+    DEFAULT_CLIENT="target/release/examples/autobahn_client {url} {agent}"
+    CLIENT="${POLYSOCKET_AB_CLIENT_CMD:-$DEFAULT_CLIENT}"
     if [[ -z "${POLYSOCKET_AB_CLIENT_CMD:-}" ]]; then
         cargo build --release -q -p polysocket --features runtime --example autobahn_client
     fi
@@ -83,8 +85,7 @@ PYSPEC
         "$PY" -c "import socket; socket.create_connection(('127.0.0.1',$PORT),0.2).close()" 2>/dev/null && break
         sleep 0.2
     done
-    CMD="${CLIENT//\{url\}/ws://127.0.0.1:$PORT}"
-    CMD="${CMD//\{agent\}/$AGENT}"
+    CMD="$(printf '%s' "$CLIENT" | sed "s|{url}|ws://127.0.0.1:$PORT|g; s|{agent}|$AGENT|g")"
     echo "$NAME: client $CMD against wstest -m fuzzingserver (cases $CASES)"
     start=$(date +%s)
     set +e
@@ -138,5 +139,9 @@ if [[ "$MODE" == full && $# -eq 0 && -z "${POLYSOCKET_ECHO_CMD:-}" ]]; then
         --wall "$((wall / 60)) min $((wall % 60)) s" >/dev/null
     if [[ -n "$faces" ]]; then printf '\n%s\n' "$faces" >> docs/CONFORMANCE.md; fi
     echo "$NAME: wrote docs/CONFORMANCE.md"
+fi
+if [[ "$MODE" == ci && $# -eq 0 && -z "${POLYSOCKET_ECHO_CMD:-}" ]]; then
+    # The Rust face: its client next to its server.
+    AB_TARGET=client "$ROOT/scripts/autobahn.sh" || verdict=1
 fi
 exit $verdict
