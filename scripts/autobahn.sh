@@ -78,11 +78,12 @@ path, port, out, cases = sys.argv[1:]
 json.dump({"url": f"ws://127.0.0.1:{port}", "outdir": out, "cases": cases.split(","),
            "exclude-cases": [], "exclude-agent-cases": {}}, open(path, "w"))
 PYSPEC
-    (cd "$OUT" && exec "$WSTEST" -m fuzzingserver -s "$OUT/fuzzingserver.json" >"$OUT/wstest.log" 2>&1) &
+    (cd "$OUT" && exec "$WSTEST" -m fuzzingserver --webport 0 -s "$OUT/fuzzingserver.json" >"$OUT/wstest.log" 2>&1) &
     WSTEST_PID=$!
     trap 'kill "$WSTEST_PID" 2>/dev/null || true' EXIT
-    for _ in $(seq 1 100); do
+    for _ in $(seq 1 300); do
         "$PY" -c "import socket; socket.create_connection(('127.0.0.1',$PORT),0.2).close()" 2>/dev/null && break
+        kill -0 "$WSTEST_PID" 2>/dev/null || { tail -n 5 "$OUT/wstest.log" >&2; exit 2; }
         sleep 0.2
     done
     CMD="$(printf '%s' "$CLIENT" | sed "s|{url}|ws://127.0.0.1:$PORT|g; s|{agent}|$AGENT|g")"

@@ -57,6 +57,11 @@ WebSocketProtocol = _tws.WebSocketProtocol
 #: Python call).
 _MIN_READ = 4096
 _READ_SIZE = 1 << 20
+#: A read buffer up to this size stays in use between messages.
+_KEEP = 64 * 1024
+#: Seconds without a large read after which a connection gives its large
+#: buffers back.
+_QUIET = 1.0
 #: Like Tornado, yield to the IOLoop after this much work while frames keep
 #: arriving, counting each frame as 1 KiB on top of its bytes.
 _YIELD_THRESHOLD = 256 * 1024
@@ -132,6 +137,11 @@ class _EngineProtocol(_tws.WebSocketProtocol13):
         # the engine and go out in one stream write, sharing one Future.
         self._batching = False
         self._batch_future: Future[None] | None = None
+        # The large read buffer kept between large messages, and the timer
+        # that drops it (and the engine's large buffers) once quiet.
+        self._spare: bytearray | None = None
+        self._large_reads = 0
+        self._quiet_timer: object = None
 
     # Tornado's counters, read from the engine (the tests compare them).
     @property
@@ -323,19 +333,29 @@ class _EngineProtocol(_tws.WebSocketProtocol13):
             await self._dispatch(b"", 0)
             # One buffer, reused: the stream reads straight into it and the
             # engine copies what arrived. It grows while reads fill it or a
-            # large frame is on its way, and goes back to the small size
-            # once the traffic is small again (an idle connection holds no
-            # large buffer).
-            buf = bytearray(_MIN_READ)
+            # large frame is on its way. Between messages the next read
+            # starts in the small one again (if the buffer grew beyond
+            # `_KEEP`), the large one kept aside for
+            # the next large message, until the connection has been quiet
+            # for a while (`_quiet`): an idle connection holds no large
+            # buffer, here or in the engine.
+            small = buf = bytearray(_MIN_READ)
             while not self.client_terminated:
                 n = await self.stream.read_into(buf, partial=True)
                 await self._dispatch(buf, n)
                 size = len(buf)
                 awaited = self._engine.awaited
-                if (n == size or awaited > size) and size < _READ_SIZE:
-                    buf = bytearray(min(max(size * 4, awaited), _READ_SIZE))
-                elif n < _MIN_READ and awaited == 0 and size > _MIN_READ:
-                    buf = bytearray(_MIN_READ)
+                if n == size or awaited > size:
+                    spare = self._spare
+                    if spare is not None and len(spare) > size:
+                        buf = spare
+                    elif size < _READ_SIZE:
+                        buf = self._spare = bytearray(min(max(size * 4, awaited), _READ_SIZE))
+                    self._large_reads += 1
+                    if self._quiet_timer is None:
+                        self._quiet_timer = IOLoop.current().call_later(_QUIET, self._quiet, 0)
+                elif awaited == 0 and size > _KEEP:
+                    buf = small
         except StreamClosedError:
             self._abort()
         finally:
@@ -393,6 +413,16 @@ class _EngineProtocol(_tws.WebSocketProtocol13):
             self.close_code, self.close_reason = data
             self.close(self.close_code)
         return None
+
+    def _quiet(self, seen: int) -> None:
+        """No large read for `_QUIET` seconds: give the large buffers back."""
+        if self._large_reads != seen:
+            self._quiet_timer = IOLoop.current().call_later(_QUIET, self._quiet, self._large_reads)
+            return
+        self._quiet_timer = None
+        self._spare = None
+        if self._engine is not None:
+            self._engine.release_buffers()
 
     def _send_pong(self, data: bytes) -> None:
         """Answer a ping. Like Tornado, at most one pong waits to be written
@@ -483,6 +513,10 @@ class _EngineProtocol(_tws.WebSocketProtocol13):
         if self._waiting is not None and self.stream is not None:
             self.stream.io_loop.remove_timeout(self._waiting)
         self._waiting = None
+        if self._quiet_timer is not None:
+            IOLoop.current().remove_timeout(self._quiet_timer)
+            self._quiet_timer = None
+        self._spare = None
         if self._ping_coroutine:
             self._ping_coroutine.cancel()
             self._ping_coroutine = None

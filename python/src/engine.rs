@@ -35,8 +35,8 @@ pub const PONG: i32 = 10;
 /// frame we queued (drafts without close frames queue nothing).
 pub const FAILED: i32 = -1;
 
-/// Buffers above this size are freed once empty (see `take_output`).
-const RELEASE_ABOVE: usize = 1 << 20;
+/// Buffers above this size are freed by `release_buffers` once empty.
+const RELEASE_ABOVE: usize = 64 * 1024;
 /// Binary `bytes` from this size on are sent from the object itself; the
 /// engine writes such payloads from their own buffer (smaller ones are
 /// copied into its output buffer, which is cheaper than sharing).
@@ -90,6 +90,20 @@ fn payload<'a>(data: &'a Bound<'_, PyAny>) -> PyResult<Cow<'a, [u8]>> {
 }
 
 impl Engine {
+    /// Copy received bytes into the engine; room for the rest of a large
+    /// frame on its way is made at once (one allocation, not one per
+    /// doubling). Returns how many bytes were taken.
+    fn feed(&mut self, bytes: &[u8]) -> usize {
+        if self.conn.state() == State::Closed {
+            return bytes.len();
+        }
+        let awaited = self.conn.awaited_bytes();
+        let buf = self.conn.receive_buffer();
+        buf.reserve(bytes.len().max(awaited));
+        buf.extend_from_slice(bytes);
+        bytes.len()
+    }
+
     pub fn new(mut conn: Connection) -> Self {
         conn.set_failure_reason(failure_reason);
         Engine {
@@ -161,14 +175,10 @@ impl Engine {
             // into its own buffer, and we hold the GIL), so nothing can
             // resize the bytearray meanwhile.
             let bytes = unsafe { array.as_bytes() };
-            let bytes = &bytes[..n.unwrap_or(bytes.len()).min(bytes.len())];
-            slf.conn.receive(bytes);
-            bytes.len()
+            slf.feed(&bytes[..n.unwrap_or(bytes.len()).min(bytes.len())])
         } else {
             let bytes = data.cast::<PyBytes>()?.as_bytes();
-            let bytes = &bytes[..n.unwrap_or(bytes.len()).min(bytes.len())];
-            slf.conn.receive(bytes);
-            bytes.len()
+            slf.feed(&bytes[..n.unwrap_or(bytes.len()).min(bytes.len())])
         };
         slf.wire_bytes_in += fed as u64;
         Ok(slf)
@@ -276,13 +286,15 @@ impl Engine {
         let n = bytes.as_bytes().len();
         self.conn.advance_output(n);
         self.wire_bytes_out += n as u64;
-        if n > RELEASE_ABOVE {
-            // A connection that once sent a large message gives the memory
-            // back (not for every mid-sized one: that would reallocate the
-            // buffers for each message).
-            self.conn.release_buffers(RELEASE_ABOVE);
-        }
         Ok(bytes)
+    }
+
+    /// Give back the memory of empty buffers above 64 KiB (receive,
+    /// output, compression): for an I/O loop to call once a connection
+    /// that carried large messages has gone quiet (not after each one:
+    /// they would be allocated again for the next).
+    fn release_buffers(&mut self) {
+        self.conn.release_buffers(RELEASE_ABOVE);
     }
 
     /// Bytes known to be on their way (the rest of a large frame being
