@@ -194,6 +194,10 @@ class ClientConnection:
         data = self._engine.take_output()
         if data:
             try:
+                if isinstance(data, list):  # large payloads, each from itself
+                    for piece in data[:-1]:
+                        self._stream.write(piece)
+                    data = data[-1]
                 await self._stream.write(data)
             except StreamClosedError:
                 raise ConnectionClosed("the connection is closed") from None

@@ -54,8 +54,8 @@ WebSocketProtocol = _tws.WebSocketProtocol
 
 #: Bytes asked for per read (grows and shrinks between these with the
 #: traffic): whatever arrived is fed to the engine at once (many frames per
-#: Python call).
-_MIN_READ = 4096
+#: Python call). The small size is what an idle connection holds.
+_MIN_READ = 1024
 _READ_SIZE = 1 << 20
 #: A read buffer up to this size stays in use between messages.
 _KEEP = 64 * 1024
@@ -219,6 +219,9 @@ class _EngineProtocol(_tws.WebSocketProtocol13):
             gen_log.debug("WebSocket handshake failed", exc_info=True)
             self._abort()
             return
+        # This frame lives as long as the connection: keep nothing of the
+        # handshake.
+        del hs, response, extra, offered
         handler._log()
         handler.on_finish()
         self.start_pinging()
@@ -310,7 +313,14 @@ class _EngineProtocol(_tws.WebSocketProtocol13):
             return result
         if data:
             try:
-                written = stream.write(data)
+                if isinstance(data, list):
+                    # Large payloads handed back as the objects sent: each
+                    # is written from itself (the last write's Future
+                    # resolves once all are written).
+                    for piece in data:
+                        written = stream.write(piece)
+                else:
+                    written = stream.write(data)
             except StreamClosedError:
                 result.set_exception(WebSocketClosedError())
                 result.exception()
@@ -341,7 +351,14 @@ class _EngineProtocol(_tws.WebSocketProtocol13):
             # buffer, here or in the engine.
             small = buf = bytearray(_MIN_READ)
             while not self.client_terminated:
-                n = await self.stream.read_into(buf, partial=True)
+                want = min(self._engine.awaited, len(buf))
+                if want > _MIN_READ:
+                    # The rest of a large frame: all of it before waking up
+                    # (the stream reads on by itself), not one wake-up per
+                    # segment.
+                    n = await self.stream.read_into(memoryview(buf)[:want])
+                else:
+                    n = await self.stream.read_into(buf, partial=True)
                 await self._dispatch(buf, n)
                 size = len(buf)
                 awaited = self._engine.awaited

@@ -14,7 +14,7 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyConnectionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
-use pyo3::types::{PyByteArray, PyBytes, PyString, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyList, PyString, PyTuple};
 
 create_exception!(
     _native,
@@ -50,6 +50,10 @@ pub struct Engine {
     message_bytes_out: u64,
     wire_bytes_in: u64,
     wire_bytes_out: u64,
+    /// Large `bytes` sent from the object itself since the last
+    /// `take_output`, as (address, length, object): handed back instead
+    /// of copied.
+    sent_whole: Vec<(usize, usize, Py<PyBytes>)>,
 }
 
 /// Tornado's wording for the limits (its tests compare close reasons).
@@ -112,6 +116,7 @@ impl Engine {
             message_bytes_out: 0,
             wire_bytes_in: 0,
             wire_bytes_out: 0,
+            sent_whole: Vec::new(),
         }
     }
 }
@@ -208,12 +213,14 @@ impl Engine {
             if let Ok(b) = data.cast::<PyBytes>() {
                 // A large `bytes` is written from the object itself (kept
                 // alive until written) instead of being copied.
-                let n = b.as_bytes().len();
+                let payload = b.as_bytes();
+                let whole = (payload.as_ptr() as usize, payload.len());
                 let shared = Bytes::from_owner(PyBackedBytes::from(b.clone()));
                 self.conn
                     .send(&Message::Binary(shared))
                     .map_err(send_error)?;
-                self.message_bytes_out += n as u64;
+                self.sent_whole.push((whole.0, whole.1, b.clone().unbind()));
+                self.message_bytes_out += whole.1 as u64;
                 return Ok(());
             }
         }
@@ -255,38 +262,47 @@ impl Engine {
             .map_err(send_error)
     }
 
-    /// Every byte waiting to be written, in one `bytes` (empty when none).
-    fn take_output<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+    /// Every byte waiting to be written, in order: one `bytes` (empty when
+    /// none), or, when large `bytes` sent as binary messages are among
+    /// them, a list of `bytes` in which those are the very objects sent
+    /// (nothing copied).
+    fn take_output<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let pieces = {
             let mut probe = [IoSlice::new(&[]); 2];
             self.conn.output_slices(&mut probe)
         };
-        let bytes = if pieces < 2 {
+        if pieces < 2 {
             // The usual case: one buffer, copied once; it keeps its
             // capacity for the next messages.
-            PyBytes::new(py, self.conn.pending_output())
-        } else {
-            // Large messages queued from their own buffers: gathered here,
-            // in the one copy.
-            let total = self.conn.output_len();
-            PyBytes::new_with(py, total, |dst| {
-                // Each large piece is at least SHARE_MIN, with at most one
-                // small piece before it.
-                let mut slices = vec![IoSlice::new(&[]); 2 * (total / SHARE_MIN) + 2];
-                let count = self.conn.output_slices(&mut slices);
-                let mut at = 0;
-                for piece in &slices[..count] {
-                    dst[at..at + piece.len()].copy_from_slice(piece);
-                    at += piece.len();
+            let bytes = PyBytes::new(py, self.conn.pending_output());
+            let n = bytes.as_bytes().len();
+            self.conn.advance_output(n);
+            self.wire_bytes_out += n as u64;
+            self.sent_whole.clear();
+            return Ok(bytes.into_any());
+        }
+        let total = self.conn.output_len();
+        let list = PyList::empty(py);
+        {
+            // Each large piece is at least SHARE_MIN, with at most one
+            // small piece before it.
+            let mut slices = vec![IoSlice::new(&[]); 2 * (total / SHARE_MIN) + 2];
+            let count = self.conn.output_slices(&mut slices);
+            for piece in &slices[..count] {
+                // A piece is an object's payload exactly when it starts at
+                // that payload and has its length: the object, kept alive
+                // in `sent_whole`, cannot have been freed and reused.
+                let at = (piece.as_ptr() as usize, piece.len());
+                match self.sent_whole.iter().position(|(p, n, _)| (*p, *n) == at) {
+                    Some(i) => list.append(self.sent_whole.swap_remove(i).2)?,
+                    None => list.append(PyBytes::new(py, piece))?,
                 }
-                debug_assert_eq!(at, total);
-                Ok(())
-            })?
-        };
-        let n = bytes.as_bytes().len();
-        self.conn.advance_output(n);
-        self.wire_bytes_out += n as u64;
-        Ok(bytes)
+            }
+        }
+        self.sent_whole.clear();
+        self.conn.advance_output(total);
+        self.wire_bytes_out += total as u64;
+        Ok(list.into_any())
     }
 
     /// Give back the memory of empty buffers above 64 KiB (receive,
