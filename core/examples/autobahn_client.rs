@@ -12,10 +12,12 @@ use polysocket::{Config, Event, Message};
 
 fn options() -> ConnectOptions {
     // Section 9 sends messages of up to 16 MiB.
-    let mut config = Config::default();
-    config.max_frame_size = 64 << 20;
-    config.max_message_size = 64 << 20;
-    config.max_decompressed_size = 64 << 20;
+    let config = Config {
+        max_frame_size: 64 << 20,
+        max_message_size: 64 << 20,
+        max_decompressed_size: 64 << 20,
+        ..Config::default()
+    };
     ConnectOptions {
         config: Arc::new(config),
         ..ConnectOptions::default()
