@@ -125,6 +125,10 @@ class ClientConnection:
         self._messages: collections.deque[str | bytes] = collections.deque()
         self._pongs: collections.deque[bytes] = collections.deque()
         self._arrived = asyncio.Event()
+        #: Set when the application took a message or stopped waiting for
+        #: one (see `_handed_over`).
+        self._taken = asyncio.Event()
+        self._read_on = 0
         self._closed = asyncio.Event()
         self._reader = asyncio.ensure_future(self._read_loop())
 
@@ -154,8 +158,11 @@ class ClientConnection:
                 for kind, payload in self._engine.receive(data):
                     if kind == _native.TEXT or kind == _native.BINARY:
                         self._messages.append(payload)
+                        self._arrived.set()
+                        await self._handed_over()
                     elif kind == _native.PONG:
                         self._pongs.append(payload)
+                        self._arrived.set()
                     elif kind == _native.CLOSE:
                         self.close_code, self.close_reason = payload
                     elif kind == _native.FAILED:
@@ -172,10 +179,25 @@ class ClientConnection:
             self._closed.set()
             self._arrived.set()
 
+    async def _handed_over(self) -> None:
+        """Decode nothing further while a received message waits for the
+        application (a queue of one, as TCP's flow control would have it):
+        what it sends in answer then goes out before any failure a later
+        frame causes. `close` and a `ping` awaiting its pong read on."""
+        while self._messages and not self._read_on:
+            self._taken.clear()
+            await self._flush()
+            if self._messages and not self._read_on:
+                await self._taken.wait()
+
     async def _flush(self) -> None:
         data = self._engine.take_output()
         if data:
             try:
+                if isinstance(data, list):  # large payloads, each from itself
+                    for piece in data[:-1]:
+                        self._stream.write(piece)
+                    data = data[-1]
                 await self._stream.write(data)
             except StreamClosedError:
                 raise ConnectionClosed("the connection is closed") from None
@@ -196,6 +218,7 @@ class ClientConnection:
                 return None
             self._arrived.clear()
             await self._arrived.wait()
+        self._taken.set()
         return self._messages.popleft()
 
     async def ping(self, data: bytes | str = b"", wait: bool = True) -> bytes | None:
@@ -207,16 +230,25 @@ class ClientConnection:
         except _native.ClosedError as e:
             raise ConnectionClosed(str(e)) from None
         await self._flush()
-        while wait and not self._pongs:
-            if self._closed.is_set():
-                return None
-            self._arrived.clear()
-            await self._arrived.wait()
-        return self._pongs.popleft() if wait else None
+        if not wait:
+            return None
+        self._read_on += 1  # the pong may come behind messages not taken yet
+        self._taken.set()
+        try:
+            while not self._pongs:
+                if self._closed.is_set():
+                    return None
+                self._arrived.clear()
+                await self._arrived.wait()
+        finally:
+            self._read_on -= 1
+        return self._pongs.popleft()
 
     async def close(self, code: int | None = 1000, reason: str | None = None, timeout: float = 5.0) -> None:
         """Start the close handshake and wait (up to ``timeout``) for the
         peer's close frame; then the TCP connection is closed."""
+        self._read_on += 1  # the peer's close may come behind messages not taken
+        self._taken.set()
         if self._engine.state == "open":
             self._engine.close(code, reason)
             try:

@@ -54,9 +54,14 @@ WebSocketProtocol = _tws.WebSocketProtocol
 
 #: Bytes asked for per read (grows and shrinks between these with the
 #: traffic): whatever arrived is fed to the engine at once (many frames per
-#: Python call).
-_MIN_READ = 4096
+#: Python call). The small size is what an idle connection holds.
+_MIN_READ = 1024
 _READ_SIZE = 1 << 20
+#: A read buffer up to this size stays in use between messages.
+_KEEP = 64 * 1024
+#: Seconds without a large read after which a connection gives its large
+#: buffers back.
+_QUIET = 1.0
 #: Like Tornado, yield to the IOLoop after this much work while frames keep
 #: arriving, counting each frame as 1 KiB on top of its bytes.
 _YIELD_THRESHOLD = 256 * 1024
@@ -132,6 +137,11 @@ class _EngineProtocol(_tws.WebSocketProtocol13):
         # the engine and go out in one stream write, sharing one Future.
         self._batching = False
         self._batch_future: Future[None] | None = None
+        # The large read buffer kept between large messages, and the timer
+        # that drops it (and the engine's large buffers) once quiet.
+        self._spare: bytearray | None = None
+        self._large_reads = 0
+        self._quiet_timer: object = None
 
     # Tornado's counters, read from the engine (the tests compare them).
     @property
@@ -209,6 +219,9 @@ class _EngineProtocol(_tws.WebSocketProtocol13):
             gen_log.debug("WebSocket handshake failed", exc_info=True)
             self._abort()
             return
+        # This frame lives as long as the connection: keep nothing of the
+        # handshake.
+        del hs, response, extra, offered
         handler._log()
         handler.on_finish()
         self.start_pinging()
@@ -227,10 +240,7 @@ class _EngineProtocol(_tws.WebSocketProtocol13):
 
     def _process_server_headers(self, key: Any, headers: httputil.HTTPHeaders) -> None:
         """Check the 101 answer with the engine that built the request."""
-        head = "HTTP/1.1 101 Switching Protocols\r\n" + "".join(
-            f"{name}: {value}\r\n" for name, value in headers.get_all()
-        )
-        engine = self.handler._handshake.feed((head + "\r\n").encode("latin-1"))
+        engine = self.handler._handshake.feed_head(101, list(headers.get_all()))
         if engine is None:
             raise WebSocketError("incomplete WebSocket handshake answer")
         self._engine = engine
@@ -303,7 +313,14 @@ class _EngineProtocol(_tws.WebSocketProtocol13):
             return result
         if data:
             try:
-                written = stream.write(data)
+                if isinstance(data, list):
+                    # Large payloads handed back as the objects sent: each
+                    # is written from itself (the last write's Future
+                    # resolves once all are written).
+                    for piece in data:
+                        written = stream.write(piece)
+                else:
+                    written = stream.write(data)
             except StreamClosedError:
                 result.set_exception(WebSocketClosedError())
                 result.exception()
@@ -323,34 +340,54 @@ class _EngineProtocol(_tws.WebSocketProtocol13):
     async def _receive_frame_loop(self) -> None:
         try:
             # Frames that came with the handshake are already in the engine.
-            await self._dispatch(b"")
-            size = _MIN_READ
+            await self._dispatch(b"", 0)
+            # One buffer, reused: the stream reads straight into it and the
+            # engine copies what arrived. It grows while reads fill it or a
+            # large frame is on its way. Between messages the next read
+            # starts in the small one again (if the buffer grew beyond
+            # `_KEEP`), the large one kept aside for
+            # the next large message, until the connection has been quiet
+            # for a while (`_quiet`): an idle connection holds no large
+            # buffer, here or in the engine.
+            small = buf = bytearray(_MIN_READ)
             while not self.client_terminated:
-                # Read straight into a buffer sized to the traffic: no copy
-                # out of the IOStream's buffer, little zeroing for small
-                # messages, few reads for large ones.
-                buf = bytearray(size)
-                n = await self.stream.read_into(buf, partial=True)
-                if n == size:
-                    size = min(size * 2, _READ_SIZE)
+                want = min(self._engine.awaited, len(buf))
+                if want > _MIN_READ:
+                    # The rest of a large frame: all of it before waking up
+                    # (the stream reads on by itself), not one wake-up per
+                    # segment.
+                    n = await self.stream.read_into(memoryview(buf)[:want])
                 else:
-                    del buf[n:]
-                    if n < size // 8:
-                        size = max(size // 2, _MIN_READ)
-                await self._dispatch(buf)
+                    n = await self.stream.read_into(buf, partial=True)
+                await self._dispatch(buf, n)
+                size = len(buf)
+                awaited = self._engine.awaited
+                if n == size or awaited > size:
+                    spare = self._spare
+                    if spare is not None and len(spare) > size:
+                        buf = spare
+                    elif size < _READ_SIZE:
+                        buf = self._spare = bytearray(min(max(size * 4, awaited), _READ_SIZE))
+                    self._large_reads += 1
+                    if self._quiet_timer is None:
+                        self._quiet_timer = IOLoop.current().call_later(_QUIET, self._quiet, 0)
+                elif awaited == 0 and size > _KEEP:
+                    buf = small
         except StreamClosedError:
             self._abort()
         finally:
             self.handler.on_ws_connection_close(self.close_code, self.close_reason)
 
-    async def _dispatch(self, data: bytes | bytearray) -> None:
-        """Feed bytes to the engine and hand each event to
-        ``_handle_message``, awaiting coroutine callbacks in order."""
-        events = self._engine.receive(data)
-        work = len(data)
+    async def _dispatch(self, data: bytes | bytearray, n: int) -> None:
+        """Feed the first ``n`` bytes of ``data`` to the engine and hand each
+        event to ``_handle_message``, awaiting coroutine callbacks in order.
+        The engine decodes each event only when the loop asks for it, so
+        that the answers to a message go out before a failure that a later
+        frame causes."""
+        work = n
         self._batching = True
         try:
-            for kind, payload in events:
+            for kind, payload in self._engine.receive(data, n):
                 if self.client_terminated:
                     break
                 if kind == _FAILED:
@@ -393,6 +430,26 @@ class _EngineProtocol(_tws.WebSocketProtocol13):
             self.close_code, self.close_reason = data
             self.close(self.close_code)
         return None
+
+    def _quiet(self, seen: int) -> None:
+        """No large read for `_QUIET` seconds: give the large buffers back."""
+        if self._large_reads != seen:
+            self._quiet_timer = IOLoop.current().call_later(_QUIET, self._quiet, self._large_reads)
+            return
+        self._quiet_timer = None
+        self._spare = None
+        if self._engine is not None:
+            self._engine.release_buffers()
+
+    def _send_pong(self, data: bytes) -> None:
+        """Answer a ping. Like Tornado, at most one pong waits to be written
+        (a peer that pings faster than it reads gets the latest answered,
+        RFC 6455 5.5.3); pongs queued in the same batch as the previous one
+        are written with it in one write, so a burst of pings gets every
+        answer, in order."""
+        if self._pong_future is not None and self._pong_future is self._batch_future:
+            self._pong_future = None
+        super()._send_pong(data)
 
     def _run_callback(
         self, callback: Callable[..., Any], *args: Any, **kwargs: Any
@@ -473,6 +530,10 @@ class _EngineProtocol(_tws.WebSocketProtocol13):
         if self._waiting is not None and self.stream is not None:
             self.stream.io_loop.remove_timeout(self._waiting)
         self._waiting = None
+        if self._quiet_timer is not None:
+            IOLoop.current().remove_timeout(self._quiet_timer)
+            self._quiet_timer = None
+        self._spare = None
         if self._ping_coroutine:
             self._ping_coroutine.cancel()
             self._ping_coroutine = None
@@ -570,19 +631,46 @@ class WebSocketClientConnection(_tws.WebSocketClientConnection):
         # The request is sent by a task that starts on the next IOLoop turn:
         # until then its WebSocket headers can still become the engine's
         # (its key, its extension offer), which the answer is checked against.
-        ours = _request_headers(self._handshake.request_bytes())
-        for name in ("Sec-WebSocket-Key", "Sec-WebSocket-Extensions"):
-            if name in ours:
-                self.request.headers[name] = ours[name]
-        self.key = ours["Sec-WebSocket-Key"].encode()
+        key = self._handshake.key
+        self.request.headers["Sec-WebSocket-Key"] = key
+        offer = self._handshake.extension_offer
+        if offer is not None:
+            self.request.headers["Sec-WebSocket-Extensions"] = offer
+        else:
+            self.request.headers.pop("Sec-WebSocket-Extensions", None)
+        self.key = key.encode()
+        self._taken: Future[None] | None = None
 
     def get_websocket_protocol(self) -> _EngineProtocol:
         return _EngineProtocol(self, self.params)
 
+    def _on_message(self, message: None | str | bytes) -> Awaitable[None] | None:
+        if self._on_message_callback is not None or message is None:
+            return super()._on_message(message)
+        return self._hand_over(message)
 
-def _request_headers(request: bytes) -> httputil.HTTPHeaders:
-    head = request.split(b"\r\n\r\n", 1)[0].decode("latin-1")
-    return httputil.HTTPHeaders.parse(head.split("\r\n", 1)[1])
+    async def _hand_over(self, message: str | bytes) -> None:
+        """Queue a message for `read_message` and decode nothing further
+        until it was read, and the reader had its turn: what the
+        application sends in answer then goes out before any failure a
+        later frame causes (Tornado's queue holds one message too)."""
+        try:
+            await self.read_queue.put(message)
+            if self.read_queue.qsize():
+                self._taken = Future()
+                await self._taken
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            pass  # the IOLoop is shutting down with the message unread
+
+    def read_message(
+        self, callback: Callable[[Future[None | str | bytes]], None] | None = None
+    ) -> Awaitable[None | str | bytes]:
+        awaitable = super().read_message(callback)
+        taken, self._taken = self._taken, None
+        if taken is not None and not taken.done():
+            taken.set_result(None)
+        return awaitable
 
 
 def websocket_connect(

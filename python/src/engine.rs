@@ -1,14 +1,19 @@
 //! `Engine`: one WebSocket connection's protocol state (core's sans-I/O
-//! `Connection`) for Python I/O loops. Python feeds what it read and
-//! writes what `take_output` returns; many frames cross in one call.
+//! `Connection`) for Python I/O loops. Python feeds what it read, iterates
+//! the events, and writes what `take_output` returns; many frames cross in
+//! one call each way.
 
 use std::borrow::Cow;
+use std::io::IoSlice;
+
+use bytes::Bytes;
 
 use polysocket::protocol::{State, ABNORMAL, NO_STATUS};
 use polysocket::{Connection, Event, EventRef, Message, ProtocolError, SendError};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyConnectionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyByteArray, PyBytes, PyList, PyString, PyTuple};
 
 create_exception!(
@@ -30,8 +35,12 @@ pub const PONG: i32 = 10;
 /// frame we queued (drafts without close frames queue nothing).
 pub const FAILED: i32 = -1;
 
-/// Buffers above this size are freed once empty (see `take_output`).
-const RELEASE_ABOVE: usize = 1 << 20;
+/// Buffers above this size are freed by `release_buffers` once empty.
+const RELEASE_ABOVE: usize = 64 * 1024;
+/// Binary `bytes` from this size on are sent from the object itself; the
+/// engine writes such payloads from their own buffer (smaller ones are
+/// copied into its output buffer, which is cheaper than sharing).
+const SHARE_MIN: usize = 32 * 1024;
 
 /// One connection: the engine plus the byte counters Tornado exposes.
 #[pyclass(module = "polysocket._native")]
@@ -41,6 +50,10 @@ pub struct Engine {
     message_bytes_out: u64,
     wire_bytes_in: u64,
     wire_bytes_out: u64,
+    /// Large `bytes` sent from the object itself since the last
+    /// `take_output`, as (address, length, object): handed back instead
+    /// of copied.
+    sent_whole: Vec<(usize, usize, Py<PyBytes>)>,
 }
 
 /// Tornado's wording for the limits (its tests compare close reasons).
@@ -81,6 +94,20 @@ fn payload<'a>(data: &'a Bound<'_, PyAny>) -> PyResult<Cow<'a, [u8]>> {
 }
 
 impl Engine {
+    /// Copy received bytes into the engine; room for the rest of a large
+    /// frame on its way is made at once (one allocation, not one per
+    /// doubling). Returns how many bytes were taken.
+    fn feed(&mut self, bytes: &[u8]) -> usize {
+        if self.conn.state() == State::Closed {
+            return bytes.len();
+        }
+        let awaited = self.conn.awaited_bytes();
+        let buf = self.conn.receive_buffer();
+        buf.reserve(bytes.len().max(awaited));
+        buf.extend_from_slice(bytes);
+        bytes.len()
+    }
+
     pub fn new(mut conn: Connection) -> Self {
         conn.set_failure_reason(failure_reason);
         Engine {
@@ -89,6 +116,7 @@ impl Engine {
             message_bytes_out: 0,
             wire_bytes_in: 0,
             wire_bytes_out: 0,
+            sent_whole: Vec::new(),
         }
     }
 }
@@ -130,45 +158,72 @@ fn event_tuple<'py>(
 
 #[pymethods]
 impl Engine {
-    /// Feed received bytes (`bytes` or `bytearray`); returns every event they complete, in order,
-    /// as `(kind, payload)` tuples. A protocol violation ends the list with
-    /// `(FAILED, (code, reason))`; the matching close frame is then queued.
+    /// Feed received bytes (`bytes`, or the first `n` bytes of a
+    /// `bytearray` that the caller reuses between reads) and return the
+    /// engine as an iterator over the events they complete, in order, as
+    /// `(kind, payload)` tuples. Each event is decoded when the iteration
+    /// asks for it, so that what the caller does with one (an echo) is
+    /// queued before the next frame is even looked at: a message followed
+    /// by an invalid frame gets its answer out before the close. A protocol
+    /// violation ends the events with `(FAILED, (code, reason))`; the
+    /// matching close frame is then queued.
+    #[pyo3(signature = (data, n=None))]
     fn receive<'py>(
-        &mut self,
-        py: Python<'py>,
+        mut slf: PyRefMut<'py, Self>,
         data: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyList>> {
-        let n = if let Ok(array) = data.cast::<PyByteArray>() {
-            // SAFETY: no Python code runs while the slice is borrowed (the
-            // engine only copies it), so the bytearray cannot be resized.
+        n: Option<usize>,
+    ) -> PyResult<PyRefMut<'py, Self>> {
+        let fed = if let Ok(array) = data.cast::<PyByteArray>() {
+            // SAFETY: `as_bytes` requires that the bytearray is not resized
+            // or freed while the slice lives. The slice lives only inside
+            // this block, where no Python code runs (the engine copies it
+            // into its own buffer, and we hold the GIL), so nothing can
+            // resize the bytearray meanwhile.
             let bytes = unsafe { array.as_bytes() };
-            self.conn.receive(bytes);
-            bytes.len()
+            slf.feed(&bytes[..n.unwrap_or(bytes.len()).min(bytes.len())])
         } else {
             let bytes = data.cast::<PyBytes>()?.as_bytes();
-            self.conn.receive(bytes);
-            bytes.len()
+            slf.feed(&bytes[..n.unwrap_or(bytes.len()).min(bytes.len())])
         };
-        self.wire_bytes_in += n as u64;
-        let events = PyList::empty(py);
-        loop {
-            match self.conn.poll_ref() {
-                Ok(Some(e)) => events.append(event_tuple(py, e, &mut self.message_bytes_in)?)?,
-                Ok(None) => break,
-                Err(err) => {
-                    let failed = (FAILED, (err.close_code(), failure_reason(&err)));
-                    events.append(failed.into_pyobject(py)?)?;
-                    break;
-                }
+        slf.wire_bytes_in += fed as u64;
+        Ok(slf)
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// The next event of what was received, or the end of them for now.
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        match self.conn.poll_ref() {
+            Ok(Some(e)) => event_tuple(py, e, &mut self.message_bytes_in).map(Some),
+            Ok(None) => Ok(None),
+            Err(err) => {
+                let failed = (FAILED, (err.close_code(), failure_reason(&err)));
+                Ok(Some(failed.into_pyobject(py)?))
             }
         }
-        Ok(events)
     }
 
     /// Queue a data message: `str` or `bytes`, sent as text unless `binary`.
     /// Text given as bytes is sent as it is (Tornado does not check it).
     #[pyo3(signature = (data, binary=false))]
     fn send(&mut self, data: &Bound<'_, PyAny>, binary: bool) -> PyResult<()> {
+        if binary && data.len().is_ok_and(|n| n >= SHARE_MIN) {
+            if let Ok(b) = data.cast::<PyBytes>() {
+                // A large `bytes` is written from the object itself (kept
+                // alive until written) instead of being copied.
+                let payload = b.as_bytes();
+                let whole = (payload.as_ptr() as usize, payload.len());
+                let shared = Bytes::from_owner(PyBackedBytes::from(b.clone()));
+                self.conn
+                    .send(&Message::Binary(shared))
+                    .map_err(send_error)?;
+                self.sent_whole.push((whole.0, whole.1, b.clone().unbind()));
+                self.message_bytes_out += whole.1 as u64;
+                return Ok(());
+            }
+        }
         let bytes = payload(data)?;
         let result = if binary {
             self.conn.send_binary(&bytes)
@@ -177,7 +232,7 @@ impl Engine {
                 Ok(text) => self.conn.send_text(text),
                 Err(_) => self
                     .conn
-                    .send(&Message::Text(bytes::Bytes::copy_from_slice(&bytes))),
+                    .send(&Message::Text(Bytes::copy_from_slice(&bytes))),
             }
         };
         result.map_err(send_error)?;
@@ -207,20 +262,62 @@ impl Engine {
             .map_err(send_error)
     }
 
-    /// Every byte waiting to be written (empty `bytes` when none).
-    fn take_output<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        let out = self.conn.pending_output();
-        let bytes = PyBytes::new(py, out);
-        let n = out.len();
-        self.conn.advance_output(n);
-        self.wire_bytes_out += n as u64;
-        if n > RELEASE_ABOVE {
-            // A connection that once sent a large message gives the memory
-            // back (not for every mid-sized one: that would reallocate the
-            // buffers for each message).
-            self.conn.release_buffers(RELEASE_ABOVE);
+    /// Every byte waiting to be written, in order: one `bytes` (empty when
+    /// none), or, when large `bytes` sent as binary messages are among
+    /// them, a list of `bytes` in which those are the very objects sent
+    /// (nothing copied).
+    fn take_output<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let pieces = {
+            let mut probe = [IoSlice::new(&[]); 2];
+            self.conn.output_slices(&mut probe)
+        };
+        if pieces < 2 {
+            // The usual case: one buffer, copied once; it keeps its
+            // capacity for the next messages.
+            let bytes = PyBytes::new(py, self.conn.pending_output());
+            let n = bytes.as_bytes().len();
+            self.conn.advance_output(n);
+            self.wire_bytes_out += n as u64;
+            self.sent_whole.clear();
+            return Ok(bytes.into_any());
         }
-        bytes
+        let total = self.conn.output_len();
+        let list = PyList::empty(py);
+        {
+            // Each large piece is at least SHARE_MIN, with at most one
+            // small piece before it.
+            let mut slices = vec![IoSlice::new(&[]); 2 * (total / SHARE_MIN) + 2];
+            let count = self.conn.output_slices(&mut slices);
+            for piece in &slices[..count] {
+                // A piece is an object's payload exactly when it starts at
+                // that payload and has its length: the object, kept alive
+                // in `sent_whole`, cannot have been freed and reused.
+                let at = (piece.as_ptr() as usize, piece.len());
+                match self.sent_whole.iter().position(|(p, n, _)| (*p, *n) == at) {
+                    Some(i) => list.append(self.sent_whole.swap_remove(i).2)?,
+                    None => list.append(PyBytes::new(py, piece))?,
+                }
+            }
+        }
+        self.sent_whole.clear();
+        self.conn.advance_output(total);
+        self.wire_bytes_out += total as u64;
+        Ok(list.into_any())
+    }
+
+    /// Give back the memory of empty buffers above 64 KiB (receive,
+    /// output, compression): for an I/O loop to call once a connection
+    /// that carried large messages has gone quiet (not after each one:
+    /// they would be allocated again for the next).
+    fn release_buffers(&mut self) {
+        self.conn.release_buffers(RELEASE_ABOVE);
+    }
+
+    /// Bytes known to be on their way (the rest of a large frame being
+    /// received): a read buffer of this size takes them in one read.
+    #[getter]
+    fn awaited(&self) -> usize {
+        self.conn.awaited_bytes()
     }
 
     /// Whether bytes wait to be written.

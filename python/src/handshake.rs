@@ -31,25 +31,13 @@ type HeaderList = Vec<(String, String)>;
 /// The refusal core would write, as (message, status, headers) for a
 /// framework that writes its own HTTP answer.
 fn refusal(error: &polysocket::HandshakeError, config: &Config) -> PyErr {
-    let response = handshake::reject_response(error, config);
-    let text = String::from_utf8_lossy(&response);
-    let (head, _) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(400);
-    // The framework writes its own Content-*/Connection headers.
-    let headers: HeaderList = lines
-        .filter_map(|l| l.split_once(": "))
-        .filter(|(n, _)| {
-            !["content-type", "content-length", "connection", "upgrade"]
-                .contains(&n.to_ascii_lowercase().as_str())
-        })
-        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+    let r = handshake::refusal(error, config);
+    let headers: HeaderList = r
+        .headers
+        .into_iter()
+        .map(|(n, v)| (n.to_owned(), v))
         .collect();
-    HandshakeError::new_err((error.to_string(), status, headers))
+    HandshakeError::new_err((r.body, r.status, headers))
 }
 
 fn engine(config: Arc<Config>, completed: Completed) -> Engine {
@@ -192,6 +180,24 @@ pub struct ClientHandshake {
     hs: handshake::ClientHandshake,
 }
 
+impl ClientHandshake {
+    /// The engine, nothing yet, or the refusal with what the answer said.
+    fn finish(
+        &self,
+        result: Result<Option<Completed>, polysocket::HandshakeError>,
+    ) -> PyResult<Option<Engine>> {
+        match result {
+            Ok(Some(completed)) => Ok(Some(engine(Arc::clone(&self.config), completed))),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                let status = self.hs.response_status().unwrap_or(0);
+                let headers = self.response_headers().unwrap_or_default();
+                Err(HandshakeError::new_err((e.to_string(), status, headers)))
+            }
+        }
+    }
+}
+
 #[pymethods]
 impl ClientHandshake {
     /// A request for `draft` to `host` (with `:port` unless default) and
@@ -241,15 +247,31 @@ impl ClientHandshake {
     /// valid (it holds any frame bytes that followed), None while more is
     /// needed; `HandshakeError` when the answer is refused or invalid.
     fn feed(&mut self, data: &[u8]) -> PyResult<Option<Engine>> {
-        match self.hs.feed(data) {
-            Ok(Some(completed)) => Ok(Some(engine(Arc::clone(&self.config), completed))),
-            Ok(None) => Ok(None),
-            Err(e) => {
-                let status = self.hs.response_status().unwrap_or(0);
-                let headers = self.response_headers().unwrap_or_default();
-                Err(HandshakeError::new_err((e.to_string(), status, headers)))
-            }
+        let result = self.hs.feed(data);
+        self.finish(result)
+    }
+
+    /// Like `feed`, for an answer whose head was parsed elsewhere (Tornado's
+    /// HTTP client): its status and header lines.
+    fn feed_head(&mut self, status: u16, headers: HeaderList) -> PyResult<Option<Engine>> {
+        let mut parsed = Headers::new();
+        for (n, v) in headers {
+            parsed.push(n, v);
         }
+        let result = self.hs.feed_head(status, parsed);
+        self.finish(result)
+    }
+
+    /// The request's `Sec-WebSocket-Key` (hybi drafts).
+    #[getter]
+    fn key(&self) -> Option<&str> {
+        self.hs.key()
+    }
+
+    /// The request's `Sec-WebSocket-Extensions` offer, if any.
+    #[getter]
+    fn extension_offer(&self) -> Option<String> {
+        self.hs.extension_offer()
     }
 
     /// The answer's status, once its head arrived.

@@ -150,6 +150,51 @@ impl ClientHandshake {
         self.head.as_ref().map(|h| h.status)
     }
 
+    /// The request's `Sec-WebSocket-Key` (hybi drafts), for a framework
+    /// that writes the request itself.
+    pub fn key(&self) -> Option<&str> {
+        match &self.expect {
+            Expect::Hybi { key, .. } => Some(key),
+            Expect::Hixie { .. } => None,
+        }
+    }
+
+    /// The request's `Sec-WebSocket-Extensions` offer, if any.
+    pub fn extension_offer(&self) -> Option<String> {
+        extensions::client_offer(&self.config.extensions, self.draft)
+    }
+
+    /// For frameworks that read the answer themselves (Tornado's HTTP
+    /// client): check an answer head they parsed, as [`feed`](Self::feed)
+    /// would. hixie-76's 16-byte body then still comes through `feed`
+    /// (`Ok(None)` until it did); hixie-75, whose answer is compared byte
+    /// for byte, needs `feed`.
+    pub fn feed_head(
+        &mut self,
+        status: u16,
+        headers: Headers,
+    ) -> Result<Option<Completed>, HandshakeError> {
+        if !matches!(self.state, State::Head) {
+            return self.feed(&[]);
+        }
+        let head = self.head.insert(ResponseHead {
+            minor_version: 1,
+            status,
+            reason: String::new(),
+            headers,
+        });
+        match validate(&self.config, self.draft, &self.expect, head, false) {
+            Ok(session) => {
+                self.state = State::Body(session);
+                self.feed(&[])
+            }
+            Err(e) => {
+                self.state = State::Failed(e.clone());
+                Err(e)
+            }
+        }
+    }
+
     /// One step; `feed` records any error as the final state.
     fn advance(&mut self, data: &[u8]) -> Result<Option<Completed>, HandshakeError> {
         let session = match std::mem::replace(&mut self.state, State::Done) {

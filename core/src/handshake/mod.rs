@@ -38,7 +38,8 @@ use crate::session::Session;
 pub use client::{ClientHandshake, ClientOptions};
 pub use hybi::accept_key;
 pub use server::{
-    reject_response, AcceptOptions, Hooks, Progress, Rejected, Request, ServerHandshake,
+    refusal, reject_response, AcceptOptions, Hooks, Progress, Refusal, Rejected, Request,
+    ServerHandshake,
 };
 
 /// A completed handshake: the bytes to write (server: the 101 answer) and

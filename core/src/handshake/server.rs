@@ -338,13 +338,48 @@ fn hixie_head(
     Ok(())
 }
 
+/// What a refusal says, for frameworks that write their own HTTP answer
+/// (see [`refusal`]); [`reject_response`] writes it as HTTP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The status code (300..=599).
+    pub status: u16,
+    /// Headers beyond the framework's own `Content-*` and `Connection`:
+    /// `Allow` for a 405, the enabled `Sec-WebSocket-Version`s for a
+    /// version problem.
+    pub headers: Vec<(&'static str, String)>,
+    /// The reason, as text/plain.
+    pub body: String,
+}
+
+/// The status, headers and text of the answer refusing a handshake.
+pub fn refusal(error: &HandshakeError, config: &Config) -> Refusal {
+    let status = reject_status(error, config);
+    let mut headers = Vec::new();
+    if status == 405 {
+        headers.push(("Allow", "GET".to_owned()));
+    }
+    let versions = config.drafts.version_list();
+    if is_version_problem(error) && !versions.is_empty() {
+        headers.push(("Sec-WebSocket-Version", versions));
+    }
+    Refusal {
+        status,
+        headers,
+        body: error.to_string(),
+    }
+}
+
 /// The complete HTTP answer refusing a handshake: status, a text/plain
 /// reason, `Connection: close`, and for version problems the
 /// `Sec-WebSocket-Version` list of the enabled drafts so the client can
 /// retry with one of them.
 pub fn reject_response(error: &HandshakeError, config: &Config) -> Vec<u8> {
-    let status = reject_status(error, config);
-    let body = error.to_string();
+    let Refusal {
+        status,
+        headers,
+        body,
+    } = refusal(error, config);
     let mut out = Vec::with_capacity(160 + body.len());
     out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status)).as_bytes());
     out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
@@ -355,14 +390,8 @@ pub fn reject_response(error: &HandshakeError, config: &Config) -> Vec<u8> {
     } else {
         out.extend_from_slice(b"Connection: close\r\n");
     }
-    if status == 405 {
-        out.extend_from_slice(b"Allow: GET\r\n");
-    }
-    let versions = config.drafts.version_list();
-    if is_version_problem(error) && !versions.is_empty() {
-        out.extend_from_slice(b"Sec-WebSocket-Version: ");
-        out.extend_from_slice(versions.as_bytes());
-        out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body.as_bytes());

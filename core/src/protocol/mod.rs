@@ -541,12 +541,14 @@ impl Connection {
 
     // --------------------------------------------------------------- output
 
-    /// Bytes waiting to be written to the peer (deflated first under
-    /// deflate-stream, one sync flush per call): the first contiguous
-    /// piece; see [`output_slices`](Self::output_slices) for all of them.
+    /// Every byte waiting to be written to the peer, as one slice
+    /// (deflated first under deflate-stream, one sync flush per call).
+    /// Large messages queued from their own buffer are copied behind the
+    /// rest for this; [`output_slices`](Self::output_slices) hands them
+    /// out without the copy.
     pub fn pending_output(&mut self) -> &[u8] {
-        if let Some(front) = self.shared.front() {
-            return front;
+        if !self.shared.is_empty() {
+            self.gather_shared();
         }
         match &mut self.stream {
             None => &self.output,
@@ -560,9 +562,23 @@ impl Connection {
         }
     }
 
+    /// Move the shared pieces and `output` into one buffer, in order.
+    #[cold]
+    fn gather_shared(&mut self) {
+        let len = self.shared.iter().map(Bytes::len).sum::<usize>() + self.output.len();
+        let mut all = BytesMut::with_capacity(len);
+        for piece in self.shared.drain(..) {
+            all.extend_from_slice(&piece);
+        }
+        all.extend_from_slice(&self.output);
+        self.output = all;
+    }
+
     /// Fill `dst` with the pending output in order, for a vectored write;
-    /// returns how many slices were filled. A large message sent whole is
-    /// written from its own buffer this way instead of being copied.
+    /// returns how many slices were filled, which may be fewer than there
+    /// are pieces when `dst` is short (write, advance, ask again). A large
+    /// message sent whole is written from its own buffer this way instead
+    /// of being copied.
     pub fn output_slices<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
         if self.shared.is_empty() {
             let out = self.pending_output();
@@ -603,19 +619,11 @@ impl Connection {
         }
     }
 
-    /// Take every pending output byte at once.
+    /// Take every pending output byte at once (the output buffer goes
+    /// with them: for a caller that keeps the bytes, e.g. queued in a
+    /// socket library; [`pending_output`](Self::pending_output) and
+    /// [`advance_output`](Self::advance_output) keep it for reuse).
     pub fn take_output(&mut self) -> Bytes {
-        if !self.shared.is_empty() {
-            let mut all = BytesMut::with_capacity(
-                self.shared.iter().map(Bytes::len).sum::<usize>() + self.output.len(),
-            );
-            for piece in self.shared.drain(..) {
-                all.extend_from_slice(&piece);
-            }
-            all.extend_from_slice(&self.output);
-            self.output.clear();
-            return all.freeze();
-        }
         self.pending_output();
         match &mut self.stream {
             None => self.output.split().freeze(),
