@@ -67,10 +67,14 @@ fn failure_reason(error: &ProtocolError) -> String {
     }
 }
 
+/// Core's classification (see `crate::error`): a bad argument is a
+/// `ValueError`; anything else means this connection can send no more, which
+/// the drop-in and the client translate to their own closed errors.
 fn send_error(e: SendError) -> PyErr {
-    match e {
-        SendError::Closed => ClosedError::new_err(e.to_string()),
-        other => PyValueError::new_err(other.to_string()),
+    if e.is_invalid_argument() {
+        PyValueError::new_err(e.to_string())
+    } else {
+        ClosedError::new_err(e.to_string())
     }
 }
 
@@ -353,13 +357,7 @@ impl Engine {
     /// `"deflate-frame"`, `"deflate-stream"` or None.
     #[getter]
     fn extension(&self) -> Option<&'static str> {
-        use polysocket::extensions::Agreed;
-        match self.conn.session().extensions {
-            Agreed::None => None,
-            Agreed::PerMessageDeflate(_) => Some("permessage-deflate"),
-            Agreed::DeflateFrame(_) => Some("deflate-frame"),
-            Agreed::DeflateStream => Some("deflate-stream"),
-        }
+        self.conn.session().extensions.name()
     }
 
     /// Whether the draft has ping and pong frames (hybi-01 on).
