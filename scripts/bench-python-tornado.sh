@@ -40,12 +40,7 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 for s in "${SERVERS[@]}"; do start "$s"; done
 warm_up
 echo_rows "100x32:100:32" "100x4KiB:100:4096" "10x64KiB:10:65536" "10x1MiB:10:1048576"
-for round in $(seq 1 "$ROUNDS"); do
-    for s in $(rotate "$round"); do
-        log "setup, round $round, $s"
-        run setup "$round" "$s" setup --conns "$SETUP_CONC" --duration "$DURATION" --warmup "$WARMUP"
-    done
-done
+setup_rows
 for s in "${SERVERS[@]}"; do stop "$s"; done
 for s in "${SERVERS[@]}"; do idle_row "$s" "$IDLE_CONNS"; done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)

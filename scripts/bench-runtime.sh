@@ -60,14 +60,7 @@ for spec in "1x32:1:32" "100x32:100:32" "1000x32:1000:32" "100x4KiB:100:4096" "1
     wanted "${spec%%:*}" && specs+=("$spec")
 done
 echo_rows "${specs[@]}"
-if wanted setup; then
-    for round in $(seq 1 "$ROUNDS"); do
-        for s in $(rotate "$round"); do
-            log "setup, round $round, $s"
-            run setup "$round" "$s" setup --conns "$SETUP_CONC" --duration "$DURATION" --warmup "$WARMUP"
-        done
-    done
-fi
+wanted setup && setup_rows
 for s in "${SERVERS[@]}"; do stop "$s"; done
 
 # Idle memory: a fresh process per server.

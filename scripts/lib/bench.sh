@@ -123,6 +123,16 @@ echo_rows() {
     done
 }
 
+setup_rows() { # connection set-ups per second, $SETUP_CONC at once
+    local round s
+    for round in $(seq 1 "$ROUNDS"); do
+        for s in $(rotate "$round"); do
+            log "setup, round $round, $s"
+            run setup "$round" "$s" setup --conns "$SETUP_CONC" --duration "$DURATION" --warmup "$WARMUP"
+        done
+    done
+}
+
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 idle_row() {

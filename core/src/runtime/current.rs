@@ -70,16 +70,11 @@ pub(super) fn with<R>(id: ConnId, f: impl FnOnce(&mut Connection, &Mailbox) -> R
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use super::*;
-    use crate::config::Config;
-    use crate::draft::Draft;
-    use crate::session::{Role, Session};
 
     fn engine() -> Connection {
-        let session = Session::plain(Role::Server, Draft::Rfc6455);
-        Connection::new(Arc::new(Config::default()), session)
+        crate::runtime::test_engine()
     }
 
     #[test]

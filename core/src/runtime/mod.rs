@@ -22,3 +22,15 @@ pub use server::{
     serve_listener, CloseInfo, Conn, ConnId, Handler, OpenInfo, Server, ServerConfig, ServerHandle,
 };
 pub use stream::Stream;
+
+/// An RFC 6455 server engine with the default configuration, for the
+/// runtime's unit tests.
+#[cfg(test)]
+fn test_engine() -> crate::protocol::Connection {
+    use crate::session::{Role, Session};
+    let session = Session::plain(Role::Server, crate::draft::Draft::Rfc6455);
+    crate::protocol::Connection::new(
+        std::sync::Arc::new(crate::config::Config::default()),
+        session,
+    )
+}

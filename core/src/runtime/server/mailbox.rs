@@ -202,12 +202,9 @@ mod tests {
     use std::task::{Context, Poll, Wake, Waker};
 
     use super::*;
-    use crate::config::Config;
-    use crate::session::{Role, Session};
 
     fn engine() -> Connection {
-        let session = Session::plain(Role::Server, Draft::Rfc6455);
-        Connection::new(Arc::new(Config::default()), session)
+        crate::runtime::test_engine()
     }
 
     #[test]
