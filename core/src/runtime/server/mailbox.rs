@@ -82,13 +82,14 @@ impl Mailbox {
         draft: Draft,
         limit: usize,
     ) -> Result<(), SendError> {
-        command.check(draft)?;
         // Under the queue's lock: of a close and a send from two threads,
-        // the one queued second sees what the first did.
+        // the one queued second sees what the first did. A closed
+        // connection answers Closed whatever was asked of it.
         let mut commands = self.commands.lock().expect("mailbox lock");
         if self.is_closed() {
             return Err(SendError::Closed);
         }
+        command.check(draft)?;
         let size = command.queued_bytes();
         let queued = self.queued.fetch_add(size, Ordering::AcqRel) + size;
         if queued > limit {
