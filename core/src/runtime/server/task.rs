@@ -177,6 +177,8 @@ pub(super) async fn run_connection(
                     live.mailbox.apply_all(live.id, &mut live.conn);
                 }
                 if signals & STOP != 0 && live.conn.state() == State::Open {
+                    // Cannot fail: the engine is open and 1001 may be sent on
+                    // every draft (hixie's close carries no code).
                     let _ = live.conn.close(Some(1001), "server shutting down");
                     if live.conn.state() == State::Closed {
                         outcome = Some(CloseInfo {
@@ -245,6 +247,8 @@ pub(super) async fn run_connection(
                     outcome = Some(dropped("keepalive pong timed out"));
                     break;
                 }
+                // Keepalive runs only on drafts with ping; a connection
+                // already closing refuses it, and its close deadline acts.
                 let _ = live.conn.send_ping(b"");
                 live.ping_sent = true;
             }
@@ -331,6 +335,8 @@ pub(super) fn dispatch(shared: &Shared, live: &mut Live) -> Option<CloseInfo> {
         match polled {
             Ok(Some(Polled::Message(true))) => continue,
             Ok(Some(Polled::Message(false))) => {
+                // Refused only when already closing: the outcome below is
+                // reported to the handler either way.
                 let _ = conn.close(Some(POLICY_CLOSE), "message rate limit exceeded");
                 return Some(CloseInfo {
                     code: POLICY_CLOSE,
