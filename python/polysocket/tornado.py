@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import warnings
-from typing import Any, Awaitable, Callable, Sequence, cast
+from typing import Any, Awaitable, Callable, Iterator, Sequence, cast
 from urllib.parse import urlsplit
 
 import tornado.escape
@@ -83,6 +83,9 @@ _ENGINE_HEADERS = frozenset(
 _TEXT, _BINARY = _native.TEXT, _native.BINARY
 _CLOSE, _PING, _PONG = _native.CLOSE, _native.PING, _native.PONG
 _FAILED = _native.FAILED
+#: Builds for CPython 3.11+ lend the engine's buffer to reads (the stable
+#: ABI has the buffer protocol from 3.11); older ones read into ours.
+_DIRECT_READS = hasattr(_native.Engine, "read_view")
 
 
 def _compression_level(options: dict[str, Any] | None) -> int | None:
@@ -339,55 +342,81 @@ class _EngineProtocol(_tws.WebSocketProtocol13):
 
     async def _receive_frame_loop(self) -> None:
         try:
+            engine = self._engine
             # Frames that came with the handshake are already in the engine.
-            await self._dispatch(b"", 0)
-            # One buffer, reused: the stream reads straight into it and the
-            # engine copies what arrived. It grows while reads fill it or a
-            # large frame is on its way. Between messages the next read
-            # starts in the small one again (if the buffer grew beyond
-            # `_KEEP`), the large one kept aside for
-            # the next large message, until the connection has been quiet
-            # for a while (`_quiet`): an idle connection holds no large
-            # buffer, here or in the engine.
+            await self._dispatch(engine.receive(b""))
+            # One buffer, reused, for reads of small frames: the stream
+            # reads straight into it and the engine copies what arrived
+            # (the rest of a large frame is read on its own, below). It
+            # grows while reads fill it with whole frames (a burst).
+            # Between bursts the next read starts in the small one again
+            # (if the buffer grew beyond `_KEEP`), the large one kept aside
+            # for the next burst, until the connection has been quiet for a
+            # while (`_quiet`): an idle connection holds no large buffer,
+            # here or in the engine.
             small = buf = bytearray(_MIN_READ)
             while not self.client_terminated:
-                want = min(self._engine.awaited, len(buf))
-                if want > _MIN_READ:
+                awaited = engine.awaited
+                if awaited > _MIN_READ:
                     # The rest of a large frame: all of it before waking up
                     # (the stream reads on by itself), not one wake-up per
-                    # segment.
-                    n = await self.stream.read_into(memoryview(buf)[:want])
-                else:
-                    n = await self.stream.read_into(buf, partial=True)
-                await self._dispatch(buf, n)
+                    # segment, and where possible straight into the
+                    # engine's buffer (no copy).
+                    self._large_read()
+                    if _DIRECT_READS:
+                        view = engine.read_view(awaited)
+                        try:
+                            n = await self.stream.read_into(view)
+                        finally:
+                            view.release()
+                        await self._dispatch(engine.commit(n), n)
+                        continue
+                    if len(buf) < awaited:
+                        spare = self._spare
+                        if spare is None or len(spare) < min(awaited, _READ_SIZE):
+                            spare = self._spare = bytearray(min(awaited, _READ_SIZE))
+                        buf = spare
+                    n = await self.stream.read_into(memoryview(buf)[: min(awaited, len(buf))])
+                    await self._dispatch(engine.receive(buf, n), n)
+                    continue
+                n = await self.stream.read_into(buf, partial=True)
+                await self._dispatch(engine.receive(buf, n), n)
                 size = len(buf)
-                awaited = self._engine.awaited
-                if n == size or awaited > size:
+                if engine.awaited > _MIN_READ:
+                    # A large frame began: its rest is read on its own.
+                    continue
+                if n == size:
+                    # Reads fill the buffer: a burst of frames.
                     spare = self._spare
                     if spare is not None and len(spare) > size:
                         buf = spare
                     elif size < _READ_SIZE:
-                        buf = self._spare = bytearray(min(max(size * 4, awaited), _READ_SIZE))
-                    self._large_reads += 1
-                    if self._quiet_timer is None:
-                        self._quiet_timer = IOLoop.current().call_later(_QUIET, self._quiet, 0)
-                elif awaited == 0 and size > _KEEP:
+                        buf = self._spare = bytearray(min(size * 4, _READ_SIZE))
+                    self._large_read()
+                elif size > _KEEP:
                     buf = small
         except StreamClosedError:
             self._abort()
         finally:
             self.handler.on_ws_connection_close(self.close_code, self.close_reason)
 
-    async def _dispatch(self, data: bytes | bytearray, n: int) -> None:
-        """Feed the first ``n`` bytes of ``data`` to the engine and hand each
-        event to ``_handle_message``, awaiting coroutine callbacks in order.
-        The engine decodes each event only when the loop asks for it, so
-        that the answers to a message go out before a failure that a later
-        frame causes."""
+    def _large_read(self) -> None:
+        """Note a large read: the large buffers stay until `_QUIET`."""
+        self._large_reads += 1
+        if self._quiet_timer is None:
+            self._quiet_timer = IOLoop.current().call_later(_QUIET, self._quiet, 0)
+
+    async def _dispatch(self, events: Iterator[tuple[int, Any]], n: int = 0) -> None:
+        """Hand each event the engine decodes (``engine.receive(...)`` or
+        ``engine.commit(n)``) to ``_handle_message``, awaiting coroutine
+        callbacks in order. The engine decodes each event only when the
+        loop asks for it, so that the answers to a message go out before a
+        failure that a later frame causes. The ``n`` bytes read count
+        toward the work after which the loop lets other connections run."""
         work = n
         self._batching = True
         try:
-            for kind, payload in self._engine.receive(data, n):
+            for kind, payload in events:
                 if self.client_terminated:
                     break
                 if kind == _FAILED:

@@ -11,10 +11,10 @@ use bytes::Bytes;
 use polysocket::protocol::{State, ABNORMAL, NO_STATUS};
 use polysocket::{Connection, Event, EventRef, Message, ProtocolError, SendError};
 use pyo3::create_exception;
-use pyo3::exceptions::{PyConnectionError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyBufferError, PyConnectionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
-use pyo3::types::{PyByteArray, PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyList, PyMemoryView, PyString, PyTuple};
 
 create_exception!(
     _native,
@@ -54,6 +54,12 @@ pub struct Engine {
     /// `take_output`, as (address, length, object): handed back instead
     /// of copied.
     sent_whole: Vec<(usize, usize, Py<PyBytes>)>,
+    /// The spare room of the receive buffer lent by `read_view` (address,
+    /// length), until `commit` or anything that touches the buffer.
+    window: Option<(usize, usize)>,
+    /// Buffer views of `window` still held by Python: while any is, nothing
+    /// may move or free the receive buffer.
+    exports: usize,
 }
 
 /// Tornado's wording for the limits (its tests compare close reasons).
@@ -101,15 +107,21 @@ impl Engine {
     /// Copy received bytes into the engine; room for the rest of a large
     /// frame on its way is made at once (one allocation, not one per
     /// doubling). Returns how many bytes were taken.
-    fn feed(&mut self, bytes: &[u8]) -> usize {
+    fn feed(&mut self, bytes: &[u8]) -> PyResult<usize> {
+        if self.exports > 0 {
+            return Err(PyBufferError::new_err(
+                "a read view of the engine is still held: release it first",
+            ));
+        }
+        self.window = None;
         if self.conn.state() == State::Closed {
-            return bytes.len();
+            return Ok(bytes.len());
         }
         let awaited = self.conn.awaited_bytes();
         let buf = self.conn.receive_buffer();
         buf.reserve(bytes.len().max(awaited));
         buf.extend_from_slice(bytes);
-        bytes.len()
+        Ok(bytes.len())
     }
 
     pub fn new(mut conn: Connection) -> Self {
@@ -121,6 +133,8 @@ impl Engine {
             wire_bytes_in: 0,
             wire_bytes_out: 0,
             sent_whole: Vec::new(),
+            window: None,
+            exports: 0,
         }
     }
 }
@@ -184,10 +198,10 @@ impl Engine {
             // into its own buffer, and we hold the GIL), so nothing can
             // resize the bytearray meanwhile.
             let bytes = unsafe { array.as_bytes() };
-            slf.feed(&bytes[..n.unwrap_or(bytes.len()).min(bytes.len())])
+            slf.feed(&bytes[..n.unwrap_or(bytes.len()).min(bytes.len())])?
         } else {
             let bytes = data.cast::<PyBytes>()?.as_bytes();
-            slf.feed(&bytes[..n.unwrap_or(bytes.len()).min(bytes.len())])
+            slf.feed(&bytes[..n.unwrap_or(bytes.len()).min(bytes.len())])?
         };
         slf.wire_bytes_in += fed as u64;
         Ok(slf)
@@ -314,7 +328,107 @@ impl Engine {
     /// that carried large messages has gone quiet (not after each one:
     /// they would be allocated again for the next).
     fn release_buffers(&mut self) {
-        self.conn.release_buffers(RELEASE_ABOVE);
+        // A buffer lent to a read is in use, not idle.
+        if self.exports == 0 {
+            self.window = None;
+            self.conn.release_buffers(RELEASE_ABOVE);
+        }
+    }
+
+    /// A writable `memoryview` of `size` bytes of free room at the end of
+    /// the receive buffer, for a stream to read into (Tornado's
+    /// `read_into`); then release the view and `commit(n)` the bytes read.
+    /// This saves the copy that `receive` makes: for the rest of a large
+    /// frame (`awaited`). Only in builds for CPython 3.11+, whose stable
+    /// ABI has the buffer protocol.
+    #[cfg(any(Py_3_11, not(Py_LIMITED_API)))]
+    fn read_view<'py>(slf: &Bound<'py, Self>, size: usize) -> PyResult<Bound<'py, PyMemoryView>> {
+        {
+            let mut this = slf.borrow_mut();
+            if this.exports > 0 {
+                return Err(PyBufferError::new_err("a read view is still held"));
+            }
+            let buf = this.conn.receive_buffer();
+            buf.reserve(size);
+            let at = buf.spare_capacity_mut().as_mut_ptr() as usize;
+            this.window = Some((at, size));
+        }
+        PyMemoryView::from(slf.as_any())
+    }
+
+    /// Take the first `n` bytes that a read wrote into the last
+    /// `read_view` (released by then) as received; iterate the engine for
+    /// the events they complete.
+    #[cfg(any(Py_3_11, not(Py_LIMITED_API)))]
+    fn commit(mut slf: PyRefMut<'_, Self>, n: usize) -> PyResult<PyRefMut<'_, Self>> {
+        let Some((at, size)) = slf.window else {
+            return Err(PyValueError::new_err("commit() without a read_view()"));
+        };
+        if n > size {
+            return Err(PyValueError::new_err(format!(
+                "commit({n}) beyond the read view of {size} bytes"
+            )));
+        }
+        slf.window = None;
+        slf.wire_bytes_in += n as u64;
+        if slf.conn.state() == State::Closed {
+            return Ok(slf);
+        }
+        let buf = slf.conn.receive_buffer();
+        if buf.spare_capacity_mut().as_ptr() as usize != at {
+            return Err(PyValueError::new_err(
+                "the receive buffer moved after read_view()",
+            ));
+        }
+        // SAFETY: the `n` bytes after the buffer's end are initialised:
+        // they are the start of the `window` (same address, checked just
+        // above, so the buffer was not moved or refilled since `read_view`:
+        // every call that could has cleared `window`), into which the read
+        // wrote them (Python's `recv_into` reports the count written, and
+        // `n <= size` fits the room `read_view` reserved).
+        unsafe { buf.set_len(buf.len() + n) };
+        Ok(slf)
+    }
+
+    /// The buffer protocol for `read_view`: the lent window, writable.
+    #[cfg(any(Py_3_11, not(Py_LIMITED_API)))]
+    unsafe fn __getbuffer__(
+        mut slf: PyRefMut<'_, Self>,
+        view: *mut pyo3::ffi::Py_buffer,
+        flags: std::ffi::c_int,
+    ) -> PyResult<()> {
+        let Some((at, size)) = slf.window else {
+            return Err(PyBufferError::new_err(
+                "the engine lends its buffer only through read_view()",
+            ));
+        };
+        // SAFETY: `view` is the struct CPython asks us to fill; the window
+        // is allocated room of `size` bytes in the receive buffer, which
+        // stays where it is while `exports > 0` (`receive` and
+        // `release_buffers` refuse to touch it, nothing else reallocates
+        // it) and the view keeps the engine alive through `obj`. Python
+        // may read bytes of it before its read writes them: plain bytes of
+        // this process's heap, never read as Rust values until `commit`.
+        let rc = unsafe {
+            pyo3::ffi::PyBuffer_FillInfo(
+                view,
+                slf.as_ptr(),
+                at as *mut std::ffi::c_void,
+                size as isize,
+                0,
+                flags,
+            )
+        };
+        if rc != 0 {
+            return Err(PyErr::fetch(slf.py()));
+        }
+        slf.exports += 1;
+        Ok(())
+    }
+
+    #[cfg(any(Py_3_11, not(Py_LIMITED_API)))]
+    unsafe fn __releasebuffer__(mut slf: PyRefMut<'_, Self>, _view: *mut pyo3::ffi::Py_buffer) {
+        slf.exports -= 1;
     }
 
     /// Bytes known to be on their way (the rest of a large frame being
