@@ -8,6 +8,8 @@
 //! * [`tls`], [`stream`]: `wss://` from PEM files.
 
 pub mod client;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 mod current;
 mod error;
 pub mod events;
@@ -15,6 +17,8 @@ pub mod server;
 pub mod stream;
 pub mod tls;
 
+#[cfg(feature = "cluster")]
+pub use cluster::{ClusterConfig, ClusterStats};
 pub use client::{connect, ConnectOptions, WebSocket};
 pub use error::RuntimeError;
 pub use events::{EventQueue, ServerEvent};
