@@ -17,9 +17,9 @@ pub mod server;
 pub mod stream;
 pub mod tls;
 
+pub use client::{connect, ConnectOptions, WebSocket};
 #[cfg(feature = "cluster")]
 pub use cluster::{ClusterConfig, ClusterStats};
-pub use client::{connect, ConnectOptions, WebSocket};
 pub use error::RuntimeError;
 pub use events::{EventQueue, ServerEvent};
 pub use server::{

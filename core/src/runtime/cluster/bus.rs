@@ -42,8 +42,16 @@ pub(crate) fn spawn(cluster: &Arc<Cluster>, handle: &ServerHandle) {
         .expect("receivers lock")
         .take()
         .expect("the bus starts once");
-    handle.spawn_counted(publisher(cluster.clone(), receivers.outgoing, handle.clone()));
-    handle.spawn_counted(subscriber(cluster.clone(), receivers.reconcile, handle.clone()));
+    handle.spawn_counted(publisher(
+        cluster.clone(),
+        receivers.outgoing,
+        handle.clone(),
+    ));
+    handle.spawn_counted(subscriber(
+        cluster.clone(),
+        receivers.reconcile,
+        handle.clone(),
+    ));
     handle.spawn_counted(heartbeat(cluster.clone(), handle.clone()));
 }
 
@@ -57,7 +65,11 @@ struct Backoff {
 impl Backoff {
     fn new(cluster: &Cluster) -> Backoff {
         let (min, max) = (cluster.config.reconnect_min, cluster.config.reconnect_max);
-        Backoff { next: min, min, max }
+        Backoff {
+            next: min,
+            min,
+            max,
+        }
     }
 
     /// Sleep the current delay; `false` when the server stops meanwhile.
@@ -82,7 +94,10 @@ impl Cluster {
         let mut outage = self.outage.lock().expect("outage lock");
         if outage.is_none() {
             *outage = Some(Instant::now());
-            tracing::warn!(node = self.node, "cluster bus down ({what}: {error}); retrying");
+            tracing::warn!(
+                node = self.node,
+                "cluster bus down ({what}: {error}); retrying"
+            );
         }
     }
 
@@ -141,6 +156,10 @@ async fn publisher(
             let stop = tokio::select! {
                 _ = stop_requested(&mut stopping) => true,
                 n = queue.recv_many(&mut batch, BATCH) => n == 0,
+                _ = cluster.reset_publisher.notified() => {
+                    cluster.up.store(false, Ordering::Release);
+                    break;
+                }
             };
             if stop {
                 // Say goodbye after what is queued, if Redis takes it soon.
@@ -256,6 +275,7 @@ async fn subscriber(
         };
         cluster.subscribed.store(false, Ordering::Release);
         cluster.lost("subscribing connection", &lost);
+        cluster.reset_publisher.notify_one();
     }
 }
 
@@ -277,7 +297,10 @@ fn receive(cluster: &Cluster, handle: &ServerHandle, channel: &str, payload: &[u
         // Our own, echoed by Redis: delivered locally when published.
         if let Body::Heartbeat(beat) = &envelope.body {
             if beat.incarnation != cluster.incarnation {
-                tracing::error!(node = cluster.node, "cluster: another node has this node id");
+                tracing::error!(
+                    node = cluster.node,
+                    "cluster: another node has this node id"
+                );
             }
         }
         return;

@@ -417,7 +417,9 @@ mod tests {
         );
         // A heartbeat claiming four billion groups allocates nothing.
         assert_eq!(
-            Envelope::decode(b"PS\x01\x07\0\0\0\x01\0\0\0\0\0\0\0\x01\0\0\0\x01\0\0\0\x01\xff\xff\xff\xff"),
+            Envelope::decode(
+                b"PS\x01\x07\0\0\0\x01\0\0\0\0\0\0\0\x01\0\0\0\x01\0\0\0\x01\xff\xff\xff\xff"
+            ),
             Err(DecodeError::Truncated)
         );
     }

@@ -95,9 +95,8 @@ impl ClusterConfig {
                 self.url
             )));
         }
-        let client = redis::Client::open(self.url.as_str()).map_err(|e| {
-            RuntimeError::Config(format!("cluster URL {:?}: {e}", self.url))
-        })?;
+        let client = redis::Client::open(self.url.as_str())
+            .map_err(|e| RuntimeError::Config(format!("cluster URL {:?}: {e}", self.url)))?;
         if self.heartbeat_interval.is_zero() || self.node_expiry <= self.heartbeat_interval {
             return Err(RuntimeError::Config(
                 "cluster node_expiry must exceed a positive heartbeat_interval".into(),
@@ -193,6 +192,10 @@ pub(crate) struct Cluster {
     /// Since when a connection is down (`None`: both up, or not yet tried).
     outage: Mutex<Option<Instant>>,
     last_outage: Mutex<Option<Duration>>,
+    /// The subscribing connection was lost: the publishing one, most
+    /// likely to the same dead Redis, reconnects too (it would notice only
+    /// at its next PUBLISH).
+    reset_publisher: Notify,
     /// Ask the heartbeat task to announce this node now (on resubscribing).
     beat_now: Notify,
     /// When the last "could not cross" warning was logged.
@@ -227,6 +230,7 @@ impl Cluster {
             outage: Mutex::new(None),
             last_outage: Mutex::new(None),
             beat_now: Notify::new(),
+            reset_publisher: Notify::new(),
             last_drop_log: Mutex::new(None),
         }))
     }

@@ -44,7 +44,10 @@ impl Presence {
     /// `node` said it leaves.
     pub(super) fn left(&self, node: u32, incarnation: u64) {
         let mut nodes = self.nodes.lock().expect("presence lock");
-        if nodes.get(&node).is_some_and(|n| n.incarnation == incarnation) {
+        if nodes
+            .get(&node)
+            .is_some_and(|n| n.incarnation == incarnation)
+        {
             nodes.remove(&node);
         }
     }

@@ -109,7 +109,10 @@ impl ServerHandle {
     }
 
     /// Run a task that [`stopped`](Self::stopped) waits for.
-    pub(crate) fn spawn_counted(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+    pub(crate) fn spawn_counted(
+        &self,
+        fut: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
         super::spawn_task(&self.shared, fut);
     }
 

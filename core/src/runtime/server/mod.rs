@@ -44,8 +44,9 @@ use crate::draft::Draft;
 pub use handle::ServerHandle;
 pub use handler::{CloseInfo, Conn, Handler, OpenInfo};
 pub(crate) use mailbox::Mailbox;
-pub(crate) use opening::stop_requested;
 pub use opening::serve_listener;
+#[cfg(feature = "cluster")]
+pub(crate) use opening::stop_requested;
 
 /// Identifies a connection for the lifetime of its server.
 pub type ConnId = u64;
@@ -279,7 +280,9 @@ fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpList
     #[cfg(unix)]
     socket.set_reuse_port(true)?;
     #[cfg(not(unix))]
-    return Err(std::io::Error::other("reuse_port needs SO_REUSEPORT (Unix)"));
+    return Err(std::io::Error::other(
+        "reuse_port needs SO_REUSEPORT (Unix)",
+    ));
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
     Ok(socket.into())
