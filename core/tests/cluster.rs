@@ -22,9 +22,20 @@ use polysocket::{Draft, Event, Message, SendError};
 mod common;
 use common::Client;
 
+/// A child process of this test, killed (SIGKILL) and reaped when dropped,
+/// however the test ends.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A `redis-server` of this test, killed by PID when dropped.
 struct Redis {
-    child: Option<Child>,
+    child: Option<Reaped>,
     port: u16,
 }
 
@@ -41,7 +52,7 @@ impl Redis {
             .spawn()
             .expect("redis-server is required (apt-get install -y redis-server)");
         let redis = Redis {
-            child: Some(child),
+            child: Some(Reaped(child)),
             port,
         };
         wait_until("redis-server answers PING", Duration::from_secs(10), || {
@@ -56,10 +67,7 @@ impl Redis {
 
     /// Kill it (SIGKILL) and reap it.
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
+        self.child = None;
     }
 
     /// One RESP command on a connection of its own: the first reply line.
@@ -87,12 +95,6 @@ impl Redis {
     fn publish(&self, channel: &str, payload: &[u8]) {
         let reply = self.command(&[b"PUBLISH", channel.as_bytes(), payload]);
         assert!(reply.unwrap().starts_with(b":"), "PUBLISH answered");
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -439,6 +441,71 @@ fn presence_follows_heartbeats_and_forgets_a_silent_node() {
         a.handle().presence(None) == 2 && a.handle().nodes().len() == 1
     });
     println!("a stopping node left the counts after {left:?}");
+}
+
+/// Not a test of its own: the node [`a_sigkilled_node_leaves_the_counts`]
+/// runs as a child process (this test binary, run again with the Redis URL
+/// in `POLYSOCKET_CHILD_NODE`). It prints its address and serves until
+/// killed.
+#[test]
+#[ignore]
+fn child_node() {
+    let Ok(url) = std::env::var("POLYSOCKET_CHILD_NODE") else {
+        return;
+    };
+    let node = Node::start(&url, "sigkill");
+    println!("CHILD {} {}", node.id(), node.addr());
+    loop {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+}
+
+#[test]
+fn a_sigkilled_node_leaves_the_counts() {
+    let redis = Redis::start();
+    let a = Node::start(&redis.url(), "sigkill");
+    let mut child = Reaped(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["child_node", "--exact", "--ignored", "--nocapture"])
+            .env("POLYSOCKET_CHILD_NODE", redis.url())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = std::io::BufReader::new(child.0.stdout.take().unwrap());
+    let line = std::iter::from_fn(|| {
+        let mut line = String::new();
+        (std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0).then_some(line)
+    })
+    .find(|l| l.starts_with("CHILD "))
+    .expect("the child node reports its address");
+    let mut fields = line.split_whitespace().skip(1);
+    let child_node: u32 = fields.next().unwrap().parse().unwrap();
+    let child_addr: SocketAddr = fields.next().unwrap().parse().unwrap();
+    let mut on_child: Vec<Client> = (0..3)
+        .map(|_| Client::connect(child_addr, Draft::Rfc6455))
+        .collect();
+    let mut on_a = a.clients(&MIXED[..1]);
+    wait_until(
+        "a counts the child's clients",
+        Duration::from_secs(10),
+        || a.handle().presence(None) == 4 && a.handle().nodes().contains(&child_node),
+    );
+    a.handle().broadcast_all(Message::text("to the child"));
+    for client in &mut on_child {
+        assert_eq!(text(client), "to the child");
+    }
+    drop(child); // SIGKILL: no leave, no close
+    let gone = wait_until(
+        "the child leaves the counts",
+        Duration::from_secs(5),
+        || a.handle().presence(None) == 1,
+    );
+    println!("a SIGKILLed node left the counts {gone:?} after it died (expiry 600 ms)");
+    assert!(!a.handle().nodes().contains(&child_node));
+    assert_eq!(a.handle().broadcast_all(Message::text("still here")), 1);
+    assert_eq!(text(&mut on_a[0].1), "to the child");
+    assert_eq!(text(&mut on_a[0].1), "still here");
 }
 
 #[test]
