@@ -15,6 +15,8 @@
 //! `--reuse-port` lets several nodes share one port. Without `--redis` the
 //! node runs alone.
 
+mod shared;
+
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::net::ToSocketAddrs;
@@ -70,14 +72,7 @@ fn quote(s: &str) -> String {
 
 impl Handler for Chat {
     fn http(&self, _request: &RequestHead) -> Option<Vec<u8>> {
-        Some(
-            format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n{PAGE}",
-                PAGE.len()
-            )
-            .into_bytes(),
-        )
+        Some(shared::page_response(PAGE))
     }
 
     fn on_open(&self, _conn: &mut Conn<'_>, info: &Arc<OpenInfo>) {

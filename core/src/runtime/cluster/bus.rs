@@ -135,21 +135,13 @@ async fn publisher(
     let mut backoff = Backoff::new(&cluster);
     let mut batch = Vec::with_capacity(BATCH);
     loop {
-        let connected = tokio::select! {
-            _ = stop_requested(&mut stopping) => return,
-            c = cluster.timed(cluster.client.get_multiplexed_async_connection()) => c,
+        let what = "publishing connection";
+        let connect = || cluster.timed(cluster.client.get_multiplexed_async_connection());
+        let Some(mut conn) =
+            connect_until_up(&cluster, what, &mut backoff, &mut stopping, connect).await
+        else {
+            return;
         };
-        let mut conn = match connected {
-            Ok(conn) => conn,
-            Err(error) => {
-                cluster.lost("publishing connection", &error);
-                if !backoff.wait(&mut stopping).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        backoff.reset();
         cluster.up.store(true, Ordering::Release);
         cluster.restored();
         loop {
@@ -178,6 +170,35 @@ async fn publisher(
                 cluster.up.store(false, Ordering::Release);
                 cluster.lost("publishing connection", &error);
                 break;
+            }
+        }
+    }
+}
+
+/// Run `connect` until it succeeds (`None`: the server stops first),
+/// waiting out the backoff after each failure.
+async fn connect_until_up<T, F: std::future::Future<Output = Result<T, String>>>(
+    cluster: &Cluster,
+    what: &str,
+    backoff: &mut Backoff,
+    stopping: &mut watch::Receiver<bool>,
+    mut connect: impl FnMut() -> F,
+) -> Option<T> {
+    loop {
+        let result = tokio::select! {
+            _ = stop_requested(stopping) => return None,
+            r = connect() => r,
+        };
+        match result {
+            Ok(value) => {
+                backoff.reset();
+                return Some(value);
+            }
+            Err(error) => {
+                cluster.lost(what, &error);
+                if !backoff.wait(stopping).await {
+                    return None;
+                }
             }
         }
     }
@@ -216,36 +237,28 @@ async fn subscriber(
     let mut backoff = Backoff::new(&cluster);
     let channels = &cluster.channels;
     loop {
-        let connected = tokio::select! {
-            _ = stop_requested(&mut stopping) => return,
-            c = cluster.timed(cluster.client.get_async_pubsub()) => c,
-        };
-        let (mut sink, mut stream) = match connected {
-            Ok(pubsub) => pubsub.split(),
-            Err(error) => {
-                cluster.lost("subscribing connection", &error);
-                if !backoff.wait(&mut stopping).await {
-                    return;
-                }
-                continue;
-            }
-        };
         // Everything, afresh: the groups with local members now.
-        let mut groups: HashSet<String> = handle.local_groups().into_iter().collect();
-        let mut names = vec![
-            channels.all(),
-            channels.presence(),
-            channels.node(cluster.node),
-        ];
-        names.extend(groups.iter().map(|g| channels.group(g)));
-        if let Err(error) = cluster.timed(sink.subscribe(&names)).await {
-            cluster.lost("subscribing connection", &error);
-            if !backoff.wait(&mut stopping).await {
-                return;
-            }
-            continue;
-        }
-        backoff.reset();
+        let connect = || async {
+            let (mut sink, stream) = cluster
+                .timed(cluster.client.get_async_pubsub())
+                .await?
+                .split();
+            let groups: HashSet<String> = handle.local_groups().into_iter().collect();
+            let mut names = vec![
+                channels.all(),
+                channels.presence(),
+                channels.node(cluster.node),
+            ];
+            names.extend(groups.iter().map(|g| channels.group(g)));
+            cluster.timed(sink.subscribe(&names)).await?;
+            Ok((sink, stream, groups))
+        };
+        let what = "subscribing connection";
+        let Some((mut sink, mut stream, mut groups)) =
+            connect_until_up(&cluster, what, &mut backoff, &mut stopping, connect).await
+        else {
+            return;
+        };
         cluster.subscribed.store(true, Ordering::Release);
         cluster.restored();
         // Announce this node now rather than at the next tick.
