@@ -45,20 +45,25 @@ impl Redis {
     }
 
     fn start_on(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is required (apt-get install -y redis-server)");
-        let redis = Redis {
-            child: Some(Reaped(child)),
-            port,
-        };
+        let redis = Redis::spawn(port, &["--port", &port.to_string()]);
         wait_until("redis-server answers PING", Duration::from_secs(10), || {
             redis.command(&[b"PING"]).is_ok_and(|r| r == b"+PONG\r\n")
         });
         redis
+    }
+
+    /// `redis-server` on 127.0.0.1 without persistence, with `args`.
+    fn spawn(port: u16, args: &[&str]) -> Redis {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(args)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is required (apt-get install -y redis-server)");
+        Redis {
+            child: Some(Reaped(child)),
+            port,
+        }
     }
 
     fn url(&self) -> String {
@@ -322,6 +327,25 @@ fn broadcasts_and_group_messages_reach_every_client_once_in_publish_order() {
         }
         assert_eq!(text(client), "end");
     }
+    // What an RFC 6455 client says on node 2, its application broadcasts:
+    // the hixie-75 clients of the other nodes read it too.
+    let speaker = clients
+        .iter_mut()
+        .find(|(n, _, c)| *n == 2 && c.conn.draft() == Draft::Rfc6455)
+        .unwrap();
+    speaker.2.send("from a client");
+    let mut said = None;
+    wait_until("node 2 hears its client", Duration::from_secs(5), || {
+        said = nodes[2].queue.drain().into_iter().find_map(|e| match e {
+            ServerEvent::Message(_, m) => Some(m),
+            _ => None,
+        });
+        said.is_some()
+    });
+    nodes[2].handle().broadcast_all(said.unwrap());
+    for (_, _, client) in &mut clients {
+        assert_eq!(text(client), "from a client");
+    }
     for node in &nodes {
         let stats = node.stats();
         assert!(stats.connected);
@@ -506,6 +530,79 @@ fn a_sigkilled_node_leaves_the_counts() {
     assert_eq!(a.handle().broadcast_all(Message::text("still here")), 1);
     assert_eq!(text(&mut on_a[0].1), "to the child");
     assert_eq!(text(&mut on_a[0].1), "still here");
+}
+
+/// Run the test `name` of this binary in a child process with `env`; it
+/// must pass.
+fn run_child(name: &str, env: &[(&str, &str)]) {
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--ignored", "--nocapture"])
+        .envs(env.iter().copied())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{name} failed in the child process");
+}
+
+#[test]
+fn rediss_with_a_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let port = free_port();
+    let (cert_path, key_path) = (cert_path.to_str().unwrap(), key_path.to_str().unwrap());
+    let tls_port = port.to_string();
+    let _redis = Redis::spawn(
+        port,
+        &[
+            "--port",
+            "0",
+            "--tls-port",
+            &tls_port,
+            "--tls-cert-file",
+            cert_path,
+            "--tls-key-file",
+            key_path,
+            "--tls-ca-cert-file",
+            cert_path,
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            "s3cret",
+        ],
+    );
+    wait_until("redis-server listens", Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    // The certificate is trusted through the system roots' variable, set
+    // for a child process only.
+    let url = format!("rediss://:s3cret@127.0.0.1:{port}");
+    run_child(
+        "tls_child",
+        &[("SSL_CERT_FILE", cert_path), ("POLYSOCKET_TLS_CHILD", &url)],
+    );
+}
+
+/// Not a test of its own: [`rediss_with_a_password`] runs it in a child
+/// process with `SSL_CERT_FILE` set.
+#[test]
+#[ignore]
+fn tls_child() {
+    let Ok(url) = std::env::var("POLYSOCKET_TLS_CHILD") else {
+        return;
+    };
+    let (a, b) = (Node::start(&url, "tls"), Node::start(&url, "tls"));
+    wait_for_nodes(&[&a, &b]);
+    let mut on_a = a.clients(&MIXED[..1]);
+    b.handle().broadcast_all(Message::text("over TLS"));
+    assert_eq!(text(&mut on_a[0].1), "over TLS");
+    let wrong = Node::start(&url.replace("s3cret", "wrong"), "tls");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!wrong.stats().connected, "a wrong password never connects");
+    assert!(!a.handle().nodes().contains(&wrong.id()));
+    println!("rediss:// with a password: connected; a wrong password refused");
 }
 
 #[test]
