@@ -97,6 +97,26 @@ impl Redis {
         Ok(reply)
     }
 
+    /// Subscribers of `channel` (`PUBSUB NUMSUB`).
+    fn subscribers(&self, channel: &str) -> usize {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let command = format!(
+            "*3\r\n$6\r\nPUBSUB\r\n$6\r\nNUMSUB\r\n${}\r\n{channel}\r\n",
+            channel.len()
+        );
+        s.write_all(command.as_bytes()).unwrap();
+        // *2, $len, the channel, :count
+        let mut reply = Vec::new();
+        let mut byte = [0u8];
+        while reply.windows(2).filter(|w| w == b"\r\n").count() < 4 {
+            assert_eq!(s.read(&mut byte).unwrap(), 1, "NUMSUB answered");
+            reply.push(byte[0]);
+        }
+        let reply = String::from_utf8(reply).unwrap();
+        let count = reply.lines().nth(3).unwrap();
+        count.trim_start_matches(':').parse().unwrap()
+    }
+
     fn publish(&self, channel: &str, payload: &[u8]) {
         let reply = self.command(&[b"PUBLISH", channel.as_bytes(), payload]);
         assert!(reply.unwrap().starts_with(b":"), "PUBLISH answered");
@@ -412,6 +432,35 @@ fn direct_commands_reach_connections_on_other_nodes() {
         "an id of this node it does not have"
     );
     assert_eq!(a.stats().published, published);
+}
+
+#[test]
+fn a_node_subscribes_to_a_group_only_while_it_has_members() {
+    let redis = Redis::start();
+    let a = Node::start(&redis.url(), "subs");
+    let mut on_a = a.clients(&MIXED[3..5]);
+    let channel = "polysocket:subs:group:room";
+    let redis = &redis;
+    let subscribed = |n| move || redis.subscribers(channel) == n;
+    wait_until("a subscribes", Duration::from_secs(5), || {
+        redis.subscribers("polysocket:subs:all") == 1
+    });
+    assert_eq!(redis.subscribers(channel), 0);
+    a.handle().join(on_a[0].0, "room");
+    a.handle().join(on_a[1].0, "room");
+    wait_until("first member", Duration::from_secs(5), subscribed(1));
+    a.handle().leave(on_a[0].0, "room");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(redis.subscribers(channel), 1, "one member left");
+    // The last member goes by closing.
+    on_a[1].1.conn.close(Some(1000), "").unwrap();
+    on_a[1].1.flush();
+    on_a[1].1.expect_close();
+    wait_until("no member", Duration::from_secs(5), subscribed(0));
+    a.handle().join(on_a[0].0, "room");
+    wait_until("a member again", Duration::from_secs(5), subscribed(1));
+    a.handle().leave(on_a[0].0, "room");
+    wait_until("left", Duration::from_secs(5), subscribed(0));
 }
 
 #[test]

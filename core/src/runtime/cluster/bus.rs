@@ -25,33 +25,19 @@ use super::envelope::{Body, Envelope, Heartbeat};
 use super::{node_of, Cluster, Outgoing};
 use crate::runtime::server::{stop_requested, ServerHandle};
 
-/// The ends of the cluster's queues the tasks own.
-pub(crate) struct Receivers {
-    pub(super) outgoing: mpsc::Receiver<Outgoing>,
-    pub(super) reconcile: mpsc::UnboundedReceiver<String>,
-}
-
 /// Envelopes pipelined to Redis in one round trip, at most.
 const BATCH: usize = 512;
 
 /// Start the bus tasks of `handle`'s server (within its runtime).
 pub(crate) fn spawn(cluster: &Arc<Cluster>, handle: &ServerHandle) {
-    let receivers = cluster
-        .receivers
+    let queue = cluster
+        .queue
         .lock()
-        .expect("receivers lock")
+        .expect("queue lock")
         .take()
         .expect("the bus starts once");
-    handle.spawn_counted(publisher(
-        cluster.clone(),
-        receivers.outgoing,
-        handle.clone(),
-    ));
-    handle.spawn_counted(subscriber(
-        cluster.clone(),
-        receivers.reconcile,
-        handle.clone(),
-    ));
+    handle.spawn_counted(publisher(cluster.clone(), queue, handle.clone()));
+    handle.spawn_counted(subscriber(cluster.clone(), handle.clone()));
     handle.spawn_counted(heartbeat(cluster.clone(), handle.clone()));
 }
 
@@ -228,11 +214,7 @@ async fn send(
     result
 }
 
-async fn subscriber(
-    cluster: Arc<Cluster>,
-    mut reconcile: mpsc::UnboundedReceiver<String>,
-    handle: ServerHandle,
-) {
+async fn subscriber(cluster: Arc<Cluster>, handle: ServerHandle) {
     let mut stopping = handle.stopping();
     let mut backoff = Backoff::new(&cluster);
     let channels = &cluster.channels;
@@ -270,17 +252,8 @@ async fn subscriber(
                     Some(m) => receive(&cluster, &handle, m.get_channel_name(), m.get_payload_bytes()),
                     None => break "connection closed".into(),
                 },
-                Some(group) = reconcile.recv() => {
-                    let wanted = handle.has_local_members(&group);
-                    let result = if wanted && !groups.contains(&group) {
-                        groups.insert(group.clone());
-                        cluster.timed(sink.subscribe(channels.group(&group))).await
-                    } else if !wanted && groups.remove(&group) {
-                        cluster.timed(sink.unsubscribe(channels.group(&group))).await
-                    } else {
-                        Ok(())
-                    };
-                    if let Err(error) = result {
+                _ = cluster.groups_changed.notified() => {
+                    if let Err(error) = reconcile(&cluster, &handle, &mut sink, &mut groups).await {
                         break error;
                     }
                 }
@@ -290,6 +263,35 @@ async fn subscriber(
         cluster.lost("subscribing connection", &lost);
         cluster.reset_publisher.notify_one();
     }
+}
+
+/// Follow the groups whose local membership changed: subscribe to those
+/// that have local members now, unsubscribe from those that have none.
+async fn reconcile(
+    cluster: &Cluster,
+    handle: &ServerHandle,
+    sink: &mut redis::aio::PubSubSink,
+    subscribed: &mut HashSet<String>,
+) -> Result<(), String> {
+    let changed = std::mem::take(&mut *cluster.changed_groups.lock().expect("groups lock"));
+    let (mut join, mut leave) = (Vec::new(), Vec::new());
+    for group in changed {
+        let channel = cluster.channels.group(&group);
+        if handle.has_local_members(&group) {
+            if subscribed.insert(group) {
+                join.push(channel);
+            }
+        } else if subscribed.remove(&group) {
+            leave.push(channel);
+        }
+    }
+    if !join.is_empty() {
+        cluster.timed(sink.subscribe(&join)).await?;
+    }
+    if !leave.is_empty() {
+        cluster.timed(sink.unsubscribe(&leave)).await?;
+    }
+    Ok(())
 }
 
 /// Deliver one message from the bus to local connections, all in Rust.

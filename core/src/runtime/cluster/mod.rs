@@ -16,6 +16,7 @@ mod bus;
 pub mod envelope;
 mod presence;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -179,15 +180,19 @@ pub(crate) struct Cluster {
     client: redis::Client,
     channels: Channels,
     outgoing: mpsc::Sender<Outgoing>,
-    /// Groups whose subscription may have to change (see `bus`).
-    reconcile: mpsc::UnboundedSender<String>,
-    /// The receivers, until the bus tasks take them.
-    receivers: Mutex<Option<bus::Receivers>>,
+    /// The publisher's end of `outgoing`, until the bus takes it.
+    queue: Mutex<Option<mpsc::Receiver<Outgoing>>>,
+    /// Groups whose subscription may have to change: a set, so that it
+    /// stays as small as the groups however often members come and go
+    /// while Redis is away.
+    changed_groups: Mutex<HashSet<String>>,
+    groups_changed: Notify,
     presence: Presence,
     counters: Counters,
     /// The publishing connection is up: while it is not, what would cross
     /// is dropped at once rather than queued.
     up: AtomicBool,
+    /// The subscribing connection is up and subscribed.
     subscribed: AtomicBool,
     /// Since when a connection is down (`None`: both up, or not yet tried).
     outage: Mutex<Option<Instant>>,
@@ -208,7 +213,6 @@ impl Cluster {
         let client = config.validate()?;
         let node = rand::random_range(1..(1u32 << NODE_BITS));
         let (outgoing, out_rx) = mpsc::channel(config.queue);
-        let (reconcile, reconcile_rx) = mpsc::unbounded_channel();
         Ok(Arc::new(Cluster {
             node,
             incarnation: rand::random(),
@@ -218,11 +222,9 @@ impl Cluster {
             config,
             client,
             outgoing,
-            reconcile,
-            receivers: Mutex::new(Some(bus::Receivers {
-                outgoing: out_rx,
-                reconcile: reconcile_rx,
-            })),
+            queue: Mutex::new(Some(out_rx)),
+            changed_groups: Mutex::new(HashSet::new()),
+            groups_changed: Notify::new(),
             presence: Presence::default(),
             counters: Counters::default(),
             up: AtomicBool::new(false),
@@ -317,7 +319,12 @@ impl Cluster {
 
     /// A group's local membership may have changed between none and some.
     pub(crate) fn group_changed(&self, group: &str) {
-        let _ = self.reconcile.send(group.to_string());
+        let mut changed = self.changed_groups.lock().expect("groups lock");
+        if !changed.contains(group) {
+            changed.insert(group.to_string());
+        }
+        drop(changed);
+        self.groups_changed.notify_one();
     }
 
     /// Connections on the other live nodes, in the namespace or a group.
