@@ -87,9 +87,11 @@ impl Cluster {
         }
     }
 
-    /// One connection is back: once both are, the outage ends.
+    /// One connection is back: once both are, the outage ends. The flags
+    /// are `SeqCst`: of two connections coming back at once, at least one
+    /// task sees both up.
     fn restored(&self) {
-        if !(self.up.load(Ordering::Acquire) && self.subscribed.load(Ordering::Acquire)) {
+        if !(self.up.load(Ordering::SeqCst) && self.subscribed.load(Ordering::SeqCst)) {
             return;
         }
         if let Some(since) = self.outage.lock().expect("outage lock").take() {
@@ -128,20 +130,20 @@ async fn publisher(
         else {
             return;
         };
-        cluster.up.store(true, Ordering::Release);
+        cluster.up.store(true, Ordering::SeqCst);
         cluster.restored();
         loop {
             let stop = tokio::select! {
                 _ = stop_requested(&mut stopping) => true,
                 n = queue.recv_many(&mut batch, BATCH) => n == 0,
                 _ = cluster.reset_publisher.notified() => {
-                    cluster.up.store(false, Ordering::Release);
+                    cluster.up.store(false, Ordering::SeqCst);
                     break;
                 }
             };
             if stop {
                 // Say goodbye after what is queued, if Redis takes it soon.
-                cluster.up.store(false, Ordering::Release);
+                cluster.up.store(false, Ordering::SeqCst);
                 while let Ok(out) = queue.try_recv() {
                     batch.push(out);
                 }
@@ -153,7 +155,7 @@ async fn publisher(
                 return;
             }
             if let Err(error) = send(&cluster, &mut conn, &mut batch).await {
-                cluster.up.store(false, Ordering::Release);
+                cluster.up.store(false, Ordering::SeqCst);
                 cluster.lost("publishing connection", &error);
                 break;
             }
@@ -241,7 +243,7 @@ async fn subscriber(cluster: Arc<Cluster>, handle: ServerHandle) {
         else {
             return;
         };
-        cluster.subscribed.store(true, Ordering::Release);
+        cluster.subscribed.store(true, Ordering::SeqCst);
         cluster.restored();
         // Announce this node now rather than at the next tick.
         cluster.beat_now.notify_one();
@@ -259,9 +261,9 @@ async fn subscriber(cluster: Arc<Cluster>, handle: ServerHandle) {
                 }
             }
         };
-        cluster.subscribed.store(false, Ordering::Release);
+        cluster.subscribed.store(false, Ordering::SeqCst);
         cluster.lost("subscribing connection", &lost);
-        cluster.reset_publisher.notify_one();
+        cluster.reset_publisher.notify_waiters();
     }
 }
 
@@ -387,7 +389,7 @@ async fn heartbeat(cluster: Arc<Cluster>, handle: ServerHandle) {
             tracing::warn!(node, "cluster: node expired (no heartbeat)");
         }
         // A heartbeat lost in an outage is not worth counting as dropped.
-        if !cluster.up.load(Ordering::Acquire) {
+        if !cluster.up.load(Ordering::SeqCst) {
             continue;
         }
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);

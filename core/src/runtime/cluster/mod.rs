@@ -248,7 +248,7 @@ impl Cluster {
 
     /// Queue an envelope for the bus, or count it dropped (never waits).
     fn publish(&self, channel: String, body: Body) -> bool {
-        if !self.up.load(Ordering::Acquire) {
+        if !self.up.load(Ordering::SeqCst) {
             self.dropped("the bus is down");
             return false;
         }
@@ -345,7 +345,7 @@ impl Cluster {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         ClusterStats {
             node_id: self.node,
-            connected: self.up.load(Ordering::Acquire) && self.subscribed.load(Ordering::Acquire),
+            connected: self.up.load(Ordering::SeqCst) && self.subscribed.load(Ordering::SeqCst),
             published: load(&c.published),
             received: load(&c.received),
             dropped: load(&c.dropped),
