@@ -3,12 +3,12 @@
 //! version follows).
 //!
 //! * [`envelope`]: the versioned binary wire format, sans-I/O.
-//! * [`bus`]: the Redis tasks: one subscribing connection, one publishing
+//! * `bus`: the Redis tasks: one subscribing connection, one publishing
 //!   connection behind a bounded FIFO queue, reconnection.
-//! * [`presence`]: which nodes live and what they serve, from heartbeats.
+//! * `presence`: which nodes live and what they serve, from heartbeats.
 //!
 //! A server with [`ServerConfig::cluster`](super::ServerConfig::cluster)
-//! set holds a [`Cluster`]; its [`ServerHandle`](super::ServerHandle)
+//! set holds a `Cluster`; its [`ServerHandle`](super::ServerHandle)
 //! consults it only for what is not local (an id of another node, a
 //! broadcast's remote half), so local traffic pays nothing for it.
 

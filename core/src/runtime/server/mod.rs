@@ -13,6 +13,8 @@
 //!   [`Conn`], [`OpenInfo`], [`CloseInfo`]).
 //! * [`handle`] and [`mailbox`]: [`ServerHandle`], and how its commands
 //!   reach a connection served on another thread.
+//! * [`clustered`]: what [`ServerHandle`] does beyond this server when it
+//!   belongs to a cluster (feature `cluster`).
 //! * [`admission`]: connection limits, origins, the message rate limit.
 //! * [`opening`]: the accept loop and the opening handshake.
 //! * [`task`]: an open connection's task: its loop, timers, dispatch.
