@@ -148,7 +148,13 @@ struct Node {
 
 impl Node {
     fn start(url: &str, namespace: &str) -> Node {
+        Node::start_with(url, namespace, ClusterConfig::new(url, namespace).queue)
+    }
+
+    /// A node whose bus queue holds `queue` envelopes.
+    fn start_with(url: &str, namespace: &str, queue: usize) -> Node {
         let mut cluster = ClusterConfig::new(url, namespace);
+        cluster.queue = queue;
         cluster.heartbeat_interval = Duration::from_millis(100);
         cluster.node_expiry = Duration::from_millis(600);
         cluster.reconnect_min = Duration::from_millis(20);
@@ -696,6 +702,54 @@ fn redis_restarted_mid_run_is_rejoined_by_every_node() {
     assert_eq!(text(&mut on_b[0].1), "after", "b never got 'during'");
     a.handle().broadcast_all(Message::text("after too"));
     assert_eq!(text(&mut on_b[0].1), "after too");
+}
+
+#[test]
+fn a_stalled_redis_never_blocks_local_traffic() {
+    let mut redis = Redis::start();
+    let a = Node::start_with(&redis.url(), "stall", 64);
+    let b = Node::start(&redis.url(), "stall");
+    wait_for_nodes(&[&a, &b]);
+    let mut on_a = a.clients(&MIXED[3..4]);
+    let mut on_b = b.clients(&MIXED[3..4]);
+    let pid = redis.child.as_ref().unwrap().0.id().to_string();
+    let signal = |sig: &str| {
+        let status = Command::new("kill").args([sig, &pid]).status().unwrap();
+        assert!(status.success(), "kill {sig}");
+    };
+    signal("-STOP");
+    // Redis takes nothing now: the queue fills, the rest is dropped at
+    // once, and local clients get every message.
+    const N: usize = 2_000;
+    let start = Instant::now();
+    for i in 0..N {
+        assert_eq!(a.handle().broadcast_all(Message::text(format!("{i}"))), 1);
+    }
+    let took = start.elapsed();
+    for i in 0..N {
+        assert_eq!(text(&mut on_a[0].1), format!("{i}"));
+    }
+    let dropped = a.stats().dropped;
+    println!("{N} broadcasts with Redis stopped took {took:?}; {dropped} could not cross");
+    assert!(took < Duration::from_millis(500), "publishing never waits");
+    assert!(dropped >= (N - 64 - 512) as u64, "bounded queue: {dropped}");
+    signal("-CONT");
+    wait_until("the bus recovers", Duration::from_secs(10), || {
+        a.stats().connected && a.handle().nodes().len() == 2
+    });
+    // What crossed was a prefix of what was sent, in order, once each.
+    let mut last = None;
+    while let Some(event) = next_within(&mut on_b[0].1, Duration::from_millis(300)) {
+        let Event::Message(Message::Text(t)) = event else {
+            panic!("{event:?}")
+        };
+        let i: usize = std::str::from_utf8(&t).unwrap().parse().unwrap();
+        assert!(last.is_none_or(|l| i > l), "in order, no duplicate");
+        last = Some(i);
+    }
+    a.handle().broadcast_all(Message::text("after"));
+    assert_eq!(text(&mut on_b[0].1), "after");
+    redis.kill();
 }
 
 #[test]
