@@ -23,6 +23,18 @@ cargo test -p polysocket
 echo "== cargo test -p polysocket --features runtime"
 cargo test -p polysocket --features runtime
 
+# The cluster over Redis pub/sub: every test above again with the bus
+# compiled in (and chat_node, the example that needs it), and the cluster
+# tests against a real redis-server (Debian package; the tests start it on
+# free ports and fail without it).
+echo "== cargo test -p polysocket --features cluster"
+if ! command -v redis-server >/dev/null 2>&1; then
+    . scripts/lib/setup.sh
+    setup_init cluster
+    apt_install redis-server
+fi
+cargo test -p polysocket --features cluster
+
 # Benchmarks and examples must keep compiling (they are run by hand).
 echo "== cargo build --benches --examples"
 cargo build -p polysocket --features runtime --benches --examples --release

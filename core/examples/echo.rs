@@ -9,6 +9,8 @@
 //! A plain `GET` (no Upgrade) gets a test page whose script connects back
 //! and echoes text and binary messages.
 
+mod shared;
+
 use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,14 +26,7 @@ struct Echo;
 
 impl Handler for Echo {
     fn http(&self, _request: &RequestHead) -> Option<Vec<u8>> {
-        Some(
-            format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n{PAGE}",
-                PAGE.len()
-            )
-            .into_bytes(),
-        )
+        Some(shared::page_response(PAGE))
     }
 
     fn on_message(&self, conn: &mut Conn<'_>, message: Incoming<'_>) {

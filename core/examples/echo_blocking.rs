@@ -11,6 +11,8 @@
 //! read → handshake `feed` → `Connection::receive` → `poll` → `send_*` →
 //! write `pending_output`.
 
+mod shared;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
@@ -76,12 +78,7 @@ fn serve(mut stream: TcpStream, config: Arc<Config>) -> std::io::Result<()> {
                     .flatten()
                     .is_some_and(|(req, _)| req.headers.get("upgrade").is_none());
                 let answer = if plain_get {
-                    format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
-                         Content-Length: {}\r\nConnection: close\r\n\r\n{PAGE}",
-                        PAGE.len()
-                    )
-                    .into_bytes()
+                    shared::page_response(PAGE)
                 } else {
                     reject_response(&error, &config)
                 };

@@ -8,6 +8,8 @@
 //! * [`tls`], [`stream`]: `wss://` from PEM files.
 
 pub mod client;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 mod current;
 mod error;
 pub mod events;
@@ -16,6 +18,8 @@ pub mod stream;
 pub mod tls;
 
 pub use client::{connect, ConnectOptions, WebSocket};
+#[cfg(feature = "cluster")]
+pub use cluster::{ClusterConfig, ClusterStats};
 pub use error::RuntimeError;
 pub use events::{EventQueue, ServerEvent};
 pub use server::{

@@ -48,8 +48,13 @@ impl ServerHandle {
         }
         let command = command.expect("not applied");
         let conns = self.shared.conns.read().expect("registry lock");
-        let entry = conns.get(&id).ok_or(SendError::Gone)?;
-        entry.mailbox.push(command, entry.draft, limit)
+        match conns.get(&id) {
+            Some(entry) => entry.mailbox.push(command, entry.draft, limit),
+            None => {
+                drop(conns);
+                self.elsewhere(id, command)
+            }
+        }
     }
 
     /// Send a message to a connection. Fails when it is gone or closing,
@@ -72,8 +77,14 @@ impl ServerHandle {
             .count()
     }
 
-    /// Send one message to every member of `group`.
+    /// Send one message to every member of `group`, on every node of the
+    /// cluster if there is one. Returns how many local members it was
+    /// queued for.
     pub fn broadcast_group(&self, group: &str, message: Message) -> usize {
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = &self.shared.cluster {
+            cluster.broadcast_group(group, message.clone());
+        }
         let ids = self.members(group);
         self.broadcast(&ids, message)
     }
@@ -105,7 +116,11 @@ impl ServerHandle {
             .contains_key(&id)
         {
             let mut groups = self.shared.groups.lock().expect("groups lock");
-            groups.entry(group.to_string()).or_default().insert(id);
+            let members = groups.entry(group.to_string()).or_default();
+            members.insert(id);
+            if members.len() == 1 {
+                self.group_changed(group);
+            }
         }
     }
 
@@ -116,6 +131,7 @@ impl ServerHandle {
             members.remove(&id);
             if members.is_empty() {
                 groups.remove(group);
+                self.group_changed(group);
             }
         }
     }

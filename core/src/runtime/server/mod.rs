@@ -13,12 +13,15 @@
 //!   [`Conn`], [`OpenInfo`], [`CloseInfo`]).
 //! * [`handle`] and [`mailbox`]: [`ServerHandle`], and how its commands
 //!   reach a connection served on another thread.
+//! * [`clustered`]: what [`ServerHandle`] does beyond this server when it
+//!   belongs to a cluster (feature `cluster`).
 //! * [`admission`]: connection limits, origins, the message rate limit.
 //! * [`opening`]: the accept loop and the opening handshake.
 //! * [`task`]: an open connection's task: its loop, timers, dispatch.
 //! * [`io`]: socket reads (in place, scratch, low-water mark) and writes.
 
 mod admission;
+mod clustered;
 mod handle;
 mod handler;
 mod io;
@@ -44,6 +47,8 @@ pub use handle::ServerHandle;
 pub use handler::{CloseInfo, Conn, Handler, OpenInfo};
 pub(crate) use mailbox::Mailbox;
 pub use opening::serve_listener;
+#[cfg(feature = "cluster")]
+pub(crate) use opening::stop_requested;
 
 /// Identifies a connection for the lifetime of its server.
 pub type ConnId = u64;
@@ -89,6 +94,14 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Bytes read from the socket at a time.
     pub read_chunk: usize,
+    /// Set `SO_REUSEPORT` on the listening socket [`Server::start`] binds,
+    /// so that several processes serve one port (the kernel spreads the
+    /// connections among them).
+    pub reuse_port: bool,
+    /// Share broadcasts, groups, connection ids and presence with the other
+    /// servers of a namespace over Redis (see docs/CLUSTER.md).
+    #[cfg(feature = "cluster")]
+    pub cluster: Option<super::cluster::ClusterConfig>,
 }
 
 impl Default for ServerConfig {
@@ -107,6 +120,9 @@ impl Default for ServerConfig {
             tls: None,
             workers: 0,
             read_chunk: 64 * 1024,
+            reuse_port: false,
+            #[cfg(feature = "cluster")]
+            cluster: None,
         }
     }
 }
@@ -133,6 +149,9 @@ pub(super) struct Shared {
     pub(super) finished: Notify,
     pub(super) running: AtomicUsize,
     pub(super) accepting: AtomicBool,
+    /// The cluster this server belongs to, if any.
+    #[cfg(feature = "cluster")]
+    pub(super) cluster: Option<Arc<super::cluster::Cluster>>,
 }
 
 /// Counts a task as running until dropped; the last one wakes `stopped`.
@@ -192,7 +211,7 @@ impl Server {
         config: ServerConfig,
         handler: Arc<dyn Handler>,
     ) -> Result<Server, RuntimeError> {
-        let listener = std::net::TcpListener::bind(addr)?;
+        let listener = bind(addr, config.reuse_port)?;
         Server::start_with_listener(listener, config, handler)
     }
 
@@ -249,6 +268,26 @@ impl Server {
         self.handle.stop();
         self.wait();
     }
+}
+
+/// A listening socket on `addr`, shared with other processes' when
+/// `reuse_port` (`SO_REUSEPORT`).
+fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
+    if !reuse_port {
+        return std::net::TcpListener::bind(addr);
+    }
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    socket.set_reuse_port(true)?;
+    #[cfg(not(unix))]
+    return Err(std::io::Error::other(
+        "reuse_port needs SO_REUSEPORT (Unix)",
+    ));
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 impl Drop for Server {

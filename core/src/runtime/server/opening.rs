@@ -39,6 +39,15 @@ pub fn serve_listener(
     if config.read_chunk == 0 {
         return Err(RuntimeError::Config("read_chunk must be positive".into()));
     }
+    #[cfg(feature = "cluster")]
+    let cluster = match &config.cluster {
+        Some(c) => Some(crate::runtime::cluster::Cluster::new(c.clone())?),
+        None => None,
+    };
+    #[cfg(feature = "cluster")]
+    let first_id = cluster.as_ref().map_or(1, |c| c.first_id());
+    #[cfg(not(feature = "cluster"))]
+    let first_id = 1;
     let (stopping, _) = watch::channel(false);
     let shared = Arc::new(Shared {
         config,
@@ -47,16 +56,23 @@ pub fn serve_listener(
         groups: Mutex::new(HashMap::new()),
         per_ip: Mutex::new(HashMap::new()),
         open: AtomicUsize::new(0),
-        next_id: AtomicU64::new(1),
+        next_id: AtomicU64::new(first_id),
         stopping,
         finished: Notify::new(),
         running: AtomicUsize::new(0),
         accepting: AtomicBool::new(true),
+        #[cfg(feature = "cluster")]
+        cluster,
     });
     let acceptor = shared.config.tls.clone().map(TlsAcceptor::from);
     let accept_shared = shared.clone();
     spawn_task(&shared, accept_loop(accept_shared, listener, acceptor));
-    Ok(ServerHandle { shared })
+    let handle = ServerHandle { shared };
+    #[cfg(feature = "cluster")]
+    if let Some(cluster) = &handle.shared.cluster {
+        crate::runtime::cluster::spawn(cluster, &handle);
+    }
+    Ok(handle)
 }
 
 pub(super) async fn accept_loop(
@@ -308,15 +324,20 @@ impl Drop for Registered {
             .expect("registry lock")
             .remove(&self.id);
         let mut groups = self.shared.groups.lock().expect("groups lock");
-        groups.retain(|_, members| {
+        groups.retain(|_group, members| {
             members.remove(&self.id);
-            !members.is_empty()
+            let kept = !members.is_empty();
+            #[cfg(feature = "cluster")]
+            if let (false, Some(cluster)) = (kept, &self.shared.cluster) {
+                cluster.group_changed(_group);
+            }
+            kept
         });
     }
 }
 
 /// Resolves once a stop was asked for (at once if it already was).
-pub(super) async fn stop_requested(stopping: &mut watch::Receiver<bool>) {
+pub(crate) async fn stop_requested(stopping: &mut watch::Receiver<bool>) {
     loop {
         let stop = *stopping.borrow_and_update();
         if stop || stopping.changed().await.is_err() {
