@@ -27,8 +27,10 @@
 //!   gets back of its own messages, which is drained and not counted.
 //! * Deliveries and latencies count receipts within the measured window
 //!   (after `--warmup`); lost, duplicated and out-of-order count every
-//!   message published, checked per subscriber after a drain of at most
-//!   `--drain` seconds.
+//!   message published, checked per subscriber once it has the last one
+//!   or, after the window, has received nothing for `--drain` seconds (a
+//!   late message is waited for while the backlog keeps moving; the
+//!   window keeps that backlog bounded).
 //!
 //! Prints one JSON object on stdout and a summary on stderr.
 
@@ -65,8 +67,11 @@ struct Shared {
     /// Receipts count for the rate between these (ns since `base`).
     measure_from: u64,
     end: u64,
-    /// Subscribers give up waiting for the last messages here.
-    drain_until: Instant,
+    /// After `end`, a subscriber that received nothing for this long stops
+    /// waiting for the last messages.
+    drain: Duration,
+    /// All subscribers are done: the publisher stops draining.
+    done: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -174,16 +179,21 @@ async fn subscriber(mut ws: Ws, idx: usize, proto: Proto, sh: Arc<Shared>) -> Ta
     let mut t = Tally::default();
     let mut seen: Vec<u64> = Vec::new(); // a bit per sequence number
     let mut buf = Vec::new();
+    let end = sh.base + Duration::from_nanos(sh.end);
+    let mut last_rx = end;
     loop {
         let last = sh.last.load(Ordering::Acquire);
         let highest = sh.highest[idx].load(Ordering::Relaxed);
-        if highest >= last || Instant::now() >= sh.drain_until {
+        if highest >= last || Instant::now() >= last_rx.max(end) + sh.drain {
             break;
         }
         let r = tokio::time::timeout(Duration::from_millis(100), ws.recv_into(&mut buf)).await;
         let op = match r {
             Err(_) => continue, // look at `last` and the clock again
-            Ok(Ok(op)) => op,
+            Ok(Ok(op)) => {
+                last_rx = Instant::now();
+                op
+            }
             Ok(Err(e)) => {
                 t.error(&e);
                 sh.highest[idx].store(GONE, Ordering::Relaxed);
@@ -298,12 +308,14 @@ async fn publisher(mut ws: Ws, a: PubArgs, sh: Arc<Shared>) -> Published {
     p.error = result.err().map(|e| e.to_string());
     sh.last.store(p.count, Ordering::Release);
     // Keep draining (and answering pings) while the subscribers drain.
-    if p.error.is_none() {
-        let until = sh.drain_until.into();
-        while let Ok(Ok(_)) = tokio::time::timeout_at(until, ws.recv_into(&mut buf)).await {
-            if a.proto == Proto::SocketIo && buf == b"2" && ws.send(0x1, b"3").await.is_err() {
-                break;
-            }
+    while p.error.is_none() {
+        let got = tokio::select! {
+            _ = sh.done.notified() => break,
+            r = ws.recv_into(&mut buf) => r,
+        };
+        let pong = a.proto == Proto::SocketIo && buf == b"2";
+        if got.is_err() || (pong && ws.send(0x1, b"3").await.is_err()) {
+            break;
         }
     }
     p
@@ -407,7 +419,8 @@ async fn run(args: &Args) {
         last: AtomicU64::new(u64::MAX),
         measure_from: warmup.as_nanos() as u64,
         end: (warmup + duration).as_nanos() as u64,
-        drain_until: base + warmup + duration + drain,
+        drain,
+        done: tokio::sync::Notify::new(),
     });
     let opened = ready.len();
     let subs_handles: Vec<_> = ready
@@ -415,32 +428,28 @@ async fn run(args: &Args) {
         .enumerate()
         .map(|(i, ws)| tokio::spawn(subscriber(ws, i, proto, sh.clone())))
         .collect();
-    let published = match publisher_ws {
-        Ok(ws) => {
-            let pub_task = tokio::spawn(publisher(ws, pa, sh.clone()));
-            let w = base + warmup;
-            tokio::time::sleep_until(w.into()).await;
-            let cpu_pids = node_pids.iter().chain(&redis_pid).copied().collect();
-            let cpu = CpuWindow::start(cpu_pids);
-            tokio::time::sleep_until((w + duration).into()).await;
-            let cpu = cpu.end();
-            (pub_task.await.expect("publisher"), Some(cpu))
-        }
-        Err(e) => {
-            sh.last.store(0, Ordering::Release);
-            let p = Published {
-                count: 0,
-                in_window: 0,
-                window_wait: Duration::ZERO,
-                error: Some(format!("publisher: {e}")),
-            };
-            (p, None)
-        }
-    };
-    let (p, cpu) = published;
+    let pub_task = publisher_ws.map(|ws| tokio::spawn(publisher(ws, pa, sh.clone())));
+    if pub_task.is_err() {
+        sh.last.store(0, Ordering::Release);
+    }
+    let w = base + warmup;
+    tokio::time::sleep_until(w.into()).await;
+    let cpu = CpuWindow::start(node_pids.iter().chain(&redis_pid).copied().collect());
+    tokio::time::sleep_until((w + duration).into()).await;
+    let (procs, gen_cpu) = cpu.end();
     for h in subs_handles {
         tally.merge(h.await.expect("subscriber"));
     }
+    sh.done.notify_one();
+    let p = match pub_task {
+        Ok(task) => task.await.expect("publisher"),
+        Err(e) => Published {
+            count: 0,
+            in_window: 0,
+            window_wait: Duration::ZERO,
+            error: Some(e.to_string()),
+        },
+    };
     if let Some(e) = &p.error {
         tally.errors += 1;
         tally
@@ -451,7 +460,6 @@ async fn run(args: &Args) {
     let lost = expected.saturating_sub(tally.distinct);
     let window = duration.as_secs_f64();
     let rate_out = tally.counted as f64 / window;
-    let (procs, gen_cpu) = cpu.unwrap_or((Vec::new(), 0.0));
     let (node_cpu, redis_cpu) = procs.split_at(node_pids.len().min(procs.len()));
     let node_sum: Option<f64> = match node_cpu {
         [] => None,
