@@ -70,7 +70,11 @@ node_django() {
         --app-dir benches/cluster/django --host 127.0.0.1 --port "$1" --log-level warning --no-access-log
 }
 # polysocket's own nodes. The flags of the cluster chat example are a guess
-# until it lands; align them here (and CHAT_PATH) when it does.
+# until it lands; align them here (and CHAT_PATH) when it does. The
+# generator finds its messages inside whatever a node wraps them in (JSON
+# chat events too) and counts the rest as `other`; a node that announces
+# every join to everyone sends 3,000 x 3,000 notices while subscribers
+# connect, so a benchmark node should relay the text only.
 CHAT_PATH=${CHAT_PATH:-/chat}
 node_polysocket_rust() {
     exec "$BIN/examples/chat_node" --host 127.0.0.1 --port "$1" \
