@@ -69,16 +69,16 @@ node_django() {
     exec env REDIS_URL="$REDIS_URL" target/bench-django-venv/bin/uvicorn fanout_site.asgi:application \
         --app-dir benches/cluster/django --host 127.0.0.1 --port "$1" --log-level warning --no-access-log
 }
-# polysocket's own nodes. The flags of the cluster chat example are a guess
-# until it lands; align them here (and CHAT_PATH) when it does. The
-# generator finds its messages inside whatever a node wraps them in (JSON
-# chat events too) and counts the rest as `other`; a node that announces
-# every join to everyone sends 3,000 x 3,000 notices while subscribers
-# connect, so a benchmark node should relay the text only.
+# polysocket's own nodes: the cluster chat example (core/examples/chat_node.rs,
+# `cargo build --release -p polysocket --features cluster --example
+# chat_node`), room at /chat. The generator finds its messages inside the
+# JSON events a node wraps them in and counts the rest (join and leave
+# notices) as `other`; note that a chat node announcing every join to the
+# room sends ~S²/2 notices (4.5 M for 3,000) while the subscribers connect.
 CHAT_PATH=${CHAT_PATH:-/chat}
 node_polysocket_rust() {
     exec "$BIN/examples/chat_node" --host 127.0.0.1 --port "$1" \
-        --cluster "$REDIS_URL" --namespace bench
+        --redis "$REDIS_URL" --namespace bench
 }
 
 add_system socketio-redis socketio / node_socketio
