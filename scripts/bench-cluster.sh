@@ -37,6 +37,7 @@ WARMUP=${WARMUP:-1}
 WINDOW=${WINDOW:-32}
 SIZE=${SIZE:-64}
 PACED=${PACED:-0.5}
+GEN_THREADS=${GEN_THREADS:-1} # the generator's threads (1: one core's worth)
 ONLY=${ONLY:-}
 TAG=${TAG:-$(date -u +%Y%m%d-%H%M)}
 IDLE_CONNS=$SUBS # bench_init checks the descriptor limit against it
@@ -144,6 +145,24 @@ stop_system() {
     done
 }
 
+cpu_ticks() { # total utime + stime of the PIDs in $1 (comma-separated)
+    local p t=0
+    for p in ${1//,/ }; do
+        [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    done
+    echo "$t"
+}
+
+wait_idle() { # until the system's nodes use < 5 % of a core over 0.5 s (at most 60 s):
+    # what a run leaves behind (a backlog, leave notices) must not overlap the next run
+    local a b i
+    for i in $(seq 1 120); do
+        a=$(cpu_ticks "${NODE_PIDS[$1]}"); sleep 0.5; b=$(cpu_ticks "${NODE_PIDS[$1]}")
+        [ $((b - a)) -le 2 ] && { [ "$i" -gt 1 ] && log "$1 idle after $((i / 2)) s"; return 0; }
+    done
+    log "$1 still busy after 60 s"
+}
+
 alive() { local p n=0; for p in ${NODE_PIDS[$1]//,/ }; do kill -0 "$p" 2>/dev/null && n=$((n + 1)); done; echo "$n"; }
 
 fanout() { # ROW ROUND SYSTEM ARGS...: one generator run, its JSON line tagged and kept
@@ -152,8 +171,10 @@ fanout() { # ROW ROUND SYSTEM ARGS...: one generator run, its JSON line tagged a
     shift 3
     line=$("$BIN/fanout" --proto "${PROTO[$s]}" --nodes "${URLS[$s]}" --pids "${NODE_PIDS[$s]}" \
         --redis-pid "$REDIS_PID" --window "$WINDOW" --size "$SIZE" --warmup "$WARMUP" \
-        --duration "$DURATION" "$@" 2>> "$OUT_DIR/fanout.log") || log "fanout: $row round $round on $s failed"
+        --duration "$DURATION" --threads "$GEN_THREADS" "$@" 2>> "$OUT_DIR/fanout.log") ||
+        log "fanout: $row round $round on $s failed"
     n=$(alive "$s")
+    wait_idle "$s"
     [ -n "$line" ] && jq -c --arg row "$row" --arg system "$s" --argjson round "$round" --argjson alive "$n" \
         '. + {row: $row, system: $system, round: $round, nodes_alive: $alive}' <<< "$line" >> "$RESULTS"
     if [ "$n" -lt "$NODES" ]; then

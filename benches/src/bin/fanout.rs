@@ -5,7 +5,7 @@
 //! ```text
 //! fanout --nodes ws://127.0.0.1:P1/path,ws://127.0.0.1:P2/path,... [--subs 3000]
 //!        [--proto plain|socketio] [--rate 0] [--window 32] [--size 64]
-//!        [--duration 5] [--warmup 1] [--settle 1] [--drain 5]
+//!        [--duration 5] [--warmup 1] [--settle 1] [--drain 5] [--quiet 0.3]
 //!        [--pids PID,PID,...] [--redis-pid PID] [--threads 1]
 //! ```
 //!
@@ -28,9 +28,13 @@
 //! * Deliveries and latencies count receipts within the measured window
 //!   (after `--warmup`); lost, duplicated and out-of-order count every
 //!   message published, checked per subscriber once it has the last one
-//!   or, after the window, has received nothing for `--drain` seconds (a
-//!   late message is waited for while the backlog keeps moving; the
-//!   window keeps that backlog bounded).
+//!   or, after the window, once no subscriber has received anything for
+//!   `--drain` seconds (a late message is waited for while the backlog
+//!   keeps moving; the window keeps that backlog bounded).
+//! * Before publishing, every subscriber reads what the nodes sent it while
+//!   the others connected (a chat node's join notices) until its socket is
+//!   quiet for `--quiet` seconds (`before_run` in the report), so that
+//!   backlog is not read inside the measured window.
 //!
 //! Prints one JSON object on stdout and a summary on stderr.
 
@@ -67,9 +71,11 @@ struct Shared {
     /// Receipts count for the rate between these (ns since `base`).
     measure_from: u64,
     end: u64,
-    /// After `end`, a subscriber that received nothing for this long stops
-    /// waiting for the last messages.
+    /// After `end`, subscribers stop waiting for the last messages once
+    /// none of them received anything for this long.
     drain: Duration,
+    /// When (ns since `base`) a subscriber last received a message.
+    progress: AtomicU64,
     /// All subscribers are done: the publisher stops draining.
     done: tokio::sync::Notify,
 }
@@ -133,6 +139,22 @@ async fn open(addr: SocketAddr, path: &str, proto: Proto, seed: u64) -> Result<W
     Ok(ws)
 }
 
+/// Read (and drop) what a connection was sent until it is quiet for
+/// `quiet`; answers Socket.IO pings. Returns the messages read.
+async fn quiesce(mut ws: Ws, proto: Proto, quiet: Duration) -> Result<(Ws, u64), WsError> {
+    let mut buf = Vec::new();
+    let mut n = 0;
+    while let Ok(r) = tokio::time::timeout(quiet, ws.recv_into(&mut buf)).await {
+        r?;
+        if proto == Proto::SocketIo && buf == b"2" {
+            ws.send(0x1, b"3").await?;
+        } else {
+            n += 1;
+        }
+    }
+    Ok((ws, n))
+}
+
 /// Parse `fanout SEQ TS` anywhere in a message.
 fn parse(msg: &[u8]) -> Option<(u64, u64)> {
     let at = msg.windows(MARKER.len()).position(|w| w == MARKER)?;
@@ -179,19 +201,19 @@ async fn subscriber(mut ws: Ws, idx: usize, proto: Proto, sh: Arc<Shared>) -> Ta
     let mut t = Tally::default();
     let mut seen: Vec<u64> = Vec::new(); // a bit per sequence number
     let mut buf = Vec::new();
-    let end = sh.base + Duration::from_nanos(sh.end);
-    let mut last_rx = end;
+    let drain = sh.drain.as_nanos() as u64;
     loop {
         let last = sh.last.load(Ordering::Acquire);
         let highest = sh.highest[idx].load(Ordering::Relaxed);
-        if highest >= last || Instant::now() >= last_rx.max(end) + sh.drain {
+        let quiet_since = sh.progress.load(Ordering::Relaxed).max(sh.end);
+        if highest >= last || sh.now_ns() >= quiet_since + drain {
             break;
         }
         let r = tokio::time::timeout(Duration::from_millis(100), ws.recv_into(&mut buf)).await;
         let op = match r {
             Err(_) => continue, // look at `last` and the clock again
             Ok(Ok(op)) => {
-                last_rx = Instant::now();
+                sh.progress.store(sh.now_ns(), Ordering::Relaxed);
                 op
             }
             Ok(Err(e)) => {
@@ -409,6 +431,22 @@ async fn run(args: &Args) {
         }
     }
     let open_s = t_open.elapsed().as_secs_f64();
+    let quiet = secs("quiet", 0.3);
+    let quieting: Vec<_> = ready
+        .into_iter()
+        .map(|ws| tokio::spawn(quiesce(ws, proto, quiet)))
+        .collect();
+    let mut ready = Vec::new();
+    let mut before_run = 0u64;
+    for h in quieting {
+        match h.await.expect("quiesce") {
+            Ok((ws, n)) => {
+                before_run += n;
+                ready.push(ws);
+            }
+            Err(e) => tally.error(&e),
+        }
+    }
     let publisher_ws = open(nodes[0].0, &nodes[0].1, proto, u64::MAX).await;
     tokio::time::sleep(settle).await;
 
@@ -420,6 +458,7 @@ async fn run(args: &Args) {
         measure_from: warmup.as_nanos() as u64,
         end: (warmup + duration).as_nanos() as u64,
         drain,
+        progress: AtomicU64::new(0),
         done: tokio::sync::Notify::new(),
     });
     let opened = ready.len();
@@ -493,6 +532,7 @@ async fn run(args: &Args) {
     r.num("duplicated", tally.duplicated as f64);
     r.num("out_of_order", tally.out_of_order as f64);
     r.num("other", tally.other as f64);
+    r.num("before_run", before_run as f64);
     r.num("errors", tally.errors as f64);
     r.list("node_cpu", node_cpu);
     r.opt("nodes_cpu", node_sum);
