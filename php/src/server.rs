@@ -450,12 +450,16 @@ impl Server {
             return Ok(false);
         }
         if self.settings.borrow().reuse_port != reuse {
-            // The old socket goes first: the new one takes its port.
+            // The old socket goes first: the new one takes its port (or,
+            // failing, the old setting gets it back).
             listener.take();
-            *listener = Some(
-                listen::bind(self.addr, reuse)
-                    .map_err(|e| format!("Error creating socket {}: {e}", self.addr))?,
-            );
+            match listen::bind(self.addr, reuse) {
+                Ok(bound) => *listener = Some(bound),
+                Err(e) => {
+                    *listener = listen::bind(self.addr, !reuse).ok();
+                    return Err(format!("Error creating socket {}: {e}", self.addr).into());
+                }
+            }
             self.settings.borrow_mut().reuse_port = reuse;
         }
         Ok(true)

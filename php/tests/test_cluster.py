@@ -4,10 +4,12 @@ redis-server, with clients of every draft family on every node."""
 
 import json
 import os
+import time
 
 import pytest
 from cluster_peers import DRAFTS, Client, Redis, RustNode, wait_for
 from conftest import free_port
+from rawws import Conn
 
 SCRIPT = "php/tests/servers/cluster.php"
 BEAT = ("--heartbeat", "0.2", "--expiry", "1")
@@ -200,3 +202,28 @@ def test_a_bad_cluster_url_or_namespace_fails_clearly(php_server, url, namespace
     with pytest.raises(RuntimeError) as e:
         php_server(SCRIPT, "--redis", url, "--namespace", namespace)
     assert "run() threw" in str(e.value) and cause in str(e.value), str(e.value)
+
+
+def test_the_php_chat_node_shares_a_room_with_the_rust_one(php_server, redis, rust_node, clients):
+    """examples/php/chat_node.php: the page at /, the JSON events of the
+    Rust and Python chat nodes, one room across the nodes."""
+    php = php_server("examples/php/chat_node.php", "--redis", redis.url, "--namespace", "room")
+    rust = rust_node(redis.url, "room")
+    with Conn(php.port) as c:
+        c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        page = c.read_response()
+        assert page.status == 200 and b"new WebSocket(" in page.body, page
+    on_rust = clients("hixie-75", rust.port, "chat?name=ada")
+    assert on_rust.event() == {"event": "join", "name": "ada"}
+    time.sleep(0.5)  # the Rust node subscribes to the room's channel (milliseconds)
+    on_php = clients("rfc6455-deflate", php.port, "chat?name=b%C3%A9a")
+    assert on_php.event() == {"event": "join", "name": "béa"}
+    assert on_rust.event() == {"event": "join", "name": "béa"}
+    on_php.send("  hello from PHP  ")
+    assert on_php.event() == {"event": "message", "name": "béa", "text": "hello from PHP"}
+    assert on_rust.event() == {"event": "message", "name": "béa", "text": "hello from PHP"}
+    on_rust.send("hi from Rust")
+    for c in (on_php, on_rust):
+        assert c.event() == {"event": "message", "name": "ada", "text": "hi from Rust"}
+    on_php.close()
+    assert on_rust.event() == {"event": "leave", "name": "béa"}
