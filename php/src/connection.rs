@@ -103,7 +103,7 @@ pub(crate) fn close(handle: &ServerHandle, id: ConnId, code: i64, reason: &str) 
 }
 
 /// A group name the bus can carry (its envelope has a 16-bit length).
-fn group_name(group: &str) -> PhpResult<&str> {
+pub(crate) fn group_name(group: &str) -> PhpResult<&str> {
     if group.len() > usize::from(u16::MAX) {
         return Err(payload::invalid_argument(
             "group name longer than 65535 bytes".into(),

@@ -533,11 +533,14 @@ impl Server {
 
     /// One message to every member of `$group` on every node (see
     /// `$client->join()`). Returns how many local members it was queued for.
+    /// `\InvalidArgumentException` for a type other than text or binary, or
+    /// a group name over 65535 bytes.
     #[php(defaults(r#type = "text".to_string()))]
     pub fn broadcast_group(group: String, payload: &Zval, r#type: String) -> PhpResult<i64> {
         let handle = cluster::running("broadcastGroup")?;
+        let group = connection::group_name(&group)?;
         Ok(payload::data_message(payload, &r#type, "broadcastGroup")?
-            .map_or(0, |m| handle.broadcast_group(&group, m) as i64))
+            .map_or(0, |m| handle.broadcast_group(group, m) as i64))
     }
 
     /// `$client->send()` for the connection `$id` (`$client->getId()`),

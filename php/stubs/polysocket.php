@@ -117,7 +117,7 @@ namespace WebSocket {
         /**
          * One message to every member of $group on every node ($client->join()).
          * @return int how many local members it was queued for
-         * @throws \InvalidArgumentException unless $type is text or binary
+         * @throws \InvalidArgumentException unless $type is text or binary; a name over 65535 bytes
          */
         public static function broadcastGroup(string $group, mixed $payload, string $type = 'text'): int {}
 
