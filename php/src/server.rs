@@ -405,7 +405,7 @@ impl Server {
     /// Join a cluster (docs/CLUSTER.md): every node on the same Redis and
     /// `$namespace` shares broadcasts, groups, connection ids and presence.
     /// `$options`: `heartbeat` and `expiry` (seconds), `queue` (messages).
-    /// `null` leaves the cluster set by php.ini. The URL and namespace are
+    /// `$url` null or empty: no cluster (whatever php.ini says). The URL and namespace are
     /// checked when `run()` starts (it throws naming the cause); an option
     /// of the wrong kind throws `\InvalidArgumentException` here.
     #[php(optional = namespace)]
@@ -471,8 +471,20 @@ impl Server {
 
     /// Answer a plain HTTP GET of `$path` with `$body` (e.g. the page
     /// whose script opens the WebSocket). Register before `run()`.
+    /// `\InvalidArgumentException` for a content type that would end the
+    /// header line.
     #[php(defaults(content_type = "text/html; charset=utf-8".to_string()))]
-    pub fn register_page(&self, path: String, body: Binary<u8>, content_type: String) {
+    pub fn register_page(
+        &self,
+        path: String,
+        body: Binary<u8>,
+        content_type: String,
+    ) -> PhpResult<()> {
+        if content_type.contains(['\r', '\n']) {
+            return Err(payload::invalid_argument(
+                "registerPage(): a content type is one header line".into(),
+            ));
+        }
         let body: Vec<u8> = body.into();
         let mut response = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
@@ -482,6 +494,7 @@ impl Server {
         .into_bytes();
         response.extend_from_slice(&body);
         self.pages.borrow_mut().insert(path, response);
+        Ok(())
     }
 
     pub fn get_host(&self) -> String {

@@ -67,7 +67,8 @@ namespace WebSocket {
          * Join a cluster over Redis (docs/CLUSTER.md): broadcasts, groups,
          * connection ids and presence shared by every node on $url under
          * $namespace (1-64 of A-Z a-z 0-9 _ - .; null: php.ini's
-         * polysocket.cluster_namespace). $url null or '': no cluster.
+         * polysocket.cluster_namespace). $url null or '': no cluster
+         * (whatever php.ini says).
          * A bad URL or namespace makes run() throw, naming the cause.
          * @param array $options ['heartbeat' => 1.0 (s), 'expiry' => 3.0 (s), 'queue' => 65536]
          * @throws \InvalidArgumentException for an unknown option or a value of the wrong kind
@@ -84,7 +85,10 @@ namespace WebSocket {
         public function setReusePort(mixed $reuse): bool {}
         public function getReusePort(): bool {}
 
-        /** Answer a plain HTTP GET of $path with $body (e.g. the chat page). */
+        /**
+         * Answer a plain HTTP GET of $path with $body (e.g. the chat page).
+         * @throws \InvalidArgumentException for a $contentType with a line break
+         */
         public function registerPage(string $path, string $body, string $contentType = 'text/html; charset=utf-8'): void {}
 
         public function getHost(): string {}

@@ -111,6 +111,13 @@ check($s->setReusePort('yes') === false && $s->setReusePort(true) === true && $s
     'setReusePort wants a bool');
 $other = new \WebSocket\Server('127.0.0.1', $s->getPort(), false, array('reuse_port' => true));
 check($other->getPort() === $s->getPort(), 'two servers share a port with reuse_port');
+$threw = false;
+try {
+    $s->registerPage('/', 'x', "text/html\r\nX-Injected: 1");
+} catch (\InvalidArgumentException $e) {
+    $threw = true;
+}
+check($threw, 'registerPage refuses a content type with a line break');
 foreach (array('broadcastAll' => array('x'), 'presence' => array(), 'nodes' => array(), 'clusterStats' => array(),
     'sendTo' => array(1, 'x'), 'closeTo' => array(1), 'broadcastGroup' => array('g', 'x')) as $method => $args) {
     $threw = '';
