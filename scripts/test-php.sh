@@ -10,7 +10,7 @@
 #   extra arguments go to pytest for php/tests, e.g. scripts/test-php.sh -k limits
 #
 # apt (only when missing): php8.2-cli php8.2-dev libclang-dev, python3-venv,
-# chromium. The extension is built with `cargo build --release -p
+# redis-server (test_cluster.py), chromium. The extension is built with `cargo build --release -p
 # polysocket-php` and copied to target/release/polysocket.so; PATH is the
 # same for every cargo call (ext-php-rs re-runs bindgen when it changes).
 set -euo pipefail
@@ -26,6 +26,7 @@ command -v php >/dev/null 2>&1 || missing+=(php8.2-cli)
 command -v php-config >/dev/null 2>&1 || missing+=(php8.2-dev)
 dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ "${POLYSOCKET_SKIP_BROWSER:-}" != 1 ] && [ ! -x /usr/bin/chromium ]; then
     missing+=(chromium)
 fi
@@ -43,6 +44,10 @@ TARGET=$(cargo metadata --format-version 1 --no-deps \
 EXT="$TARGET/release/polysocket.so"
 cp "$TARGET/release/libpolysocket_php.so" "$EXT"
 export POLYSOCKET_PHP_EXT="$EXT"
+# The Rust node of test_cluster.py's three-node cluster.
+echo "== cargo build --release -p polysocket --features cluster --example chat_node"
+cargo build --release -q -p polysocket --features cluster --example chat_node
+export POLYSOCKET_CHAT_NODE="$TARGET/release/examples/chat_node"
 echo "== cargo test --release -p polysocket-php"
 cargo test --release -q -p polysocket-php >target/php/cargo-test.log 2>&1 \
     || { tail -n 30 target/php/cargo-test.log >&2; echo "test-php: cargo test failed" >&2; exit 1; }

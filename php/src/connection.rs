@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use ext_php_rs::boxed::ZBox;
 use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendHashTable, Zval};
@@ -56,22 +55,61 @@ impl Connection {
             app: app.shallow_clone(),
         }
     }
+}
 
-    /// Queue a message without blocking. From this client's own
-    /// `onConnect`/`onData` the runtime puts it straight into its engine
-    /// (written when the callback returns); otherwise into its mailbox.
-    fn send_kind(&self, kind: Kind, data: Bytes) -> PhpResult<bool> {
-        reported(match kind {
-            Kind::Text => self.handle.send(self.id, Message::Text(data)),
-            Kind::Binary => self.handle.send(self.id, Message::Binary(data)),
-            Kind::Ping => self.handle.ping(self.id, data),
-            Kind::Pong => self.handle.pong(self.id, data),
-            Kind::Close => {
-                let reason = String::from_utf8_lossy(&data);
-                self.handle.close(self.id, Some(1000), &reason)
-            }
-        })
+/// `$client->send()` and `Server::sendTo()`: queue `$payload` as `$type`
+/// for connection `id`, here or on another node of the cluster. Never
+/// blocks: from this client's own `onConnect`/`onData` the runtime puts it
+/// straight into its engine (written when the callback returns), else into
+/// its mailbox, or onto the bus for another node's connection.
+pub(crate) fn send(
+    handle: &ServerHandle,
+    id: ConnId,
+    payload: &Zval,
+    r#type: &str,
+) -> PhpResult<bool> {
+    let Some(kind) = Kind::parse(r#type) else {
+        return Err(payload::invalid_argument(format!(
+            "unknown message type '{type}' (text, binary, ping, pong, close)",
+            type = r#type
+        )));
+    };
+    let Some(data) = payload::bytes(payload, kind) else {
+        return Ok(false);
+    };
+    reported(match kind {
+        Kind::Text => handle.send(id, Message::Text(data)),
+        Kind::Binary => handle.send(id, Message::Binary(data)),
+        Kind::Ping => handle.ping(id, data),
+        Kind::Pong => handle.pong(id, data),
+        Kind::Close => handle.close(id, Some(1000), &String::from_utf8_lossy(&data)),
+    })
+}
+
+/// `$client->close()` and `Server::closeTo()`: close `id` with `code` and
+/// `reason` (php-websocket's text for the code when empty).
+pub(crate) fn close(handle: &ServerHandle, id: ConnId, code: i64, reason: &str) -> PhpResult<bool> {
+    let Ok(code) = u16::try_from(code) else {
+        return Err(payload::invalid_argument(format!(
+            "invalid close code {code}"
+        )));
+    };
+    let reason = if reason.is_empty() {
+        close_reason(code)
+    } else {
+        reason
+    };
+    reported(handle.close(id, Some(code), reason))
+}
+
+/// A group name the bus can carry (its envelope has a 16-bit length).
+pub(crate) fn group_name(group: &str) -> PhpResult<&str> {
+    if group.len() > usize::from(u16::MAX) {
+        return Err(payload::invalid_argument(
+            "group name longer than 65535 bytes".into(),
+        ));
     }
+    Ok(group)
 }
 
 /// What core answered, as php-websocket's callers expect it: true when
@@ -98,16 +136,7 @@ impl Connection {
     /// `$type` and for what the client's protocol version can never carry.
     #[php(defaults(r#type = "text".to_string()))]
     pub fn send(&self, payload: &Zval, r#type: String) -> PhpResult<bool> {
-        let Some(kind) = Kind::parse(&r#type) else {
-            return Err(payload::invalid_argument(format!(
-                "unknown message type '{type}' (text, binary, ping, pong, close)",
-                type = r#type
-            )));
-        };
-        match payload::bytes(payload, kind) {
-            Some(data) => self.send_kind(kind, data),
-            None => Ok(false),
-        }
+        send(&self.handle, self.id, payload, &r#type)
     }
 
     /// Start the closing handshake with `$statusCode` and php-websocket's
@@ -116,12 +145,31 @@ impl Connection {
     /// for a code that may not be sent (e.g. 1005, 5000).
     #[php(defaults(status_code = 1000))]
     pub fn close(&self, status_code: i64) -> PhpResult<bool> {
-        let Ok(code) = u16::try_from(status_code) else {
-            return Err(payload::invalid_argument(format!(
-                "invalid close code {status_code}"
-            )));
-        };
-        reported(self.handle.close(self.id, Some(code), close_reason(code)))
+        close(&self.handle, self.id, status_code, "")
+    }
+
+    /// The connection id: an int unique in the cluster (its node in the
+    /// high bits), what `Server::sendTo()` and `closeTo()` take.
+    pub fn get_id(&self) -> i64 {
+        // Ids stay below 2^63 (docs/CLUSTER.md).
+        self.id as i64
+    }
+
+    /// Join `$group` (local; `Server::broadcastGroup()` reaches its members
+    /// on every node). False when the client is gone.
+    pub fn join(&self, group: String) -> PhpResult<bool> {
+        let group = group_name(&group)?;
+        if self.handle.draft(self.id).is_none() {
+            return Ok(false);
+        }
+        self.handle.join(self.id, group);
+        Ok(true)
+    }
+
+    /// Leave `$group` (a client leaves every group when it closes).
+    pub fn leave(&self, group: String) -> PhpResult<bool> {
+        self.handle.leave(self.id, group_name(&group)?);
+        Ok(true)
     }
 
     pub fn get_client_ip(&self) -> String {

@@ -19,6 +19,7 @@ use ext_php_rs::error::Error;
 use ext_php_rs::types::{ZendClassObject, ZendObject, Zval};
 use ext_php_rs::zend::{try_catch, CatchError, ExecutorGlobals};
 use polysocket::handshake::Request;
+use polysocket::http::RequestHead;
 use polysocket::runtime::{
     serve_listener, CloseInfo, Conn, ConnId, Handler, OpenInfo, ServerConfig, ServerHandle,
 };
@@ -214,6 +215,10 @@ impl Handler for PhpHandler {
         offered: &[&str],
     ) -> Result<Option<String>, HandshakeError> {
         self.policy.accept(request, offered)
+    }
+
+    fn http(&self, request: &RequestHead) -> Option<Vec<u8>> {
+        self.policy.page(&request.target)
     }
 
     // `$client->send()` from these callbacks reaches the engine directly:

@@ -4,9 +4,11 @@
 //! runs on the PHP thread itself (current-thread tokio), so PHP is only
 //! ever entered from its own thread and a message costs no thread hop.
 
+mod cluster;
 mod connection;
 mod event_loop;
 mod ini;
+mod listen;
 mod log;
 mod payload;
 mod policy;
@@ -56,6 +58,22 @@ extern "C" fn info(_module: *mut ModuleEntry) {
         "permessage-deflate, deflate-frame, deflate-stream"
     );
     info_table_row!("TLS (wss)", "rustls (ring)");
+    info_table_row!(
+        "cluster",
+        "Redis pub/sub (redis://, rediss://): broadcastAll, broadcastGroup, sendTo, closeTo, presence"
+    );
+    info_table_row!("reuse_port", "SO_REUSEPORT (N daemons on one port)");
+    let url = ini::cluster_url().map(|u| cluster::redacted(&u));
+    info_table_row!(
+        "polysocket.cluster_url",
+        url.as_deref().unwrap_or("(none: single node)")
+    );
+    info_table_row!("polysocket.cluster_namespace", ini::cluster_namespace());
+    info_table_row!(
+        "polysocket.reuse_port",
+        if ini::reuse_port() { "1" } else { "0" }
+    );
+    info_table_row!("polysocket.verbose", if ini::verbose() { "1" } else { "0" });
     info_table_row!(
         "thread safety",
         if ext_php_rs::PHP_ZTS { "ZTS" } else { "NTS" }

@@ -3,8 +3,10 @@
 
 use bytes::Bytes;
 use ext_php_rs::exception::PhpException;
+use ext_php_rs::exception::PhpResult;
 use ext_php_rs::types::{ZendStr, Zval};
 use ext_php_rs::zend::{ce, ClassEntry};
+use polysocket::Message;
 
 /// What `$client->send($payload, $type)` sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +49,25 @@ pub fn bytes(payload: &Zval, kind: Kind) -> Option<Bytes> {
         return None;
     }
     Some(data)
+}
+
+/// The data message a broadcast sends: `$type` is `text` or `binary`
+/// (`\InvalidArgumentException` otherwise, naming `method`); `None` when
+/// the payload cannot be sent (see [`bytes`]).
+pub fn data_message(payload: &Zval, r#type: &str, method: &str) -> PhpResult<Option<Message>> {
+    let kind = match Kind::parse(r#type) {
+        Some(kind @ (Kind::Text | Kind::Binary)) => kind,
+        _ => {
+            return Err(invalid_argument(format!(
+                "{method}: type must be 'text' or 'binary', not '{type}'",
+                type = r#type
+            )))
+        }
+    };
+    Ok(bytes(payload, kind).map(|data| match kind {
+        Kind::Text => Message::Text(data),
+        _ => Message::Binary(data),
+    }))
 }
 
 /// `\InvalidArgumentException` (SPL's, always defined) with `message`.

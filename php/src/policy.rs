@@ -2,7 +2,7 @@
 //! names a registered application) and its origin check, decided in the
 //! connection's task before the connection opens (pure Rust, no PHP).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use polysocket::handshake::Request;
 use polysocket::HandshakeError;
@@ -41,6 +41,8 @@ pub struct Policy {
     pub apps: HashSet<String>,
     pub check_origin: bool,
     pub allowed_origins: HashSet<String>,
+    /// `registerPage()`: the response to a plain HTTP GET of a path.
+    pub pages: HashMap<String, Vec<u8>>,
 }
 
 impl Policy {
@@ -54,6 +56,11 @@ impl Policy {
         } else {
             None
         }
+    }
+
+    /// The registered page for a plain HTTP request target, if any.
+    pub fn page(&self, target: &str) -> Option<Vec<u8>> {
+        self.pages.get(target.split('?').next()?).cloned()
     }
 
     pub fn origin_allowed(&self, origin: &str) -> bool {
@@ -104,6 +111,7 @@ mod tests {
             apps: ["demo".to_string()].into(),
             check_origin: false,
             allowed_origins: HashSet::new(),
+            pages: HashMap::new(),
         };
         assert_eq!(policy.route("/demo"), Some("demo"));
         assert_eq!(policy.route("/other"), None);

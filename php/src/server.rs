@@ -11,15 +11,18 @@ use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
 
+use ext_php_rs::binary::Binary;
+use ext_php_rs::boxed::ZBox;
 use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendHashTable, Zval};
 use polysocket::runtime::tls::{self, rustls};
-use polysocket::runtime::{ServerConfig, ServerHandle};
-use polysocket::Message;
+use polysocket::runtime::{ClusterConfig, ServerConfig, ServerHandle};
 
-use crate::connection::Connection;
+use crate::cluster;
+use crate::connection::{self, Connection};
 use crate::event_loop::{self, Outcome};
-use crate::payload::{self, Kind};
+use crate::listen;
+use crate::payload;
 use crate::policy::{self, Policy};
 
 /// php-websocket's defaults.
@@ -40,6 +43,9 @@ struct Settings {
     /// Loaded where the certificate is named (constructor or
     /// `setCertificate()`), so a bad file fails there, not in `run()`.
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// `setCluster()` or the php.ini default; core checks it in `run()`.
+    cluster: Option<ClusterConfig>,
+    reuse_port: bool,
 }
 
 #[php_class]
@@ -52,6 +58,8 @@ pub struct Server {
     listener: RefCell<Option<TcpListener>>,
     settings: RefCell<Settings>,
     apps: RefCell<HashMap<String, Zval>>,
+    /// `registerPage()`: path => the whole HTTP response.
+    pages: RefCell<HashMap<String, Vec<u8>>>,
     /// While `run()` is serving: what `stop()` stops.
     running: RefCell<Option<ServerHandle>>,
 }
@@ -93,6 +101,8 @@ impl Server {
             max_connections: limit(s.max_clients),
             max_connections_per_ip: limit(s.max_per_ip),
             max_messages_per_minute: u32::try_from(s.max_per_minute.max(0)).unwrap_or(u32::MAX),
+            cluster: s.cluster.clone(),
+            reuse_port: s.reuse_port,
             ..ServerConfig::default()
         };
         if self.ssl {
@@ -114,6 +124,7 @@ impl Server {
             apps: self.apps.borrow().keys().cloned().collect(),
             check_origin: s.check_origin,
             allowed_origins: s.allowed_origins.iter().cloned().collect::<HashSet<_>>(),
+            pages: self.pages.borrow().clone(),
         }
     }
 
@@ -170,9 +181,13 @@ impl Server {
         } else {
             None
         };
+        let reuse_port = match options.and_then(|o| o.get("reuse_port")) {
+            Some(v) => v.bool().unwrap_or(false),
+            None => crate::ini::reuse_port(),
+        };
         let addr = resolve(&host, port)?;
-        let listener =
-            TcpListener::bind(addr).map_err(|e| format!("Error creating socket {addr}: {e}"))?;
+        let listener = listen::bind(addr, reuse_port)
+            .map_err(|e| format!("Error creating socket {addr}: {e}"))?;
         // The port the system chose, for port 0.
         let addr = listener.local_addr().unwrap_or(addr);
         let server = Server {
@@ -187,8 +202,12 @@ impl Server {
                 max_per_ip: DEFAULT_MAX_PER_IP,
                 max_per_minute: DEFAULT_MAX_PER_MINUTE,
                 tls,
+                cluster: crate::ini::cluster_url()
+                    .map(|url| ClusterConfig::new(url, crate::ini::cluster_namespace())),
+                reuse_port,
             }),
             apps: RefCell::new(HashMap::new()),
+            pages: RefCell::new(HashMap::new()),
             running: RefCell::new(None),
         };
         crate::log::write(&format!("Server created on {}", server.url()), "info");
@@ -210,10 +229,17 @@ impl Server {
             .map(|(k, v)| (k.clone(), v.shallow_clone()))
             .collect();
         let url = self.url();
-        let outcome = event_loop::run(listener, config, self.policy(), apps, move |handle| {
+        let mut entered = None;
+        let outcome = event_loop::run(listener, config, self.policy(), apps, |handle| {
+            let node = handle
+                .node_id()
+                .map(|n| format!(" (cluster node {n})"))
+                .unwrap_or_default();
+            entered = Some(cluster::Running::enter(handle.clone()));
             *self.running.borrow_mut() = Some(handle);
-            crate::log::write(&format!("Server running on {url}"), "info");
+            crate::log::write(&format!("Server running on {url}{node}"), "info");
         });
+        drop(entered);
         self.running.borrow_mut().take();
         match outcome? {
             Outcome::Stopped => {
@@ -376,6 +402,101 @@ impl Server {
         Ok(true)
     }
 
+    /// Join a cluster (docs/CLUSTER.md): every node on the same Redis and
+    /// `$namespace` shares broadcasts, groups, connection ids and presence.
+    /// `$options`: `heartbeat` and `expiry` (seconds), `queue` (messages).
+    /// `$url` null or empty: no cluster (whatever php.ini says). The URL and namespace are
+    /// checked when `run()` starts (it throws naming the cause); an option
+    /// of the wrong kind throws `\InvalidArgumentException` here.
+    #[php(optional = namespace)]
+    pub fn set_cluster(
+        &self,
+        url: Option<String>,
+        namespace: Option<String>,
+        options: Option<&ZendHashTable>,
+    ) -> PhpResult<bool> {
+        let Some(url) = url.filter(|u| !u.is_empty()) else {
+            self.settings.borrow_mut().cluster = None;
+            return Ok(true);
+        };
+        let namespace = namespace.unwrap_or_else(crate::ini::cluster_namespace);
+        let mut config = ClusterConfig::new(url, namespace);
+        if let Some(options) = options {
+            cluster::apply_options(&mut config, options)?;
+        }
+        self.settings.borrow_mut().cluster = Some(config);
+        Ok(true)
+    }
+
+    /// The cluster settings (`url`, `namespace`, `heartbeat`, `expiry`,
+    /// `queue`), or null.
+    pub fn get_cluster(&self) -> PhpResult<Option<ZBox<ZendHashTable>>> {
+        let s = self.settings.borrow();
+        s.cluster.as_ref().map(cluster::describe).transpose()
+    }
+
+    /// Share the port with other daemons that set it too (`SO_REUSEPORT`;
+    /// the kernel spreads new connections). The constructor bound the
+    /// socket already, so it is bound again, now: a second daemon's
+    /// constructor fails unless it asks in its own constructor
+    /// (`$options['reuse_port']` or php.ini's `polysocket.reuse_port`).
+    /// False unless a bool or once `run()` started.
+    pub fn set_reuse_port(&self, reuse: &Zval) -> PhpResult<bool> {
+        let Some(reuse) = reuse.bool() else {
+            return Ok(false);
+        };
+        let mut listener = self.listener.borrow_mut();
+        if listener.is_none() {
+            return Ok(false);
+        }
+        if self.settings.borrow().reuse_port != reuse {
+            // The old socket goes first: the new one takes its port (or,
+            // failing, the old setting gets it back).
+            listener.take();
+            match listen::bind(self.addr, reuse) {
+                Ok(bound) => *listener = Some(bound),
+                Err(e) => {
+                    *listener = listen::bind(self.addr, !reuse).ok();
+                    return Err(format!("Error creating socket {}: {e}", self.addr).into());
+                }
+            }
+            self.settings.borrow_mut().reuse_port = reuse;
+        }
+        Ok(true)
+    }
+
+    pub fn get_reuse_port(&self) -> bool {
+        self.settings.borrow().reuse_port
+    }
+
+    /// Answer a plain HTTP GET of `$path` with `$body` (e.g. the page
+    /// whose script opens the WebSocket). Register before `run()`.
+    /// `\InvalidArgumentException` for a content type that would end the
+    /// header line.
+    #[php(defaults(content_type = "text/html; charset=utf-8".to_string()))]
+    pub fn register_page(
+        &self,
+        path: String,
+        body: Binary<u8>,
+        content_type: String,
+    ) -> PhpResult<()> {
+        if content_type.contains(['\r', '\n']) {
+            return Err(payload::invalid_argument(
+                "registerPage(): a content type is one header line".into(),
+            ));
+        }
+        let body: Vec<u8> = body.into();
+        let mut response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+             Cache-Control: no-cache\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        response.extend_from_slice(&body);
+        self.pages.borrow_mut().insert(path, response);
+        Ok(())
+    }
+
     pub fn get_host(&self) -> String {
         self.host.clone()
     }
@@ -399,17 +520,7 @@ impl Server {
     /// (the fast way to broadcast). Returns how many it was queued for.
     #[php(defaults(r#type = "text".to_string()))]
     pub fn broadcast(clients: &ZendHashTable, payload: &Zval, r#type: String) -> PhpResult<i64> {
-        let message = match Kind::parse(&r#type) {
-            Some(Kind::Text) => Kind::Text,
-            Some(Kind::Binary) => Kind::Binary,
-            _ => {
-                return Err(payload::invalid_argument(format!(
-                    "broadcast: type must be 'text' or 'binary', not '{type}'",
-                    type = r#type
-                )))
-            }
-        };
-        let Some(data) = payload::bytes(payload, message) else {
+        let Some(message) = payload::data_message(payload, &r#type, "broadcast")? else {
             return Ok(0);
         };
         let mut handle = None;
@@ -420,13 +531,70 @@ impl Server {
                 handle.get_or_insert_with(|| conn.handle.clone());
             }
         }
-        let Some(handle) = handle else {
-            return Ok(0);
-        };
-        let message = match message {
-            Kind::Text => Message::Text(data),
-            _ => Message::Binary(data),
-        };
-        Ok(handle.broadcast(&ids, message) as i64)
+        Ok(handle.map_or(0, |h| h.broadcast(&ids, message) as i64))
+    }
+
+    /// One message to every open connection of the namespace, on every
+    /// node (local ones at once, the others through the bus). Returns how
+    /// many local connections it was queued for.
+    #[php(defaults(r#type = "text".to_string()))]
+    pub fn broadcast_all(payload: &Zval, r#type: String) -> PhpResult<i64> {
+        let handle = cluster::running("broadcastAll")?;
+        Ok(payload::data_message(payload, &r#type, "broadcastAll")?
+            .map_or(0, |m| handle.broadcast_all(m) as i64))
+    }
+
+    /// One message to every member of `$group` on every node (see
+    /// `$client->join()`). Returns how many local members it was queued for.
+    /// `\InvalidArgumentException` for a type other than text or binary, or
+    /// a group name over 65535 bytes.
+    #[php(defaults(r#type = "text".to_string()))]
+    pub fn broadcast_group(group: String, payload: &Zval, r#type: String) -> PhpResult<i64> {
+        let handle = cluster::running("broadcastGroup")?;
+        let group = connection::group_name(&group)?;
+        Ok(payload::data_message(payload, &r#type, "broadcastGroup")?
+            .map_or(0, |m| handle.broadcast_group(group, m) as i64))
+    }
+
+    /// `$client->send()` for the connection `$id` (`$client->getId()`),
+    /// on any node. True when queued, or handed to the bus for the live
+    /// node that owns it (at most once); false when no live node has it.
+    #[php(defaults(r#type = "text".to_string()))]
+    pub fn send_to(id: i64, payload: &Zval, r#type: String) -> PhpResult<bool> {
+        let handle = cluster::running("sendTo")?;
+        match u64::try_from(id) {
+            Ok(id) => connection::send(&handle, id, payload, &r#type),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Close the connection `$id` on any node (`$reason` empty:
+    /// php-websocket's text for the code). False when no live node has it.
+    #[php(defaults(code = 1000, reason = String::new()))]
+    pub fn close_to(id: i64, code: i64, reason: String) -> PhpResult<bool> {
+        let handle = cluster::running("closeTo")?;
+        match u64::try_from(id) {
+            Ok(id) => connection::close(&handle, id, code, &reason),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Open connections in the namespace (null) or in `$group`, on every
+    /// live node (the others as of their last heartbeat).
+    pub fn presence(group: Option<String>) -> PhpResult<i64> {
+        Ok(cluster::running("presence")?.presence(group.as_deref()) as i64)
+    }
+
+    /// The live node ids, this one included (empty when not clustered).
+    pub fn nodes() -> PhpResult<Vec<i64>> {
+        let handle = cluster::running("nodes")?;
+        Ok(handle.nodes().into_iter().map(i64::from).collect())
+    }
+
+    /// The bus's counters (`node_id`, `connected`, `published`, `received`,
+    /// `dropped`, `malformed`, `unroutable`, `reconnects`, `last_outage` in
+    /// seconds or null), or null when not clustered.
+    pub fn cluster_stats() -> PhpResult<Option<ZBox<ZendHashTable>>> {
+        cluster::stats(&cluster::running("clusterStats")?)
     }
 }

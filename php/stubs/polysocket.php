@@ -19,6 +19,8 @@ namespace WebSocket {
          *                       ./server.pem holding both, passphrase 'shinywss'
          */
         public function __construct(string $host = 'localhost', int $port = 8000, bool $ssl = false, ?array $options = null) {}
+        // $options['reuse_port'] (bool, default php.ini polysocket.reuse_port):
+        // bind with SO_REUSEPORT so that N daemons share the port.
 
         /** Serve until stop() or SIGINT/SIGTERM; every client then gets 1001. */
         public function run(): void {}
@@ -61,6 +63,34 @@ namespace WebSocket {
          */
         public function setCertificate(string $certFile, ?string $keyFile = null, ?string $passphrase = null): bool {}
 
+        /**
+         * Join a cluster over Redis (docs/CLUSTER.md): broadcasts, groups,
+         * connection ids and presence shared by every node on $url under
+         * $namespace (1-64 of A-Z a-z 0-9 _ - .; null: php.ini's
+         * polysocket.cluster_namespace). $url null or '': no cluster
+         * (whatever php.ini says).
+         * A bad URL or namespace makes run() throw, naming the cause.
+         * @param array $options ['heartbeat' => 1.0 (s), 'expiry' => 3.0 (s), 'queue' => 65536]
+         * @throws \InvalidArgumentException for an unknown option or a value of the wrong kind
+         */
+        public function setCluster(?string $url, ?string $namespace = null, ?array $options = null): bool {}
+        /** @return array|null ['url', 'namespace', 'heartbeat', 'expiry', 'queue'] */
+        public function getCluster(): ?array {}
+
+        /**
+         * SO_REUSEPORT: N daemons on one port, the kernel spreading new
+         * connections. Rebinds now; the other daemons must ask in their
+         * constructor ($options['reuse_port'] or php.ini). False unless a bool.
+         */
+        public function setReusePort(mixed $reuse): bool {}
+        public function getReusePort(): bool {}
+
+        /**
+         * Answer a plain HTTP GET of $path with $body (e.g. the chat page).
+         * @throws \InvalidArgumentException for a $contentType with a line break
+         */
+        public function registerPage(string $path, string $body, string $contentType = 'text/html; charset=utf-8'): void {}
+
         public function getHost(): string {}
         /** The bound port (the chosen one for port 0). */
         public function getPort(): int {}
@@ -76,6 +106,53 @@ namespace WebSocket {
          * @throws \InvalidArgumentException unless $type is text or binary
          */
         public static function broadcast(array $clients, mixed $payload, string $type = 'text'): int {}
+
+        // The static calls below act on the server whose run() is serving
+        // (they throw \Exception when none is). What arrives from the bus is
+        // delivered by the extension itself, never through PHP.
+
+        /**
+         * One message to every connection of the namespace on every node.
+         * @return int how many local connections it was queued for
+         * @throws \InvalidArgumentException unless $type is text or binary
+         */
+        public static function broadcastAll(mixed $payload, string $type = 'text'): int {}
+
+        /**
+         * One message to every member of $group on every node ($client->join()).
+         * @return int how many local members it was queued for
+         * @throws \InvalidArgumentException unless $type is text or binary; a name over 65535 bytes
+         */
+        public static function broadcastGroup(string $group, mixed $payload, string $type = 'text'): int {}
+
+        /**
+         * $client->send() for connection $id ($client->getId()) on any node.
+         * @return bool true when queued (another node's: handed to the bus for
+         *              the live node owning it, at most once); false when no
+         *              live node has it
+         * @throws \InvalidArgumentException as $client->send()
+         */
+        public static function sendTo(int $id, mixed $payload, string $type = 'text'): bool {}
+
+        /**
+         * Close connection $id on any node ($reason '': php-websocket's text).
+         * @return bool false when no live node has it
+         * @throws \InvalidArgumentException for a code that may not be sent
+         */
+        public static function closeTo(int $id, int $code = 1000, string $reason = ''): bool {}
+
+        /** Open connections in the namespace (null) or in $group, on every live node. */
+        public static function presence(?string $group = null): int {}
+
+        /** @return int[] the live node ids, this one included ([] when not clustered) */
+        public static function nodes(): array {}
+
+        /**
+         * @return array|null ['node_id', 'connected', 'published', 'received',
+         *         'dropped', 'malformed', 'unroutable', 'reconnects',
+         *         'last_outage' (seconds or null)], null when not clustered
+         */
+        public static function clusterStats(): ?array {}
     }
 
     /** A client ($client in the callbacks). Not constructible from PHP. */
@@ -104,6 +181,16 @@ namespace WebSocket {
         public function getClientPort(): string {}
         /** 32 hex digits. */
         public function getClientId(): string {}
+        /** The connection id: an int unique in the cluster (for Server::sendTo/closeTo). */
+        public function getId(): int {}
+        /**
+         * Join $group (local; Server::broadcastGroup() reaches members on every node).
+         * @return bool false when the client is gone
+         * @throws \InvalidArgumentException for a name over 65535 bytes
+         */
+        public function join(string $group): bool {}
+        /** Leave $group (closing leaves every group). */
+        public function leave(string $group): bool {}
         /** The application serving this client. */
         public function getClientApplication(): mixed {}
         /** rfc6455, hybi-08, hybi-07, ..., hixie-76, hixie-75 */

@@ -91,10 +91,54 @@ $s->log('hello', 'warn');
 $line = ob_get_clean();
 check(preg_match('/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[warn\] hello\n$/', $line) === 1, "log format: $line");
 
+// The cluster settings: php.ini defaults, setCluster(), setReusePort().
+check($s->getCluster() === null && $s->getReusePort() === false, 'no cluster, no reuse_port by default');
+check($s->setCluster('redis://127.0.0.1:1', 'chat', array('heartbeat' => 0.5, 'expiry' => 2, 'queue' => 10)) === true
+    && $s->getCluster() === array('url' => 'redis://127.0.0.1:1', 'namespace' => 'chat', 'heartbeat' => 0.5,
+        'expiry' => 2.0, 'queue' => 10), 'setCluster');
+check($s->setCluster('redis://h') === true && $s->getCluster()['namespace'] === 'polysocket', 'namespace from php.ini');
+foreach (array(array('heartbeat' => 0), array('expiry' => 'soon'), array('queue' => -1), array('bogus' => 1)) as $bad) {
+    $threw = '';
+    try {
+        $s->setCluster('redis://h', 'chat', $bad);
+    } catch (\InvalidArgumentException $e) {
+        $threw = $e->getMessage();
+    }
+    check(strpos($threw, key($bad)) !== false, 'setCluster refuses option ' . key($bad) . ": $threw");
+}
+check($s->setCluster(null) === true && $s->getCluster() === null, 'setCluster(null) leaves');
+check($s->setReusePort('yes') === false && $s->setReusePort(true) === true && $s->getReusePort() === true,
+    'setReusePort wants a bool');
+$other = new \WebSocket\Server('127.0.0.1', $s->getPort(), false, array('reuse_port' => true));
+check($other->getPort() === $s->getPort(), 'two servers share a port with reuse_port');
+$threw = false;
+try {
+    $s->registerPage('/', 'x', "text/html\r\nX-Injected: 1");
+} catch (\InvalidArgumentException $e) {
+    $threw = true;
+}
+check($threw, 'registerPage refuses a content type with a line break');
+foreach (array('broadcastAll' => array('x'), 'presence' => array(), 'nodes' => array(), 'clusterStats' => array(),
+    'sendTo' => array(1, 'x'), 'closeTo' => array(1), 'broadcastGroup' => array('g', 'x')) as $method => $args) {
+    $threw = '';
+    try {
+        call_user_func_array(array('\WebSocket\Server', $method), $args);
+    } catch (\Exception $e) {
+        $threw = $e->getMessage();
+    }
+    check(strpos($threw, "$method(): no server is running") !== false, "$method without a server: $threw");
+}
+
 ob_start();
 phpinfo(INFO_MODULES);
 $info = ob_get_clean();
 check(strpos($info, 'polysocket support => enabled') !== false && strpos($info, 'hixie-76') !== false, 'phpinfo');
-check(ini_get('polysocket.workers') === false && ini_get('polysocket.verbose') === '0', 'ini settings');
+check(strpos($info, 'cluster => Redis pub/sub') !== false
+    && strpos($info, 'polysocket.cluster_url => (none: single node)') !== false
+    && strpos($info, 'polysocket.cluster_namespace => polysocket') !== false
+    && strpos($info, 'polysocket.reuse_port => 0') !== false, "phpinfo cluster rows: $info");
+check(ini_get('polysocket.workers') === false && ini_get('polysocket.verbose') === '0'
+    && ini_get('polysocket.cluster_url') === '' && ini_get('polysocket.cluster_namespace') === 'polysocket'
+    && ini_get('polysocket.reuse_port') === '0', 'ini settings');
 
 echo "ok $checks\n";

@@ -37,10 +37,10 @@ def free_port():
 class PhpServer:
     """One PHP daemon; its output is collected in a file."""
 
-    def __init__(self, script, args=(), ini=(), tmp=None, cwd=REPO):
-        self.port = free_port()
+    def __init__(self, script, args=(), ini=(), tmp=None, cwd=REPO, port=None):
+        self.port = port or free_port()
         self.cwd = cwd
-        self.log_path = os.path.join(tmp, "server-%d.log" % self.port)
+        self.log_path = os.path.join(tmp, "server-%d-%d.log" % (self.port, id(self)))
         self.argv = php_argv(script, "--port", self.port, *args, ini=ini)
         self.proc = None
 
@@ -88,11 +88,11 @@ class PhpServer:
 
 @pytest.fixture
 def php_server(tmp_path):
-    """Start a PHP daemon: php_server(script, *args, ini=[...], cwd=REPO)."""
+    """Start a PHP daemon: php_server(script, *args, ini=[...], cwd=REPO, port=None)."""
     started = []
 
-    def start(script, *args, ini=(), cwd=REPO):
-        server = PhpServer(os.path.join(REPO, script), args, ini, str(tmp_path), cwd).start()
+    def start(script, *args, ini=(), cwd=REPO, port=None):
+        server = PhpServer(os.path.join(REPO, script), args, ini, str(tmp_path), cwd, port).start()
         started.append(server)
         return server
 
