@@ -8,7 +8,6 @@ mod cluster;
 mod connection;
 mod event_loop;
 mod ini;
-mod listen;
 mod log;
 mod payload;
 mod policy;

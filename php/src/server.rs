@@ -21,7 +21,6 @@ use polysocket::runtime::{ClusterConfig, ServerConfig, ServerHandle};
 use crate::cluster;
 use crate::connection::{self, Connection};
 use crate::event_loop::{self, Outcome};
-use crate::listen;
 use crate::payload;
 use crate::policy::{self, Policy};
 
@@ -186,7 +185,7 @@ impl Server {
             None => crate::ini::reuse_port(),
         };
         let addr = resolve(&host, port)?;
-        let listener = listen::bind(addr, reuse_port)
+        let listener = polysocket::runtime::server::bind(addr, reuse_port)
             .map_err(|e| format!("Error creating socket {addr}: {e}"))?;
         // The port the system chose, for port 0.
         let addr = listener.local_addr().unwrap_or(addr);
@@ -453,10 +452,10 @@ impl Server {
             // The old socket goes first: the new one takes its port (or,
             // failing, the old setting gets it back).
             listener.take();
-            match listen::bind(self.addr, reuse) {
+            match polysocket::runtime::server::bind(self.addr, reuse) {
                 Ok(bound) => *listener = Some(bound),
                 Err(e) => {
-                    *listener = listen::bind(self.addr, !reuse).ok();
+                    *listener = polysocket::runtime::server::bind(self.addr, !reuse).ok();
                     return Err(format!("Error creating socket {}: {e}", self.addr).into());
                 }
             }

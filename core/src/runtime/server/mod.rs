@@ -271,13 +271,17 @@ impl Server {
 }
 
 /// A listening socket on `addr`, shared with other processes' when
-/// `reuse_port` (`SO_REUSEPORT`).
-fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
+/// `reuse_port` (`SO_REUSEPORT`: the kernel spreads new connections over
+/// every socket that asked for it; Unix only, elsewhere an error says so).
+/// Public for faces that bind before they start a server (PHP binds in
+/// php-websocket's constructor).
+pub fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
     if !reuse_port {
         return std::net::TcpListener::bind(addr);
     }
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // As std's bind does on Unix: restart at once after a stop.
     socket.set_reuse_address(true)?;
     #[cfg(unix)]
     socket.set_reuse_port(true)?;
