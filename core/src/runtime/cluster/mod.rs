@@ -82,6 +82,13 @@ impl ClusterConfig {
         }
     }
 
+    /// The error `Server::start` would give for this configuration, if
+    /// any, without starting anything: bindings report a bad URL or
+    /// namespace when their options are built.
+    pub fn check(&self) -> Result<(), RuntimeError> {
+        self.validate().map(drop)
+    }
+
     fn validate(&self) -> Result<redis::Client, RuntimeError> {
         let ns = &self.namespace;
         let allowed = |c: char| c.is_ascii_alphanumeric() || "_-.".contains(c);

@@ -211,7 +211,7 @@ impl Server {
         config: ServerConfig,
         handler: Arc<dyn Handler>,
     ) -> Result<Server, RuntimeError> {
-        let listener = bind(addr, config.reuse_port)?;
+        let listener = bind_listener(addr, config.reuse_port)?;
         Server::start_with_listener(listener, config, handler)
     }
 
@@ -271,8 +271,9 @@ impl Server {
 }
 
 /// A listening socket on `addr`, shared with other processes' when
-/// `reuse_port` (`SO_REUSEPORT`).
-fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
+/// `reuse_port` (`SO_REUSEPORT`). Public for bindings that hand
+/// [`serve_listener`] a listener of their own (on their loop's runtime).
+pub fn bind_listener(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
     if !reuse_port {
         return std::net::TcpListener::bind(addr);
     }
