@@ -2,6 +2,7 @@
 //! translates types and moves bytes; protocol logic lives in `polysocket`
 //! (core/).
 
+mod cluster;
 mod connection;
 mod engine;
 mod error;
@@ -39,5 +40,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<reactor::Reactor>()?;
     m.add_class::<connection::Connection>()?;
     m.add_class::<connection::Done>()?;
+    // The cluster for connections of a Python I/O loop (the Tornado drop-in).
+    m.add_class::<cluster::ClusterNode>()?;
+    m.add_class::<cluster::Prepared>()?;
     Ok(())
 }

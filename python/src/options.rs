@@ -114,12 +114,12 @@ pub struct ServerOptions {
     pub(crate) config: ServerConfig,
 }
 
-fn count(name: &str, value: i64) -> PyResult<usize> {
+pub(crate) fn count(name: &str, value: i64) -> PyResult<usize> {
     usize::try_from(value)
         .map_err(|_| PyValueError::new_err(format!("{name} must be >= 0, got {value}")))
 }
 
-fn seconds(name: &str, value: f64) -> PyResult<Duration> {
+pub(crate) fn seconds(name: &str, value: f64) -> PyResult<Duration> {
     if value.is_finite() && value > 0.0 {
         Ok(Duration::from_secs_f64(value))
     } else {
@@ -251,7 +251,7 @@ impl ServerOptions {
 /// A cluster on `url` (see docs/CLUSTER.md), checked now: a bad URL,
 /// namespace or limit is a `ValueError` when the options are built, not
 /// when the server starts.
-fn cluster_config(
+pub(crate) fn cluster_config(
     url: String,
     namespace: Option<String>,
     heartbeat: Duration,

@@ -648,7 +648,8 @@ fn open_payload<'py>(py: Python<'py>, info: &OpenInfo) -> PyResult<Bound<'py, Py
         .into_any())
 }
 
-fn stats_dict<'py>(py: Python<'py>, s: &ClusterStats) -> PyResult<Bound<'py, PyDict>> {
+/// The bus's counters as Python sees them (`cluster_stats()`).
+pub(crate) fn stats_dict<'py>(py: Python<'py>, s: &ClusterStats) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("node_id", s.node_id)?;
     d.set_item("connected", s.connected)?;
