@@ -1,6 +1,11 @@
 """A cluster node for test_cluster.py, run as its own process:
 
-    python cluster_node.py PORT REDIS_URL [--reuse-port] [--threaded]
+    python cluster_node.py PORT REDIS_URL [--reuse-port] [--threaded | --tornado]
+
+The standalone server (on polysocket's loop, or ``--threaded`` on
+asyncio's), or with ``--tornado`` a Tornado application with the drop-in's
+handler (``polysocket.tornado.join_cluster``): both handler classes have
+the same class-level cluster helpers, so one mixin drives either.
 
 It speaks the chat example's JSON events (``{"event": "message", "name",
 "text"}`` to the room ``chat``, which every connection joins), so that it
@@ -20,6 +25,7 @@ Prints ``ready PORT NODE`` once serving.
 
 import asyncio
 import json
+import signal
 import sys
 from typing import Any, Dict
 
@@ -28,7 +34,9 @@ import polysocket
 ROOM = "chat"
 
 
-class Node(polysocket.WebSocketHandler):
+class Commands:
+    """The node's behaviour, for either handler class."""
+
     def open(self) -> None:
         self.name = self.get_argument("name", "guest-%d" % self.connection_id)
         self.join(ROOM)
@@ -67,6 +75,10 @@ class Node(polysocket.WebSocketHandler):
         self.leave(ROOM)
 
 
+class Node(Commands, polysocket.WebSocketHandler):
+    pass
+
+
 async def main(port: int, url: str, reuse_port: bool) -> None:
     server = polysocket.Server([(r"/chat", Node)], "127.0.0.1", port, cluster=url,
                                namespace="test", reuse_port=reuse_port,
@@ -76,10 +88,32 @@ async def main(port: int, url: str, reuse_port: bool) -> None:
     await server.serve_forever()
 
 
+async def tornado_main(port: int, url: str) -> None:
+    import tornado.web
+
+    from polysocket.tornado import WebSocketHandler, join_cluster
+
+    class TornadoNode(Commands, WebSocketHandler):
+        pass
+
+    cluster = join_cluster(url, "test", heartbeat=0.2, expiry=1.0)
+    app = tornado.web.Application([(r"/chat", TornadoNode)])
+    app.listen(port, "127.0.0.1")
+    print("ready", port, cluster.node.node_id, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    cluster.stop()
+
+
 if __name__ == "__main__":
     port, url = int(sys.argv[1]), sys.argv[2]
     coro = main(port, url, "--reuse-port" in sys.argv)
-    if "--threaded" in sys.argv:
+    if "--tornado" in sys.argv:
+        coro.close()
+        asyncio.run(tornado_main(port, url))
+    elif "--threaded" in sys.argv:
         asyncio.run(coro)
     else:
         polysocket.run(coro)

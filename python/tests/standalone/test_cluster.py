@@ -186,33 +186,41 @@ async def until(check: Any, timeout: float = 10, what: str = "condition") -> Non
         await asyncio.sleep(0.05)
 
 
-def test_three_nodes_every_draft_once_in_order(redis, procs):
-    """Two Python nodes and the Rust chat node; every client of every node
-    receives every publisher's group and namespace messages exactly once,
-    in publish order (a hixie-75 client included)."""
-    procs += [python_node(redis), python_node(redis, "--threaded"), rust_node(redis)]
+def test_four_nodes_every_draft_once_in_order(redis, procs):
+    """Two standalone Python nodes, a Tornado drop-in node and the Rust
+    chat node; every client of every node receives every publisher's group
+    and namespace messages exactly once, in publish order (hixie-75
+    clients included)."""
+    procs += [python_node(redis), python_node(redis, "--threaded"), rust_node(redis),
+              python_node(redis, "--tornado")]
     per_kind = 8  # 48 clients per node, plus the publishers
+    # Publisher name -> how it publishes its i-th message.
+    publish = {
+        "A": lambda t: json.dumps({"op": "group", "text": t}),
+        "B": lambda t: json.dumps({"op": "all", "text": t}),
+        "R": lambda t: t,
+        "T": lambda t: json.dumps({"op": "group", "text": t}),
+    }
 
     async def main() -> None:
         clients = [await Client.open(p.port, kind, "c%d" % i)
                    for p in procs for kind in KINDS for i in range(per_kind)]
         total = len(clients)
-        a, b, r = [await Client.open(p.port, "rfc6455", n) for p, n in zip(procs, "ABR")]
-        clients += [a, b, r]
+        pubs = {n: await Client.open(p.port, "rfc6455", n) for p, n in zip(procs, "ABRT")}
+        clients += pubs.values()
 
         async def converged() -> bool:
-            answer = await a.ask({"op": "presence", "group": "chat"})
-            return answer["presence"] == total + 3 and len(answer["nodes"]) == 3
+            answer = await pubs["A"].ask({"op": "presence", "group": "chat"})
+            return answer["presence"] == total + 4 and len(answer["nodes"]) == 4
         await until(converged, 10, "presence of every node")
 
         # Until every client heard each publisher once, group subscriptions
         # may still be on their way.
         async def warm() -> bool:
-            await a.ws.send(json.dumps({"op": "group", "text": "warm"}))
-            await b.ws.send(json.dumps({"op": "all", "text": "warm"}))
-            await r.ws.send("warm")
+            for n, c in pubs.items():
+                await c.ws.send(publish[n]("warm"))
             await asyncio.sleep(0.1)
-            return all("warm" in c.texts(p) for c in clients for p in "ABR")
+            return all("warm" in c.texts(p) for c in clients for p in pubs)
         await until(warm, 10, "every subscription")
         await asyncio.sleep(0.3)
         for c in clients:
@@ -220,30 +228,33 @@ def test_three_nodes_every_draft_once_in_order(redis, procs):
 
         n = 40
         for i in range(n):
-            await a.ws.send(json.dumps({"op": "group", "text": "a%d" % i}))
-            await b.ws.send(json.dumps({"op": "all", "text": "b%d" % i}))
-            await r.ws.send("r%d" % i)
-        want = {p: ["%s%d" % (p.lower(), i) for i in range(n)] for p in "ABR"}
+            for name, c in pubs.items():
+                await c.ws.send(publish[name]("%s%d" % (name, i)))
+        want = {p: ["%s%d" % (p, i) for i in range(n)] for p in pubs}
 
         async def delivered() -> bool:
-            return all(len(c.texts(p)) >= n for c in clients for p in "ABR")
+            return all(len(c.texts(p)) >= n for c in clients for p in pubs)
         await until(delivered, 15, "every delivery")
         await asyncio.sleep(0.5)  # duplicates would arrive meanwhile
         for c in clients:
-            for p in "ABR":
+            for p in pubs:
                 assert c.texts(p) == want[p], (c.label, p)
-        stats = (await a.ask({"op": "stats"}))["stats"]
-        assert stats["connected"] and stats["malformed"] == 0 and stats["dropped"] == 0
+        for name in "ABT":
+            stats = (await pubs[name].ask({"op": "stats"}))["stats"]
+            assert stats["connected"] and stats["malformed"] == 0 and stats["dropped"] == 0
         for c in clients:
             await c.close()
 
     run(main(), 60)
 
 
-def test_direct_commands_across_nodes(redis, procs):
-    """send_to / ping_to / close_to for a connection of another node; an id
-    no live node has is WebSocketClosedError / False; a bad code ValueError."""
-    procs += [python_node(redis), python_node(redis)]
+@pytest.mark.parametrize("owner", ["standalone", "tornado"])
+def test_direct_commands_across_nodes(redis, procs, owner):
+    """send_to / ping_to / close_to for a connection of another node (a
+    standalone or a Tornado one, from the other kind); an id no live node
+    has is WebSocketClosedError / False; a bad code ValueError."""
+    kinds = [(), ("--tornado",)] if owner == "tornado" else [("--tornado",), ()]
+    procs += [python_node(redis, *kinds[0]), python_node(redis, *kinds[1])]
 
     async def main() -> None:
         x = await Client.open(procs[0].port, "rfc6455", "x")
@@ -260,6 +271,9 @@ def test_direct_commands_across_nodes(redis, procs):
         assert await x.ask({"op": "send", "to": hid, "text": "to hixie"}) == {"ok": None}
         assert await asyncio.wait_for(h.answers.get(), 5) == {"raw": "to hixie"}
         assert await x.ask({"op": "ping", "to": yid, "data": "p"}) == {"ok": None}
+        xid = (await x.ask({"op": "id"}))["id"]
+        assert await x.ask({"op": "send", "to": xid, "text": "self"}) == {"ok": None}
+        assert await asyncio.wait_for(x.answers.get(), 5) == {"raw": "self"}
         gone = (12345 << 39) | 1
         assert await x.ask({"op": "send", "to": gone, "text": "?"}) == {
             "error": "WebSocketClosedError"}
@@ -281,9 +295,10 @@ def test_direct_commands_across_nodes(redis, procs):
     run(main())
 
 
-def test_presence_after_sigkill(redis, procs):
+@pytest.mark.parametrize("killed", ["standalone", "tornado"])
+def test_presence_after_sigkill(redis, procs, killed):
     """A SIGKILLed node leaves the counts within its expiry (1 s here)."""
-    procs += [python_node(redis), python_node(redis)]
+    procs += [python_node(redis), python_node(redis, *(("--tornado",) if killed == "tornado" else ()))]
 
     async def main() -> None:
         a = await Client.open(procs[0].port, "rfc6455", "a")
