@@ -66,6 +66,14 @@ class Redis:
                 time.sleep(0.02)
         pytest.fail("redis-server did not start")
 
+    def publish(self, channel: str, payload: bytes) -> None:
+        """PUBLISH over a raw RESP connection."""
+        parts = [b"PUBLISH", channel.encode(), payload]
+        cmd = b"*3\r\n" + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+        with socket.create_connection(("127.0.0.1", self.port), 5) as s:
+            s.sendall(cmd)
+            assert s.recv(64).startswith(b":")
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
@@ -361,6 +369,43 @@ def test_redis_restart_and_absent_at_start(procs):
             await c.close()
 
     run(main(), 60)
+
+
+def test_garbage_on_the_channels_is_ignored_and_counted(redis, procs):
+    """Foreign bytes and a truncated envelope on the namespace's channels:
+    counted as malformed, nothing delivered, the node keeps serving."""
+    procs += [python_node(redis), python_node(redis, "--tornado")]
+
+    async def main() -> None:
+        a = await Client.open(procs[0].port, "rfc6455", "a")
+        t = await Client.open(procs[1].port, "hixie-75", "t")
+        node = (await a.ask({"op": "id"}))["id"] >> 39
+
+        async def both() -> bool:
+            answer = await t.ask({"op": "presence", "group": "chat"})
+            return answer["presence"] == 2 and len(answer["nodes"]) == 2
+        await until(both, 10, "both nodes and their groups")
+        await asyncio.sleep(0.2)  # the group subscriptions follow the joins
+        for channel in ["all", "presence", "group:chat", "node:%d" % node]:
+            for junk in [b"garbage", b"PS\x01\x02\x00\x00", b"PS\x09\x01"]:
+                redis.publish("polysocket:test:" + channel, junk)
+
+        async def counted() -> bool:
+            return (await a.ask({"op": "stats"}))["stats"]["malformed"] >= 12
+        await until(counted, 5, "malformed counted")
+
+        async def crosses() -> bool:
+            await a.ws.send(json.dumps({"op": "group", "text": "still"}))
+            await asyncio.sleep(0.1)
+            return "still" in t.texts("a")
+        await until(crosses, 10, "delivery after the garbage")
+        assert all(e.get("name") == "a" for c in (a, t) for e in c.events)
+        # Not subscribed to the other node's channel: 3 channels here.
+        assert (await t.ask({"op": "stats"}))["stats"]["malformed"] == 9
+        for c in (a, t):
+            await c.close()
+
+    run(main())
 
 
 async def _async(value: bool) -> bool:
