@@ -7,7 +7,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use polysocket::runtime::cluster::{Delivery, Node};
 use polysocket::runtime::{ClusterStats, ConnId, EventQueue};
 use polysocket::PreparedMessage;
@@ -15,8 +14,8 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
-use crate::error::send_error;
-use crate::message::to_message;
+use crate::error::{close_result, send_error};
+use crate::message::{close_code, ping_data, to_message};
 use crate::options::{cluster_config, count, seconds};
 use crate::server::stats_dict;
 
@@ -209,12 +208,10 @@ impl ClusterNode {
             .map_err(|e| send_error(py, e))
     }
 
+    /// Ping a connection of another node; errors as `send`.
     #[pyo3(signature = (id, data=None))]
     fn ping(&self, py: Python<'_>, id: ConnId, data: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let data = match data {
-            None => Bytes::new(),
-            Some(d) => to_message(d, true)?.into_data(),
-        };
+        let data = ping_data(data)?;
         self.with(|n| n.ping(id, data))?
             .map_err(|e| send_error(py, e))
     }
@@ -225,14 +222,11 @@ impl ClusterNode {
         &self,
         py: Python<'_>,
         id: ConnId,
-        code: Option<u16>,
+        code: Option<i64>,
         reason: Option<&str>,
     ) -> PyResult<bool> {
-        match self.with(|n| n.close(id, code, reason.unwrap_or("")))? {
-            Ok(()) => Ok(true),
-            Err(e) if e.is_invalid_argument() => Err(send_error(py, e)),
-            Err(_) => Ok(false),
-        }
+        let code = close_code(code)?;
+        close_result(py, self.with(|n| n.close(id, code, reason.unwrap_or("")))?)
     }
 
     /// Whether `id` belongs to this node.

@@ -35,8 +35,8 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
-use crate::error::send_error;
-use crate::message::to_message;
+use crate::error::{close_result, send_error};
+use crate::message::{close_code, ping_data, to_message};
 use crate::options::ServerOptions;
 use crate::reactor::{self, Reactor};
 
@@ -512,10 +512,7 @@ impl NativeServer {
     /// Ping the connection `id` anywhere in the cluster; errors as `send_to`.
     #[pyo3(signature = (id, data=None))]
     fn ping_to(&self, py: Python<'_>, id: ConnId, data: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let data = match data {
-            None => Bytes::new(),
-            Some(d) => to_message(d, true)?.into_data(),
-        };
+        let data = ping_data(data)?;
         self.handle.ping(id, data).map_err(|e| send_error(py, e))
     }
 
@@ -530,17 +527,8 @@ impl NativeServer {
         code: Option<i64>,
         reason: Option<&str>,
     ) -> PyResult<bool> {
-        let code = code
-            .map(|c| {
-                u16::try_from(c)
-                    .map_err(|_| PyValueError::new_err(format!("invalid close code {c}")))
-            })
-            .transpose()?;
-        match self.handle.close(id, code, reason.unwrap_or("")) {
-            Ok(()) => Ok(true),
-            Err(e) if e.is_invalid_argument() => Err(send_error(py, e)),
-            Err(_) => Ok(false),
-        }
+        let code = close_code(code)?;
+        close_result(py, self.handle.close(id, code, reason.unwrap_or("")))
     }
 
     /// Open connections (`group=None`) or members of `group`, on this

@@ -118,7 +118,8 @@ def rust_node(redis: Redis) -> Proc:
     exe = os.environ.get("POLYSOCKET_CHAT_NODE") or next(iter(
         glob.glob(os.path.join(REPO, "target", "*", "examples", "chat_node"))), None)
     if exe is None or not os.access(exe, os.X_OK):
-        pytest.fail("no chat_node: cargo build -p polysocket --features cluster --example chat_node")
+        pytest.fail("no chat_node: "
+                    "cargo build -p polysocket --features cluster --example chat_node")
     port = free_port()
     p = Proc([exe, "--port", str(port), "--redis", redis.url, "--namespace", "test"], "chat node")
     p.port = port
@@ -307,7 +308,8 @@ def test_direct_commands_across_nodes(redis, procs, owner):
 @pytest.mark.parametrize("killed", ["standalone", "tornado"])
 def test_presence_after_sigkill(redis, procs, killed):
     """A SIGKILLed node leaves the counts within its expiry (1 s here)."""
-    procs += [python_node(redis), python_node(redis, *(("--tornado",) if killed == "tornado" else ()))]
+    extra = ("--tornado",) if killed == "tornado" else ()
+    procs += [python_node(redis), python_node(redis, *extra)]
 
     async def main() -> None:
         a = await Client.open(procs[0].port, "rfc6455", "a")
