@@ -426,6 +426,13 @@ def test_bad_cluster_configuration_is_a_clear_error():
             polysocket.Server([(r"/", polysocket.WebSocketHandler)], **kwargs)
     with pytest.raises(RuntimeError, match="not served"):
         polysocket.WebSocketHandler.broadcast("x")
+    from polysocket.tornado import WebSocketHandler, join_cluster
+    with pytest.raises(ValueError, match="redis://"):
+        join_cluster("http://127.0.0.1:6379", "chat")
+    with pytest.raises(ValueError, match="namespace"):
+        join_cluster("redis://127.0.0.1:6379", "")
+    with pytest.raises(RuntimeError, match="join_cluster"):
+        WebSocketHandler.presence()
     out = subprocess.run([sys.executable, "-m", "polysocket", "chat", "--port", "0",
                           "--cluster", "http://x"], capture_output=True, text=True, timeout=20)
     assert out.returncode == 2 and "redis://" in out.stderr
