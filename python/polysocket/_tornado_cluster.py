@@ -44,6 +44,7 @@ def join_cluster(url: str, namespace: str, *, heartbeat: float = 1.0, expiry: fl
     if _current is not None:
         raise RuntimeError("this process already joined a cluster")
     _current = TornadoCluster(url, namespace, heartbeat=heartbeat, expiry=expiry, queue=queue)
+    gen_log.info("cluster: node %d in namespace %r", _current.node.node_id, namespace)
     return _current
 
 
