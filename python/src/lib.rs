@@ -7,6 +7,7 @@ mod connection;
 mod engine;
 mod error;
 mod handshake;
+mod logs;
 mod message;
 mod options;
 mod reactor;
@@ -17,6 +18,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    logs::install();
     // The sans-I/O engine for Python I/O loops (the Tornado drop-in, the
     // asyncio client).
     m.add_class::<engine::Engine>()?;

@@ -107,9 +107,9 @@ class Proc:
                 self.proc.wait()
 
 
-def python_node(redis: Redis, *extra: str) -> Proc:
+def python_node(redis: Redis, *extra: str, **kwargs: Any) -> Proc:
     port = free_port()
-    p = Proc([sys.executable, NODE, str(port), redis.url, *extra], "ready")
+    p = Proc([sys.executable, NODE, str(port), redis.url, *extra], "ready", **kwargs)
     p.port = port
     return p
 
@@ -334,11 +334,14 @@ def test_presence_after_sigkill(redis, procs, killed):
     run(main())
 
 
-def test_redis_restart_and_absent_at_start(procs):
+def test_redis_restart_and_absent_at_start(procs, tmp_path):
     """A node started without Redis serves its clients locally; once Redis
-    is up (and again after it was killed and restarted) messages cross."""
+    is up (and again after it was killed and restarted) messages cross.
+    The bus's warnings reach Python's logging (logger polysocket.cluster)."""
     r = Redis()
-    procs += [python_node(r), python_node(r)]
+    log = tmp_path / "node.log"
+    with open(log, "w") as stderr:
+        procs += [python_node(r, stderr=stderr), python_node(r)]
 
     async def crosses(a: Client, b: Client, tag: str) -> None:
         async def arrived() -> bool:
@@ -365,6 +368,7 @@ def test_redis_restart_and_absent_at_start(procs):
             print("delivery resumed %.2f s after redis-server restarted" % (time.monotonic() - t))
             stats = (await a.ask({"op": "stats"}))["stats"]
             assert stats["reconnects"] >= 2
+            assert "cluster bus down" in log.read_text()
         finally:
             r.kill()
         for c in (a, b):
