@@ -1,5 +1,6 @@
-//! Shared bits of the runtime benchmark binaries: argument parsing, the
-//! descriptor limit, the servers' runtime.
+//! Shared bits of the benchmark binaries: argument parsing, the descriptor
+//! limit, the servers' runtime; the WebSocket client (`ws`) and the
+//! measuring helpers (`measure`) of the load generators.
 
 use std::collections::HashMap;
 
@@ -120,3 +121,6 @@ where
     });
     let _ = rt.block_on(accept);
 }
+
+pub mod measure;
+pub mod ws;

@@ -185,6 +185,9 @@ async fn publisher(cluster: Arc<Cluster>, mut queue: mpsc::Receiver<Outgoing>, h
         else {
             return;
         };
+        // Read before `up` is set: a loss of the subscriber after this
+        // read (which may have cleared `up` again) resets this connection.
+        let losses = cluster.subscriber_losses.load(Ordering::SeqCst);
         cluster.up.store(true, Ordering::SeqCst);
         cluster.restored();
         loop {
@@ -192,6 +195,9 @@ async fn publisher(cluster: Arc<Cluster>, mut queue: mpsc::Receiver<Outgoing>, h
                 _ = stop_requested(&mut stopping) => true,
                 n = queue.recv_many(&mut batch, BATCH) => n == 0,
                 _ = cluster.reset_publisher.notified() => {
+                    if cluster.subscriber_losses.load(Ordering::SeqCst) == losses {
+                        continue; // a permit left from before this connection
+                    }
                     cluster.up.store(false, Ordering::SeqCst);
                     break;
                 }
@@ -317,8 +323,14 @@ async fn subscriber(cluster: Arc<Cluster>, handle: impl Local) {
             }
         };
         cluster.subscribed.store(false, Ordering::SeqCst);
+        // What would cross is dropped from now on, not queued for a
+        // publishing connection that is most likely dead too; the
+        // publisher reconnects when it next waits (a stored permit: it may
+        // be in the middle of a PUBLISH now).
+        cluster.up.store(false, Ordering::SeqCst);
+        cluster.subscriber_losses.fetch_add(1, Ordering::SeqCst);
         cluster.lost("subscribing connection", &lost);
-        cluster.reset_publisher.notify_waiters();
+        cluster.reset_publisher.notify_one();
     }
 }
 

@@ -212,6 +212,9 @@ pub(crate) struct Cluster {
     /// likely to the same dead Redis, reconnects too (it would notice only
     /// at its next PUBLISH).
     reset_publisher: Notify,
+    /// How often the subscribing connection was lost: tells the publisher
+    /// whether a `reset_publisher` wake-up is about its own connection.
+    subscriber_losses: AtomicU64,
     /// Ask the heartbeat task to announce this node now (on resubscribing).
     beat_now: Notify,
     /// When the last "could not cross" warning was logged.
@@ -244,6 +247,7 @@ impl Cluster {
             last_outage: Mutex::new(None),
             beat_now: Notify::new(),
             reset_publisher: Notify::new(),
+            subscriber_losses: AtomicU64::new(0),
             last_drop_log: Mutex::new(None),
         }))
     }

@@ -1,0 +1,3 @@
+"""No HTTP routes: the node serves the WebSocket at /ws only."""
+
+urlpatterns = []
