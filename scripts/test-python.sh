@@ -4,7 +4,8 @@
 # real peers (websockets, websocket-client, raw sockets, headless Chromium).
 #
 # First installs what a fresh Debian 12 lacks, idempotently: python3-venv,
-# openssl (TLS test certificate) and chromium (apt), the venv
+# openssl (TLS test certificate), redis-server (the cluster tests start
+# their own) and chromium (apt), the venv
 # target/python-venv with python/tests/requirements.txt. The package is
 # rebuilt every run (cargo's incremental build keeps it quick).
 #
@@ -19,6 +20,7 @@ setup_init python
 
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_install python3 python3-venv
 command -v openssl >/dev/null 2>&1 || apt_install openssl
+command -v redis-server >/dev/null 2>&1 || apt_install redis-server
 if [ "${POLYSOCKET_SKIP_BROWSER:-}" != 1 ] && [ ! -x /usr/bin/chromium ]; then
     apt_install chromium
 fi
@@ -33,6 +35,11 @@ rm -rf target/python/wheels
     >>"$SETUP_LOG" 2>&1 || setup_failed
 "$VENV/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps \
     target/python/wheels/*.whl >>"$SETUP_LOG" 2>&1 || setup_failed
+# The Rust node of the cluster tests (python/tests/standalone/test_cluster.py).
+echo "== building the Rust chat node (core/examples/chat_node.rs)"
+cargo build -q -p polysocket --features cluster --example chat_node >>"$SETUP_LOG" 2>&1 \
+    || setup_failed
+export POLYSOCKET_CHAT_NODE="$ROOT/target/debug/examples/chat_node"
 echo "== setup done in $(( $(date +%s) - START )) s"
 
 echo "== pytest python/tests/standalone"

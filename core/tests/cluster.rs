@@ -871,3 +871,95 @@ fn a_bad_url_or_namespace_is_a_clear_error_at_start() {
         }
     }
 }
+
+/// A node without a server (a foreign loop's, e.g. the Tornado drop-in's):
+/// it is live, counted and addressed like a server's, and what the others
+/// send for its connections reaches its delivery callback, decoded.
+#[test]
+fn a_foreign_loop_node_takes_part_through_its_callback() {
+    use polysocket::runtime::cluster::{Delivery, Node as Foreign};
+    let redis = Redis::start();
+    let server = Node::start(&redis.url(), "foreign");
+    let mut config = ClusterConfig::new(redis.url(), "foreign");
+    config.heartbeat_interval = Duration::from_millis(100);
+    config.node_expiry = Duration::from_millis(600);
+    let deliveries: Arc<EventQueue<Delivery>> = EventQueue::new().unwrap();
+    let sink = deliveries.clone();
+    let foreign = Foreign::start(config, move |d| sink.push(d)).unwrap();
+    let (one, two) = (foreign.open(), foreign.open());
+    assert_eq!(node_of(one), foreign.node_id());
+    assert_eq!(two, one + 1);
+    foreign.join(one, "g");
+    let handle = server.handle();
+    wait_until(
+        "the foreign node is counted",
+        Duration::from_secs(10),
+        || {
+            handle.nodes().len() == 2
+                && handle.presence(Some("g")) == 1
+                && handle.presence(None) == 2
+        },
+    );
+    let mut on_server = server.clients(&[(Draft::Rfc6455, false)]);
+    server.handle().join(on_server[0].0, "g");
+    wait_until(
+        "the server's member is counted",
+        Duration::from_secs(10),
+        || foreign.presence(Some("g")) == 2 && foreign.presence(None) == 3,
+    );
+    // Published by the server: reaches the foreign node's callback.
+    handle.broadcast_group("g", Message::text("to g"));
+    handle.broadcast_all(Message::text("to all"));
+    handle.send(two, Message::text("to two")).unwrap();
+    handle.close(one, Some(4000), "bye").unwrap();
+    handle.send(one + 100, Message::text("nobody")).unwrap();
+    let mut got = Vec::new();
+    wait_until("four deliveries", Duration::from_secs(5), || {
+        got.extend(deliveries.drain());
+        got.len() >= 4
+    });
+    let seen: Vec<String> = got.iter().map(|d| format!("{d:?}")).collect();
+    assert!(
+        matches!(&got[0], Delivery::Group(g, m) if g == "g" && *m == Message::text("to g")),
+        "{seen:?}"
+    );
+    assert!(
+        matches!(&got[1], Delivery::Broadcast(m) if *m == Message::text("to all")),
+        "{seen:?}"
+    );
+    assert!(
+        matches!(&got[2], Delivery::Send(id, _) if *id == two),
+        "{seen:?}"
+    );
+    assert!(
+        matches!(&got[3], Delivery::Close(id, 4000, r) if *id == one && r == "bye"),
+        "{seen:?}"
+    );
+    wait_until("the unknown id is counted", Duration::from_secs(5), || {
+        foreign.stats().unroutable == 1
+    });
+    // The server's own member had both locally.
+    assert_eq!(text(&mut on_server[0].1), "to g");
+    assert_eq!(text(&mut on_server[0].1), "to all");
+    // Published by the foreign node: reaches the server's client.
+    foreign.broadcast_group("g", Message::text("from foreign"));
+    assert_eq!(text(&mut on_server[0].1), "from foreign");
+    assert_eq!(
+        foreign.send(on_server[0].0, Message::text("direct")),
+        Ok(())
+    );
+    assert_eq!(text(&mut on_server[0].1), "direct");
+    assert_eq!(
+        foreign.send(one, Message::text("mine")),
+        Err(SendError::Gone)
+    );
+    // A connection that closes leaves presence and its groups.
+    foreign.closed(one);
+    wait_until("the member left", Duration::from_secs(5), || {
+        handle.presence(Some("g")) == 1 && handle.presence(None) == 2
+    });
+    drop(foreign);
+    wait_until("the stopped node left", Duration::from_secs(5), || {
+        handle.nodes().len() == 1
+    });
+}

@@ -185,7 +185,7 @@ impl Server {
             None => crate::ini::reuse_port(),
         };
         let addr = resolve(&host, port)?;
-        let listener = polysocket::runtime::server::bind(addr, reuse_port)
+        let listener = polysocket::runtime::bind_listener(addr, reuse_port)
             .map_err(|e| format!("Error creating socket {addr}: {e}"))?;
         // The port the system chose, for port 0.
         let addr = listener.local_addr().unwrap_or(addr);
@@ -452,10 +452,10 @@ impl Server {
             // The old socket goes first: the new one takes its port (or,
             // failing, the old setting gets it back).
             listener.take();
-            match polysocket::runtime::server::bind(self.addr, reuse) {
+            match polysocket::runtime::bind_listener(self.addr, reuse) {
                 Ok(bound) => *listener = Some(bound),
                 Err(e) => {
-                    *listener = polysocket::runtime::server::bind(self.addr, !reuse).ok();
+                    *listener = polysocket::runtime::bind_listener(self.addr, !reuse).ok();
                     return Err(format!("Error creating socket {}: {e}", self.addr).into());
                 }
             }

@@ -1,15 +1,61 @@
-"""``python -m polysocket {echo,chat} [--host H] [--port P] [options]``"""
+"""``python -m polysocket {echo,chat} [--host H] [--port P] [options]``
+
+``--processes N`` starts N servers on one port (``SO_REUSEPORT``: the kernel
+spreads new connections among them), each a child process of this one;
+with ``--cluster redis://... --namespace NS`` they share broadcasts, groups
+and presence through Redis. SIGINT or SIGTERM stops every child gracefully.
+"""
 
 import argparse
 import logging
+import signal
+import subprocess
 import sys
+from typing import List, Optional
 
 from .demo import chat, echo
 
 DEMOS = {"echo": (echo, 9001), "chat": (chat, 9002)}
 
 
-def main(argv=None):
+def _children(argv: List[str], n: int) -> int:
+    """Run ``n`` copies of this command (``--processes 1``, sharing the
+    port) until SIGINT/SIGTERM, then stop each by PID and wait for all."""
+    rest = list(argv)
+    i = rest.index("--processes") if "--processes" in rest else -1
+    if i >= 0:
+        del rest[i:i + 2]
+    rest = [a for a in rest if not a.startswith("--processes=")]
+    cmd = [sys.executable, "-m", "polysocket", *rest, "--processes", "1", "--reuse-port"]
+    procs = [subprocess.Popen(cmd) for _ in range(n)]
+    stopping = []
+
+    def stop(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    status = 0
+    for p in procs:
+        while True:
+            try:
+                rc = p.wait()
+                break
+            except KeyboardInterrupt:
+                continue
+        if rc not in (0, -signal.SIGTERM) and not stopping:
+            # One server failed (port in use, bad option): stop the others.
+            print("polysocket: process %d exited with %d" % (p.pid, rc), file=sys.stderr)
+            stop(signal.SIGTERM, None)
+        status = status or (rc if rc > 0 else 0)
+    return status
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(prog="python -m polysocket",
                                 description="Run a demo server (Ctrl-C stops it gracefully).")
     p.add_argument("demo", choices=sorted(DEMOS))
@@ -21,16 +67,30 @@ def main(argv=None):
                    help="runtime threads (0: none, I/O on the asyncio loop's thread)")
     p.add_argument("--max-connections", type=int, default=0)
     p.add_argument("--no-compression", action="store_true")
+    p.add_argument("--processes", type=int, default=1,
+                   help="server processes sharing the port (SO_REUSEPORT)")
+    p.add_argument("--reuse-port", action="store_true",
+                   help="let other processes bind the same port (SO_REUSEPORT)")
+    p.add_argument("--cluster", metavar="URL",
+                   help="share broadcasts with other servers over Redis (redis://host:port)")
+    p.add_argument("--namespace", default="chat", help="the cluster's namespace (default: chat)")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.processes < 1:
+        p.error("--processes must be at least 1")
     module, default_port = DEMOS[args.demo]
     port = default_port if args.port is None else args.port
+    if args.processes > 1:
+        if port == 0:
+            p.error("--processes needs a fixed --port")
+        return _children(argv, args.processes)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     scheme = "wss" if args.tls_cert else "ws"
     print("%s server on %s://%s:%d" % (args.demo, scheme, args.host, port), flush=True)
+    cluster = {"cluster": args.cluster, "namespace": args.namespace} if args.cluster else {}
     try:
         module.main(args.host, port, ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key,
                     workers=args.workers, max_connections=args.max_connections,
-                    compression=not args.no_compression)
+                    compression=not args.no_compression, reuse_port=args.reuse_port, **cluster)
     except (ValueError, TypeError, OSError) as e:
         print("polysocket: %s" % e, file=sys.stderr)
         return 2

@@ -15,7 +15,7 @@ server's ``max_send_buffer``).
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 from urllib.parse import parse_qs, urlsplit
 
 from tornado.httputil import HTTPHeaders
@@ -154,6 +154,67 @@ class WebSocketHandler(_native.Connection):
 
     def leave(self, group: str) -> None:
         self.application._native.leave(self.connection_id, group)
+
+    # --- class-level: every connection of the server, or of its cluster ------------
+    #: The ``Server`` serving this class, set when it starts (the last one
+    #: started, if several serve it).
+    _served_by: Any = None
+
+    @classmethod
+    def _server(cls) -> "_native.NativeServer":
+        native = getattr(cls._served_by, "_native", None)
+        if native is None:
+            raise RuntimeError("%s is not served by a running polysocket.Server" % cls.__name__)
+        return native
+
+    @classmethod
+    def broadcast(cls, message: Any, binary: bool = False) -> int:
+        """Send one message to every open connection of the server and,
+        when clustered, of every node of the namespace. Returns how many
+        local connections it was queued for."""
+        return cls._server().broadcast_all(message, binary)
+
+    @classmethod
+    def broadcast_group(cls, group: str, message: Any, binary: bool = False) -> int:
+        """Send one message to every member of ``group``, on every node when
+        clustered. Returns how many local members it was queued for."""
+        return cls._server().broadcast_group(group, message, binary)
+
+    @classmethod
+    def send_to(cls, connection_id: int, message: Any, binary: bool = False) -> None:
+        """Send to a connection by id, on this node or another. Raises
+        ``ValueError`` for what cannot be sent and ``WebSocketClosedError``
+        when no live node has the connection. For another node's
+        connection, success means handed to the bus (at most once)."""
+        cls._server().send_to(connection_id, message, binary)
+
+    @classmethod
+    def ping_to(cls, connection_id: int, data: Union[str, bytes, None] = None) -> None:
+        """Ping a connection by id; errors as ``send_to``."""
+        cls._server().ping_to(connection_id, data)
+
+    @classmethod
+    def close_to(cls, connection_id: int, code: Optional[int] = None,
+                 reason: Optional[str] = None) -> bool:
+        """Close a connection by id. ``ValueError`` for a code or reason no
+        draft may send; ``False`` when no live node has the connection."""
+        return cls._server().close_to(connection_id, code, reason)
+
+    @classmethod
+    def presence(cls, group: Optional[str] = None) -> int:
+        """Open connections (or members of ``group``) on every live node."""
+        return cls._server().presence(group)
+
+    @classmethod
+    def nodes(cls) -> List[int]:
+        """The live node ids of the cluster, this one included ([] when
+        not clustered)."""
+        return cls._server().nodes()
+
+    @classmethod
+    def cluster_stats(cls) -> Optional[Dict[str, Any]]:
+        """The bus's counters (docs/CLUSTER.md), ``None`` when not clustered."""
+        return cls._server().cluster_stats()
 
     def set_nodelay(self, value: bool) -> None:
         """Always on: the runtime writes each batch at once."""

@@ -83,7 +83,14 @@ class Server:
     max_message_size, handshake_timeout, ping_interval, ping_timeout,
     max_send_buffer, close_timeout, allowed_origins, drafts, compression,
     ssl_certfile, ssl_keyfile, workers (runtime threads; 0, the default:
-    the loop's own thread on polysocket's loop, one per core on others).
+    the loop's own thread on polysocket's loop, one per core on others),
+    reuse_port (``SO_REUSEPORT``: several processes share the port).
+
+    ``cluster="redis://host:port"`` with ``namespace="chat"``: one broadcast
+    and group namespace, connection ids and presence shared with every
+    server of the namespace on that Redis (docs/CLUSTER.md); limits
+    cluster_heartbeat, cluster_expiry (seconds), cluster_queue. A bad URL
+    or namespace is a ``ValueError`` here.
     """
 
     def __init__(self, routes: Sequence[Route], host: str = "127.0.0.1", port: int = 8888, *,
@@ -123,6 +130,11 @@ class Server:
                                                 self._dispatcher, self.pages)
             self._inline = False
         self._dispatcher.native = self._native
+        for _, cls, _ in self.routes:
+            cls._served_by = self
+        node = self._native.node_id
+        if node is not None:
+            app_log.info("cluster: node %d on %s:%d", node, self.host, self._native.address[1])
         if not self._inline:
             loop.add_reader(self._native.fileno(), self._on_readable)
         self.host, self.port = self._native.address
@@ -191,13 +203,16 @@ class Server:
     # --- sending to many -------------------------------------------------------------------
     def broadcast(self, targets: Iterable[Union[WebSocketHandler, int]], message: Any,
                   binary: bool = False) -> int:
-        """Send one message to many connections (handlers or ids), encoded
-        once. Returns how many it was queued for."""
+        """Send one message to many connections (handlers or ids; clustered,
+        ids of other nodes too), encoded once. Returns how many local ones
+        it was queued for."""
         ids = [t if type(t) is int else t.connection_id for t in targets]
         return self._native.broadcast(ids, message, binary)
 
     def broadcast_group(self, group: str, message: Any, binary: bool = False) -> int:
-        """Send one message to every member of a group (``handler.join``)."""
+        """Send one message to every member of a group (``handler.join``),
+        on every node when clustered. Returns how many local members it was
+        queued for."""
         return self._native.broadcast_group(group, message, binary)
 
     def members(self, group: str) -> List[WebSocketHandler]:

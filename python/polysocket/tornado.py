@@ -39,9 +39,11 @@ from tornado.log import gen_log
 from tornado.netutil import Resolver
 from tornado.websocket import WebSocketClosedError, WebSocketError
 
-from . import _native
+from . import _native, _tornado_cluster
+from ._tornado_cluster import join_cluster
 
 __all__ = [
+    "join_cluster",
     "WebSocketHandler",
     "WebSocketClientConnection",
     "WebSocketClosedError",
@@ -228,6 +230,10 @@ class _EngineProtocol(_tws.WebSocketProtocol13):
         handler._log()
         handler.on_finish()
         self.start_pinging()
+        cluster = _tornado_cluster.current()
+        if cluster is not None:
+            handler._cluster = cluster
+            handler.connection_id = cluster.opened(handler)
         try:
             opened = handler.open(*handler.open_args, **handler.open_kwargs)
             if opened is not None:
@@ -266,6 +272,17 @@ class _EngineProtocol(_tws.WebSocketProtocol13):
 
     def write_ping(self, data: bytes) -> None:
         self._write_frame(True, 0x9, data)
+
+    def write_prepared(self, prepared: _native.Prepared) -> Future[None]:
+        """Queue a message encoded once for many connections (a cluster
+        broadcast): its frame is copied, not encoded again."""
+        if self.stream is None or self.stream.closed():
+            raise WebSocketClosedError()
+        try:
+            self._engine.send_prepared(prepared)
+        except _native.ClosedError:
+            raise WebSocketClosedError() from None
+        return self._flushed()
 
     def _write_frame(
         self, fin: bool, opcode: int, data: bytes, flags: int = 0
@@ -590,6 +607,10 @@ class WebSocketHandler(_tws.WebSocketHandler):
     #: with 426 listing the accepted versions (400 for the drafts without a
     #: version number).
     allowed_drafts: Sequence[str] | None = None
+    #: Unique in the cluster once open, when the process joined one
+    #: (``join_cluster``); 0 otherwise.
+    connection_id: int = 0
+    _cluster: _tornado_cluster.TornadoCluster | None = None
 
     @property
     def draft(self) -> str | None:
@@ -609,6 +630,103 @@ class WebSocketHandler(_tws.WebSocketHandler):
             # Tornado's origin rules see it under the name they read.
             self.request.headers["Origin"] = self.request.headers["Sec-WebSocket-Origin"]
         await super().get(*args, **kwargs)
+
+    def on_connection_close(self) -> None:
+        if self._cluster is not None:
+            self._cluster.closed(self.connection_id)
+        super().on_connection_close()
+
+    # ----------------------------------------------- the cluster (join_cluster)
+
+    @staticmethod
+    def _node() -> _tornado_cluster.TornadoCluster:
+        cluster = _tornado_cluster.current()
+        if cluster is None:
+            raise RuntimeError("call polysocket.tornado.join_cluster() first")
+        return cluster
+
+    def join(self, group: str) -> None:
+        """Add this connection to a group of the cluster (a local call)."""
+        if self._cluster is None:
+            raise RuntimeError("this connection did not open in a cluster (join_cluster)")
+        self._cluster.node.join(self.connection_id, group)
+
+    def leave(self, group: str) -> None:
+        if self._cluster is not None:
+            self._cluster.node.leave(self.connection_id, group)
+
+    @classmethod
+    def broadcast(cls, message: str | bytes | dict[str, Any], binary: bool = False) -> int:
+        """Send one message to every connection of the cluster's namespace:
+        this process's are written from here, encoded once per framing
+        family; returns how many of them took it."""
+        c = cls._node()
+        if isinstance(message, dict):
+            message = tornado.escape.json_encode(message)
+        return c.write_all(list(c.handlers.values()), c.node.broadcast(message, binary))
+
+    @classmethod
+    def broadcast_group(
+        cls, group: str, message: str | bytes | dict[str, Any], binary: bool = False
+    ) -> int:
+        """Send one message to every member of ``group`` on every node;
+        returns how many local members took it."""
+        c = cls._node()
+        if isinstance(message, dict):
+            message = tornado.escape.json_encode(message)
+        return c.write_all(c.members(group), c.node.broadcast_group(group, message, binary))
+
+    @classmethod
+    def send_to(
+        cls, connection_id: int, message: str | bytes | dict[str, Any], binary: bool = False
+    ) -> None:
+        """Send to a connection of any node: ``ValueError`` for what cannot be
+        sent, ``WebSocketClosedError`` when no live node has it."""
+        c = cls._node()
+        if isinstance(message, dict):
+            message = tornado.escape.json_encode(message)
+        if c.node.owns(connection_id):
+            c.local(connection_id).write_message(message, binary)
+        else:
+            c.node.send(connection_id, message, binary)
+
+    @classmethod
+    def ping_to(cls, connection_id: int, data: str | bytes | None = None) -> None:
+        """Ping a connection of any node; errors as ``send_to``."""
+        c = cls._node()
+        if c.node.owns(connection_id):
+            c.local(connection_id).ping(data or b"")
+        else:
+            c.node.ping(connection_id, data)
+
+    @classmethod
+    def close_to(cls, connection_id: int, code: int | None = None,
+                 reason: str | None = None) -> bool:
+        """Close a connection of any node: ``False`` when no live node has
+        it, ``ValueError`` for a code or reason no draft may send."""
+        c = cls._node()
+        if not c.node.owns(connection_id):
+            return c.node.close(connection_id, code, reason)
+        try:
+            c.local(connection_id).close(code, reason)
+        except WebSocketClosedError:
+            return False
+        return True
+
+    @classmethod
+    def presence(cls, group: str | None = None) -> int:
+        """Connections (or members of ``group``) on every live node."""
+        return cls._node().node.presence(group)
+
+    @classmethod
+    def nodes(cls) -> list[int]:
+        """The live node ids, this one included."""
+        return cls._node().node.nodes()
+
+    @classmethod
+    def cluster_stats(cls) -> dict[str, Any]:
+        """The bus's counters (docs/CLUSTER.md)."""
+        return cls._node().node.stats()
 
     def get_websocket_protocol(self) -> _EngineProtocol | None:
         params = _tws._WebSocketParams(

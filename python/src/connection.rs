@@ -6,15 +6,14 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
-use bytes::Bytes;
 use polysocket::runtime::{ConnId, ServerHandle};
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 
 use crate::error::{closed_error, send_error};
-use crate::message::to_message;
+use crate::message::{close_code, ping_data, to_message};
 use crate::server::NativeServer;
 
 /// The connection a handler speaks for, once it is open.
@@ -139,10 +138,7 @@ impl Connection {
     #[pyo3(signature = (data=None))]
     fn ping(&self, py: Python<'_>, data: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         let link = self.link(py)?;
-        let data = match data {
-            None => Bytes::new(),
-            Some(d) => to_message(d, true)?.into_data(),
-        };
+        let data = ping_data(data)?;
         link.handle
             .ping(link.id, data)
             .map_err(|e| send_error(py, e))
@@ -153,13 +149,7 @@ impl Connection {
     /// gone it does nothing (as Tornado's).
     #[pyo3(signature = (code=None, reason=None))]
     fn close(&self, py: Python<'_>, code: Option<i64>, reason: Option<&str>) -> PyResult<()> {
-        // Not even a 16-bit number: no close code at all (core judges the rest).
-        let code = code
-            .map(|c| {
-                u16::try_from(c)
-                    .map_err(|_| PyValueError::new_err(format!("invalid close code {c}")))
-            })
-            .transpose()?;
+        let code = close_code(code)?;
         let Some(link) = self.link.get() else {
             return Ok(());
         };

@@ -258,6 +258,14 @@ impl Engine {
         Ok(())
     }
 
+    /// Queue a message prepared once for many connections (its frame is
+    /// copied, not encoded again, on a server connection).
+    fn send_prepared(&mut self, prepared: &crate::cluster::Prepared) -> PyResult<()> {
+        self.conn.send_prepared(&prepared.0).map_err(send_error)?;
+        self.message_bytes_out += prepared.0.message().data().len() as u64;
+        Ok(())
+    }
+
     /// Queue a ping (at most 125 bytes; `ValueError` beyond, or on a draft
     /// without pings).
     fn ping(&mut self, data: &Bound<'_, PyAny>) -> PyResult<()> {

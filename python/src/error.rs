@@ -26,3 +26,14 @@ pub fn closed_error(py: Python<'_>, why: &str) -> PyErr {
         Err(e) => e,
     }
 }
+
+/// A close by connection id as Python sees it: `True` done (or handed to
+/// the bus), `False` when no live node has the connection, `ValueError`
+/// for a code or reason that may not be sent.
+pub fn close_result(py: Python<'_>, result: Result<(), SendError>) -> PyResult<bool> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(e) if e.is_invalid_argument() => Err(send_error(py, e)),
+        Err(_) => Ok(false),
+    }
+}

@@ -2,10 +2,12 @@
 //! translates types and moves bytes; protocol logic lives in `polysocket`
 //! (core/).
 
+mod cluster;
 mod connection;
 mod engine;
 mod error;
 mod handshake;
+mod logs;
 mod message;
 mod options;
 mod reactor;
@@ -16,6 +18,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    logs::install();
     // The sans-I/O engine for Python I/O loops (the Tornado drop-in, the
     // asyncio client).
     m.add_class::<engine::Engine>()?;
@@ -39,5 +42,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<reactor::Reactor>()?;
     m.add_class::<connection::Connection>()?;
     m.add_class::<connection::Done>()?;
+    // The cluster for connections of a Python I/O loop (the Tornado drop-in).
+    m.add_class::<cluster::ClusterNode>()?;
+    m.add_class::<cluster::Prepared>()?;
     Ok(())
 }

@@ -109,3 +109,20 @@ pub fn to_message(obj: &Bound<'_, PyAny>, binary: bool) -> PyResult<Message> {
         ))
     }
 }
+
+/// A ping's payload: none, or `str`/bytes-like (the draft's limit is core's).
+pub fn ping_data(data: Option<&Bound<'_, PyAny>>) -> PyResult<Bytes> {
+    Ok(match data {
+        None => Bytes::new(),
+        Some(d) => to_message(d, true)?.into_data(),
+    })
+}
+
+/// A close code from Python: not even a 16-bit number is a `ValueError`
+/// (core judges the rest).
+pub fn close_code(code: Option<i64>) -> PyResult<Option<u16>> {
+    code.map(|c| {
+        u16::try_from(c).map_err(|_| PyValueError::new_err(format!("invalid close code {c}")))
+    })
+    .transpose()
+}

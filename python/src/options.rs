@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use polysocket::runtime::{tls, ServerConfig};
+use polysocket::runtime::{tls, ClusterConfig, ServerConfig};
 use polysocket::{Config, Draft, DraftSet, ExtensionsConfig, PerMessageDeflateConfig};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -114,12 +114,12 @@ pub struct ServerOptions {
     pub(crate) config: ServerConfig,
 }
 
-fn count(name: &str, value: i64) -> PyResult<usize> {
+pub(crate) fn count(name: &str, value: i64) -> PyResult<usize> {
     usize::try_from(value)
         .map_err(|_| PyValueError::new_err(format!("{name} must be >= 0, got {value}")))
 }
 
-fn seconds(name: &str, value: f64) -> PyResult<Duration> {
+pub(crate) fn seconds(name: &str, value: f64) -> PyResult<Duration> {
     if value.is_finite() && value > 0.0 {
         Ok(Duration::from_secs_f64(value))
     } else {
@@ -137,7 +137,8 @@ impl ServerOptions {
         max_messages_per_minute=0, max_message_size=None, handshake_timeout=10.0,
         ping_interval=None, ping_timeout=20.0, max_send_buffer=64*1024*1024,
         close_timeout=5.0, allowed_origins=None, drafts=None, compression=true,
-        ssl_certfile=None, ssl_keyfile=None, workers=0))]
+        ssl_certfile=None, ssl_keyfile=None, workers=0, reuse_port=false, cluster=None,
+        namespace=None, cluster_heartbeat=1.0, cluster_expiry=3.0, cluster_queue=65536))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         max_connections: i64,
@@ -155,6 +156,12 @@ impl ServerOptions {
         ssl_certfile: Option<PathBuf>,
         ssl_keyfile: Option<PathBuf>,
         workers: i64,
+        reuse_port: bool,
+        cluster: Option<String>,
+        namespace: Option<String>,
+        cluster_heartbeat: f64,
+        cluster_expiry: f64,
+        cluster_queue: i64,
     ) -> PyResult<Self> {
         let protocol = Options {
             max_message_size: match max_message_size {
@@ -205,6 +212,17 @@ impl ServerOptions {
             close_timeout: seconds("close_timeout", close_timeout)?,
             tls,
             workers: count("workers", workers)?,
+            reuse_port,
+            cluster: match cluster {
+                None => None,
+                Some(url) => Some(cluster_config(
+                    url,
+                    namespace,
+                    seconds("cluster_heartbeat", cluster_heartbeat)?,
+                    seconds("cluster_expiry", cluster_expiry)?,
+                    count("cluster_queue", cluster_queue)?,
+                )?),
+            },
             ..ServerConfig::default()
         };
         Ok(ServerOptions { config })
@@ -217,9 +235,40 @@ impl ServerOptions {
         self.config.workers
     }
 
+    /// Whether the server belongs to a cluster.
+    #[getter]
+    fn clustered(&self) -> bool {
+        self.config.cluster.is_some()
+    }
+
     /// Whether the server speaks `wss://`.
     #[getter]
     fn secure(&self) -> bool {
         self.config.tls.is_some()
     }
+}
+
+/// A cluster on `url` (see docs/CLUSTER.md), checked now: a bad URL,
+/// namespace or limit is a `ValueError` when the options are built, not
+/// when the server starts.
+pub(crate) fn cluster_config(
+    url: String,
+    namespace: Option<String>,
+    heartbeat: Duration,
+    expiry: Duration,
+    queue: usize,
+) -> PyResult<ClusterConfig> {
+    let namespace = namespace.ok_or_else(|| {
+        PyValueError::new_err("cluster needs a namespace (e.g. namespace=\"chat\")")
+    })?;
+    let config = ClusterConfig {
+        heartbeat_interval: heartbeat,
+        node_expiry: expiry,
+        queue,
+        ..ClusterConfig::new(url, namespace)
+    };
+    config
+        .check()
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok(config)
 }

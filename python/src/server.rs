@@ -26,8 +26,8 @@ use bytes::Bytes;
 use polysocket::handshake::Request;
 use polysocket::http::RequestHead;
 use polysocket::runtime::{
-    serve_listener, CloseInfo, Conn, ConnId, EventQueue, Handler, OpenInfo, Server, ServerEvent,
-    ServerHandle,
+    bind_listener, serve_listener, CloseInfo, ClusterStats, Conn, ConnId, EventQueue, Handler,
+    OpenInfo, RuntimeError, Server, ServerEvent, ServerHandle,
 };
 use polysocket::{HandshakeError, Incoming};
 use pyo3::exceptions::{PyException, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
@@ -35,7 +35,8 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
-use crate::message::to_message;
+use crate::error::{close_result, send_error};
+use crate::message::{close_code, ping_data, to_message};
 use crate::options::ServerOptions;
 use crate::reactor::{self, Reactor};
 
@@ -373,8 +374,17 @@ impl NativeServer {
             .map(|(path, (ctype, body))| (path, page_response(&ctype, &body)))
             .collect();
         let secure = config.tls.is_some();
-        let cannot =
-            |e: &dyn std::fmt::Display| PyOSError::new_err(format!("cannot serve on {addr}: {e}"));
+        let reuse_port = config.reuse_port;
+        let cannot = |e: &dyn std::fmt::Display| -> PyErr {
+            PyOSError::new_err(format!("cannot serve on {addr}: {e}"))
+        };
+        // The options checked the cluster settings; this is the last word.
+        let refused = |e: RuntimeError| -> PyErr {
+            match e {
+                RuntimeError::Config(why) => PyValueError::new_err(why),
+                e => cannot(&e),
+            }
+        };
         if let Some(reactor) = reactor {
             let bridge = Bridge {
                 sink: Sink::Call(Inline {
@@ -384,14 +394,13 @@ impl NativeServer {
                 pages,
                 secure,
             };
-            let listener = std::net::TcpListener::bind(addr).map_err(|e| cannot(&e))?;
+            let listener = bind_listener(addr, reuse_port).map_err(|e| cannot(&e))?;
             listener.set_nonblocking(true).map_err(|e| cannot(&e))?;
             let addr = listener.local_addr().map_err(|e| cannot(&e))?;
             let runtime = reactor.handle()?;
             let _context = runtime.enter();
             let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| cannot(&e))?;
-            let handle =
-                serve_listener(listener, config, Arc::new(bridge)).map_err(|e| cannot(&e))?;
+            let handle = serve_listener(listener, config, Arc::new(bridge)).map_err(refused)?;
             return Ok(NativeServer {
                 queue: None,
                 handle,
@@ -409,7 +418,7 @@ impl NativeServer {
         };
         let server = py
             .detach(|| Server::start(addr, config, Arc::new(bridge)))
-            .map_err(|e| cannot(&e))?;
+            .map_err(refused)?;
         Ok(NativeServer {
             queue: Some(queue),
             handle: server.handle(),
@@ -469,6 +478,85 @@ impl NativeServer {
     ) -> PyResult<usize> {
         let message = to_message(message, binary)?;
         Ok(py.detach(|| self.handle.broadcast_group(group, message)))
+    }
+
+    /// Send one message to every open connection: this server's, and
+    /// when clustered every other node's in the namespace. Returns how
+    /// many local connections it was queued for.
+    #[pyo3(signature = (message, binary=false))]
+    fn broadcast_all(
+        &self,
+        py: Python<'_>,
+        message: &Bound<'_, PyAny>,
+        binary: bool,
+    ) -> PyResult<usize> {
+        let message = to_message(message, binary)?;
+        Ok(py.detach(|| self.handle.broadcast_all(message)))
+    }
+
+    /// Send to the connection `id`, on this server or (clustered) another
+    /// node. `ValueError` for what cannot be sent, `WebSocketClosedError`
+    /// when no live node has the connection (or the bus is down).
+    #[pyo3(signature = (id, message, binary=false))]
+    fn send_to(
+        &self,
+        py: Python<'_>,
+        id: ConnId,
+        message: &Bound<'_, PyAny>,
+        binary: bool,
+    ) -> PyResult<()> {
+        let message = to_message(message, binary)?;
+        self.handle.send(id, message).map_err(|e| send_error(py, e))
+    }
+
+    /// Ping the connection `id` anywhere in the cluster; errors as `send_to`.
+    #[pyo3(signature = (id, data=None))]
+    fn ping_to(&self, py: Python<'_>, id: ConnId, data: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let data = ping_data(data)?;
+        self.handle.ping(id, data).map_err(|e| send_error(py, e))
+    }
+
+    /// Close the connection `id` anywhere in the cluster. `ValueError` for
+    /// a code or reason no draft may send; false when no live node has
+    /// the connection (as `close()` on a gone handler, nothing happens).
+    #[pyo3(signature = (id, code=None, reason=None))]
+    fn close_to(
+        &self,
+        py: Python<'_>,
+        id: ConnId,
+        code: Option<i64>,
+        reason: Option<&str>,
+    ) -> PyResult<bool> {
+        let code = close_code(code)?;
+        close_result(py, self.handle.close(id, code, reason.unwrap_or("")))
+    }
+
+    /// Open connections (`group=None`) or members of `group`, on this
+    /// server and every live node of its cluster.
+    #[pyo3(signature = (group=None))]
+    fn presence(&self, group: Option<&str>) -> usize {
+        self.handle.presence(group)
+    }
+
+    /// This node's id in its cluster (`None` when not clustered).
+    #[getter]
+    fn node_id(&self) -> Option<u32> {
+        self.handle.node_id()
+    }
+
+    /// The live nodes of the cluster, this one included (empty when not
+    /// clustered).
+    fn nodes(&self) -> Vec<u32> {
+        self.handle.nodes()
+    }
+
+    /// The bus's counters as a dict (docs/CLUSTER.md), `None` when not
+    /// clustered.
+    fn cluster_stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        self.handle
+            .cluster_stats()
+            .map(|s| stats_dict(py, &s))
+            .transpose()
     }
 
     /// Add a connection to a group.
@@ -546,4 +634,19 @@ fn open_payload<'py>(py: Python<'py>, info: &OpenInfo) -> PyResult<Bound<'py, Py
     )
         .into_pyobject(py)?
         .into_any())
+}
+
+/// The bus's counters as Python sees them (`cluster_stats()`).
+pub(crate) fn stats_dict<'py>(py: Python<'py>, s: &ClusterStats) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("node_id", s.node_id)?;
+    d.set_item("connected", s.connected)?;
+    d.set_item("published", s.published)?;
+    d.set_item("received", s.received)?;
+    d.set_item("dropped", s.dropped)?;
+    d.set_item("malformed", s.malformed)?;
+    d.set_item("unroutable", s.unroutable)?;
+    d.set_item("reconnects", s.reconnects)?;
+    d.set_item("last_outage", s.last_outage.map(|d| d.as_secs_f64()))?;
+    Ok(d)
 }

@@ -52,9 +52,10 @@ pub type RawWake = std::os::unix::io::RawFd;
 #[cfg(windows)]
 pub type RawWake = std::os::windows::io::RawSocket;
 
-/// A queue of [`ServerEvent`]s with a wake-up socket.
-pub struct EventQueue {
-    events: Mutex<Vec<ServerEvent>>,
+/// A queue of [`ServerEvent`]s (or of other items, e.g. what a cluster
+/// node delivers to a foreign loop) with a wake-up socket.
+pub struct EventQueue<T = ServerEvent> {
+    events: Mutex<Vec<T>>,
     /// Set when a wake-up byte is pending; cleared by `drain`.
     pending: AtomicBool,
     wake_tx: WakeStream,
@@ -63,14 +64,14 @@ pub struct EventQueue {
     acceptor: Option<Acceptor>,
 }
 
-impl EventQueue {
+impl<T> EventQueue<T> {
     /// A queue whose wake-up is a connected socket pair.
-    pub fn new() -> std::io::Result<Arc<EventQueue>> {
+    pub fn new() -> std::io::Result<Arc<EventQueue<T>>> {
         Self::with_acceptor(None)
     }
 
     /// A queue with a handshake decision (run on the runtime's threads).
-    pub fn with_acceptor(acceptor: Option<Acceptor>) -> std::io::Result<Arc<EventQueue>> {
+    pub fn with_acceptor(acceptor: Option<Acceptor>) -> std::io::Result<Arc<EventQueue<T>>> {
         #[cfg(unix)]
         let (wake_tx, wake_rx) = WakeStream::pair()?;
         #[cfg(not(unix))]
@@ -102,7 +103,7 @@ impl EventQueue {
     }
 
     /// Take every queued event, oldest first, and re-arm the wake-up.
-    pub fn drain(&self) -> Vec<ServerEvent> {
+    pub fn drain(&self) -> Vec<T> {
         let mut sink = [0u8; 64];
         while matches!((&self.wake_rx).read(&mut sink), Ok(n) if n > 0) {}
         self.pending.store(false, Ordering::Release);
@@ -110,7 +111,7 @@ impl EventQueue {
     }
 
     /// Like [`drain`](Self::drain), into a caller's vector (kept capacity).
-    pub fn drain_into(&self, out: &mut Vec<ServerEvent>) {
+    pub fn drain_into(&self, out: &mut Vec<T>) {
         let mut sink = [0u8; 64];
         while matches!((&self.wake_rx).read(&mut sink), Ok(n) if n > 0) {}
         self.pending.store(false, Ordering::Release);
@@ -119,7 +120,7 @@ impl EventQueue {
 
     /// Queue an event (for handlers that wrap a queue and decide per event
     /// where it goes).
-    pub fn push(&self, event: ServerEvent) {
+    pub fn push(&self, event: T) {
         self.events.lock().expect("event queue lock").push(event);
         if !self.pending.swap(true, Ordering::AcqRel) {
             // A full socket buffer means a wake-up is already pending.

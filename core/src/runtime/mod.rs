@@ -23,7 +23,8 @@ pub use cluster::{ClusterConfig, ClusterStats};
 pub use error::RuntimeError;
 pub use events::{EventQueue, ServerEvent};
 pub use server::{
-    serve_listener, CloseInfo, Conn, ConnId, Handler, OpenInfo, Server, ServerConfig, ServerHandle,
+    bind_listener, serve_listener, CloseInfo, Conn, ConnId, Handler, OpenInfo, Server,
+    ServerConfig, ServerHandle,
 };
 pub use stream::Stream;
 

@@ -2,6 +2,11 @@
 goes to everyone in the room (one encode for all, ``broadcast_group``).
 
     python -m polysocket chat --host 127.0.0.1 --port 9002
+
+With ``--cluster redis://127.0.0.1:6379`` the room spans every node of the
+namespace (``--namespace``, default ``chat``): Python, Rust
+(core/examples/chat_node.rs) and PHP nodes speak the same JSON events.
+``--processes N`` runs N such servers on one port.
 """
 
 import json
@@ -17,17 +22,16 @@ class ChatHandler(WebSocketHandler):
     def open(self):
         self.name = self.get_argument("name", "guest-%d" % self.connection_id)[:32]
         self.join(ROOM)
-        self.application.broadcast_group(ROOM, {"event": "join", "name": self.name})
+        self.broadcast_group(ROOM, {"event": "join", "name": self.name})
 
     def on_message(self, message):
         if not isinstance(message, str) or not message.strip():
             return
-        self.application.broadcast_group(
-            ROOM, {"event": "message", "name": self.name, "text": message[:4096]})
+        self.broadcast_group(ROOM, {"event": "message", "name": self.name, "text": message[:4096]})
 
     def on_close(self):
         self.leave(ROOM)
-        self.application.broadcast_group(ROOM, {"event": "leave", "name": self.name})
+        self.broadcast_group(ROOM, {"event": "leave", "name": self.name})
 
 
 ROUTES = [(r"/chat", ChatHandler)]

@@ -23,22 +23,81 @@ use tokio::sync::{mpsc, watch};
 
 use super::envelope::{Body, Envelope, Heartbeat};
 use super::{node_of, Cluster, Outgoing};
+use crate::error::SendError;
 use crate::runtime::server::{stop_requested, ServerHandle};
 
 /// Envelopes pipelined to Redis in one round trip, at most.
 const BATCH: usize = 512;
 
-/// Start the bus tasks of `handle`'s server (within its runtime).
-pub(crate) fn spawn(cluster: &Arc<Cluster>, handle: &ServerHandle) {
+/// The connections of a node, as the bus sees them: a [`ServerHandle`]
+/// (the runtime's own connections), or a [`Node`](super::Node) whose
+/// connections live in a foreign I/O loop.
+pub(crate) trait Local: Clone + Send + Sync + 'static {
+    /// Becomes true when the node stops.
+    fn stopping(&self) -> watch::Receiver<bool>;
+    /// Run one of the bus's tasks until the node stops.
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static);
+    /// Groups with local members.
+    fn local_groups(&self) -> Vec<String>;
+    fn has_local_members(&self, group: &str) -> bool;
+    /// Open local connections.
+    fn local_connections(&self) -> usize;
+    fn local_group_sizes(&self) -> Vec<(String, usize)>;
+    /// Apply a Broadcast, Group, Send, Ping, Pong or Close from another
+    /// node to local connections; `Err` when a command's connection is
+    /// not (or no longer) here, or its draft refuses it.
+    fn deliver(&self, body: Body) -> Result<(), SendError>;
+}
+
+impl Local for ServerHandle {
+    fn stopping(&self) -> watch::Receiver<bool> {
+        ServerHandle::stopping(self)
+    }
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.spawn_counted(task);
+    }
+    fn local_groups(&self) -> Vec<String> {
+        ServerHandle::local_groups(self)
+    }
+    fn has_local_members(&self, group: &str) -> bool {
+        ServerHandle::has_local_members(self, group)
+    }
+    fn local_connections(&self) -> usize {
+        self.local_presence(None)
+    }
+    fn local_group_sizes(&self) -> Vec<(String, usize)> {
+        ServerHandle::local_group_sizes(self)
+    }
+    fn deliver(&self, body: Body) -> Result<(), SendError> {
+        match body {
+            Body::Broadcast(message) => {
+                self.broadcast(&self.connections(), message);
+                Ok(())
+            }
+            Body::Group(group, message) => {
+                self.broadcast(&self.members(&group), message);
+                Ok(())
+            }
+            Body::Send(id, message) => self.send(id, message),
+            Body::Ping(id, data) => self.ping(id, data),
+            Body::Pong(id, data) => self.pong(id, data),
+            Body::Close(id, code, reason) => self.close(id, code, &reason),
+            Body::Heartbeat(_) | Body::Leave(_) => Ok(()),
+        }
+    }
+}
+
+/// Start the bus tasks of a node (within its runtime).
+pub(crate) fn spawn(cluster: &Arc<Cluster>, local: &impl Local) {
     let queue = cluster
         .queue
         .lock()
         .expect("queue lock")
         .take()
         .expect("the bus starts once");
-    handle.spawn_counted(publisher(cluster.clone(), queue, handle.clone()));
-    handle.spawn_counted(subscriber(cluster.clone(), handle.clone()));
-    handle.spawn_counted(heartbeat(cluster.clone(), handle.clone()));
+    local.spawn(publisher(cluster.clone(), queue, local.clone()));
+    local.spawn(subscriber(cluster.clone(), local.clone()));
+    local.spawn(heartbeat(cluster.clone(), local.clone()));
 }
 
 /// Waits between reconnection attempts: doubled each failure, capped.
@@ -114,11 +173,7 @@ impl Cluster {
     }
 }
 
-async fn publisher(
-    cluster: Arc<Cluster>,
-    mut queue: mpsc::Receiver<Outgoing>,
-    handle: ServerHandle,
-) {
+async fn publisher(cluster: Arc<Cluster>, mut queue: mpsc::Receiver<Outgoing>, handle: impl Local) {
     let mut stopping = handle.stopping();
     let mut backoff = Backoff::new(&cluster);
     let mut batch = Vec::with_capacity(BATCH);
@@ -222,7 +277,7 @@ async fn send(
     result
 }
 
-async fn subscriber(cluster: Arc<Cluster>, handle: ServerHandle) {
+async fn subscriber(cluster: Arc<Cluster>, handle: impl Local) {
     let mut stopping = handle.stopping();
     let mut backoff = Backoff::new(&cluster);
     let channels = &cluster.channels;
@@ -283,7 +338,7 @@ async fn subscriber(cluster: Arc<Cluster>, handle: ServerHandle) {
 /// that have local members now, unsubscribe from those that have none.
 async fn reconcile(
     cluster: &Cluster,
-    handle: &ServerHandle,
+    handle: &impl Local,
     sink: &mut redis::aio::PubSubSink,
     subscribed: &mut HashSet<String>,
 ) -> Result<(), String> {
@@ -309,7 +364,7 @@ async fn reconcile(
 }
 
 /// Deliver one message from the bus to local connections, all in Rust.
-fn receive(cluster: &Cluster, handle: &ServerHandle, channel: &str, payload: &[u8]) {
+fn receive(cluster: &Cluster, handle: &impl Local, channel: &str, payload: &[u8]) {
     let envelope = match Envelope::decode(payload) {
         Ok(e) if cluster.fits(channel, &e.body) => e,
         outcome => {
@@ -335,15 +390,7 @@ fn receive(cluster: &Cluster, handle: &ServerHandle, channel: &str, payload: &[u
         return;
     }
     cluster.counters.received.fetch_add(1, Ordering::Relaxed);
-    let direct = match envelope.body {
-        Body::Broadcast(message) => {
-            handle.broadcast(&handle.connections(), message);
-            return;
-        }
-        Body::Group(group, message) => {
-            handle.broadcast(&handle.members(&group), message);
-            return;
-        }
+    let id = match envelope.body {
         Body::Heartbeat(beat) => {
             if cluster.presence.heard(envelope.origin, beat) {
                 tracing::info!(node = envelope.origin, "cluster: node joined");
@@ -355,12 +402,10 @@ fn receive(cluster: &Cluster, handle: &ServerHandle, channel: &str, payload: &[u
             tracing::info!(node = envelope.origin, "cluster: node left");
             return;
         }
-        Body::Send(id, message) => (id, handle.send(id, message)),
-        Body::Ping(id, data) => (id, handle.ping(id, data)),
-        Body::Pong(id, data) => (id, handle.pong(id, data)),
-        Body::Close(id, code, reason) => (id, handle.close(id, code, &reason)),
+        Body::Broadcast(_) | Body::Group(..) => None,
+        Body::Send(id, _) | Body::Ping(id, _) | Body::Pong(id, _) | Body::Close(id, ..) => Some(id),
     };
-    if let (id, Err(error)) = direct {
+    if let Err(error) = handle.deliver(envelope.body) {
         cluster.counters.unroutable.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(id, from = envelope.origin, %error, "cluster: command not applied");
     }
@@ -386,7 +431,7 @@ impl Cluster {
     }
 }
 
-async fn heartbeat(cluster: Arc<Cluster>, handle: ServerHandle) {
+async fn heartbeat(cluster: Arc<Cluster>, handle: impl Local) {
     let mut stopping = handle.stopping();
     let mut tick = tokio::time::interval(cluster.config.heartbeat_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -408,7 +453,7 @@ async fn heartbeat(cluster: Arc<Cluster>, handle: ServerHandle) {
         let beat = Heartbeat {
             incarnation: cluster.incarnation,
             expiry_ms,
-            connections: count(handle.local_presence(None)),
+            connections: count(handle.local_connections()),
             groups: handle
                 .local_group_sizes()
                 .into_iter()

@@ -6,6 +6,8 @@
 //! * `bus`: the Redis tasks: one subscribing connection, one publishing
 //!   connection behind a bounded FIFO queue, reconnection.
 //! * `presence`: which nodes live and what they serve, from heartbeats.
+//! * [`Node`]: the bus for connections a foreign I/O loop owns (the
+//!   Tornado drop-in), delivering through a callback.
 //!
 //! A server with [`ServerConfig::cluster`](super::ServerConfig::cluster)
 //! set holds a `Cluster`; its [`ServerHandle`](super::ServerHandle)
@@ -14,6 +16,7 @@
 
 mod bus;
 pub mod envelope;
+mod node;
 mod presence;
 
 use std::collections::HashSet;
@@ -32,6 +35,7 @@ use crate::error::SendError;
 use crate::protocol::{rules, Message};
 
 pub(crate) use bus::spawn;
+pub use node::{Delivery, Node};
 
 /// Bits of a [`ConnId`] below the node id: a per-node counter.
 pub const NODE_SHIFT: u32 = 39;
@@ -80,6 +84,13 @@ impl ClusterConfig {
             reconnect_max: Duration::from_secs(2),
             redis_timeout: Duration::from_secs(2),
         }
+    }
+
+    /// The error `Server::start` would give for this configuration, if
+    /// any, without starting anything: bindings report a bad URL or
+    /// namespace when their options are built.
+    pub fn check(&self) -> Result<(), RuntimeError> {
+        self.validate().map(drop)
     }
 
     fn validate(&self) -> Result<redis::Client, RuntimeError> {

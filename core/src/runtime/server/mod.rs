@@ -211,7 +211,7 @@ impl Server {
         config: ServerConfig,
         handler: Arc<dyn Handler>,
     ) -> Result<Server, RuntimeError> {
-        let listener = bind(addr, config.reuse_port)?;
+        let listener = bind_listener(addr, config.reuse_port)?;
         Server::start_with_listener(listener, config, handler)
     }
 
@@ -273,9 +273,10 @@ impl Server {
 /// A listening socket on `addr`, shared with other processes' when
 /// `reuse_port` (`SO_REUSEPORT`: the kernel spreads new connections over
 /// every socket that asked for it; Unix only, elsewhere an error says so).
-/// Public for faces that bind before they start a server (PHP binds in
-/// php-websocket's constructor).
-pub fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
+/// Public for faces that bind before they start a server: PHP binds in
+/// php-websocket's constructor, Python hands [`serve_listener`] a listener
+/// of its own (on its loop's runtime).
+pub fn bind_listener(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
     if !reuse_port {
         return std::net::TcpListener::bind(addr);
     }
