@@ -64,7 +64,7 @@ add_system() {
 
 node_socketio() {
     NODE_PATH="$PWD/target/bench-node/node_modules" exec node benches/cluster/socketio/server.js \
-        --host 127.0.0.1 --port "$1" --redis "$REDIS_URL"
+        --host 127.0.0.1 --port "$1" --cluster "$REDIS_URL"
 }
 node_django() {
     exec env REDIS_URL="$REDIS_URL" target/bench-django-venv/bin/uvicorn fanout_site.asgi:application \
@@ -79,7 +79,7 @@ node_django() {
 CHAT_PATH=${CHAT_PATH:-/chat}
 node_polysocket_rust() {
     exec "$BIN/examples/chat_node" --host 127.0.0.1 --port "$1" \
-        --redis "$REDIS_URL" --namespace bench
+        --cluster "$REDIS_URL" --namespace bench
 }
 
 add_system socketio-redis socketio / node_socketio

@@ -7,12 +7,12 @@
 //! ```text
 //! redis-server --port 6379 --save '' --appendonly no &
 //! cargo run --release -p polysocket --features cluster --example chat_node -- \
-//!     --port 9002 --redis redis://127.0.0.1:6379 --namespace chat
+//!     --port 9002 --cluster redis://127.0.0.1:6379 --namespace chat
 //! cargo run --release -p polysocket --features cluster --example chat_node -- \
-//!     --port 9003 --redis redis://127.0.0.1:6379 --namespace chat
+//!     --port 9003 --cluster redis://127.0.0.1:6379 --namespace chat
 //! ```
 //!
-//! `--reuse-port` lets several nodes share one port. Without `--redis` the
+//! `--reuse-port` lets several nodes share one port. Without `--cluster` the
 //! node runs alone.
 
 mod shared;
@@ -114,7 +114,7 @@ impl Handler for Chat {
 
 fn main() {
     let (mut host, mut port) = ("127.0.0.1".to_string(), 9002u16);
-    let (mut redis, mut namespace) = (None, "chat".to_string());
+    let (mut cluster, mut namespace) = (None, "chat".to_string());
     let mut config = ServerConfig::default();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -125,17 +125,17 @@ fn main() {
         match (arg.as_str(), args.next()) {
             ("--host", Some(v)) => host = v,
             ("--port", Some(v)) => port = v.parse().expect("--port takes a number"),
-            ("--redis", Some(v)) => redis = Some(v),
+            ("--cluster", Some(v)) => cluster = Some(v),
             ("--namespace", Some(v)) => namespace = v,
             _ => {
                 eprintln!(
-                    "usage: chat_node [--host H] [--port P] [--redis URL] [--namespace NS] [--reuse-port]"
+                    "usage: chat_node [--host H] [--port P] [--cluster URL] [--namespace NS] [--reuse-port]"
                 );
                 std::process::exit(2);
             }
         }
     }
-    config.cluster = redis.map(|url| ClusterConfig::new(url, namespace));
+    config.cluster = cluster.map(|url| ClusterConfig::new(url, namespace));
     let addr = (host.as_str(), port)
         .to_socket_addrs()
         .ok()

@@ -7,9 +7,9 @@
 //
 //   redis-server --port 6379 --save '' --appendonly no &
 //   php -d extension=polysocket.so examples/php/chat_node.php \
-//       --port 9004 --redis redis://127.0.0.1:6379 --namespace chat
+//       --port 9004 --cluster redis://127.0.0.1:6379 --namespace chat
 //
-// --reuse-port lets several of these share one port. Without --redis the
+// --reuse-port lets several of these share one port. Without --cluster the
 // node runs alone.
 
 class ChatNode extends \WebSocket\Application\Application
@@ -62,12 +62,12 @@ function chars($s, $n)
     return preg_match('/^.{0,' . $n . '}/su', $s, $m) ? $m[0] : '';
 }
 
-$o = getopt('', array('host:', 'port:', 'redis:', 'namespace:', 'reuse-port'));
+$o = getopt('', array('host:', 'port:', 'cluster:', 'namespace:', 'reuse-port'));
 $server = new \WebSocket\Server(isset($o['host']) ? $o['host'] : '127.0.0.1',
     isset($o['port']) ? (int)$o['port'] : 9004, false,
     array('reuse_port' => isset($o['reuse-port'])));
-if (isset($o['redis'])) {
-    $server->setCluster($o['redis'], isset($o['namespace']) ? $o['namespace'] : 'chat');
+if (isset($o['cluster'])) {
+    $server->setCluster($o['cluster'], isset($o['namespace']) ? $o['namespace'] : 'chat');
 }
 $server->setMaxClients(10000);
 $server->setCheckOrigin(false);

@@ -42,7 +42,8 @@ struct Settings {
     /// Loaded where the certificate is named (constructor or
     /// `setCertificate()`), so a bad file fails there, not in `run()`.
     tls: Option<Arc<rustls::ServerConfig>>,
-    /// `setCluster()` or the php.ini default; core checks it in `run()`.
+    /// `setCluster()` (checked there) or the php.ini default (checked by
+    /// core in `run()`).
     cluster: Option<ClusterConfig>,
     reuse_port: bool,
 }
@@ -404,9 +405,9 @@ impl Server {
     /// Join a cluster (docs/CLUSTER.md): every node on the same Redis and
     /// `$namespace` shares broadcasts, groups, connection ids and presence.
     /// `$options`: `heartbeat` and `expiry` (seconds), `queue` (messages).
-    /// `$url` null or empty: no cluster (whatever php.ini says). The URL and namespace are
-    /// checked when `run()` starts (it throws naming the cause); an option
-    /// of the wrong kind throws `\InvalidArgumentException` here.
+    /// `$url` null or empty: no cluster (whatever php.ini says). A bad URL
+    /// or namespace, or an option of the wrong kind, throws
+    /// `\InvalidArgumentException` here, naming the cause.
     #[php(optional = namespace)]
     pub fn set_cluster(
         &self,
@@ -423,6 +424,10 @@ impl Server {
         if let Some(options) = options {
             cluster::apply_options(&mut config, options)?;
         }
+        // A bad URL or namespace fails here, where it is set, not in run().
+        config
+            .check()
+            .map_err(|e| crate::payload::invalid_argument(format!("setCluster(): {e}")))?;
         self.settings.borrow_mut().cluster = Some(config);
         Ok(true)
     }

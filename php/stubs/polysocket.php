@@ -69,9 +69,9 @@ namespace WebSocket {
          * $namespace (1-64 of A-Z a-z 0-9 _ - .; null: php.ini's
          * polysocket.cluster_namespace). $url null or '': no cluster
          * (whatever php.ini says).
-         * A bad URL or namespace makes run() throw, naming the cause.
          * @param array $options ['heartbeat' => 1.0 (s), 'expiry' => 3.0 (s), 'queue' => 65536]
-         * @throws \InvalidArgumentException for an unknown option or a value of the wrong kind
+         * @throws \InvalidArgumentException for a bad URL or namespace, an unknown option or a
+         *         value of the wrong kind, naming the cause
          */
         public function setCluster(?string $url, ?string $namespace = null, ?array $options = null): bool {}
         /** @return array|null ['url', 'namespace', 'heartbeat', 'expiry', 'queue'] */

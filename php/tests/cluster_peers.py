@@ -77,7 +77,7 @@ class RustNode:
         self.log_path = os.path.join(tmp, "chat-node-%d.log" % self.port)
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [CHAT_NODE, "--port", str(self.port), "--redis", redis_url, "--namespace", namespace],
+            [CHAT_NODE, "--port", str(self.port), "--cluster", redis_url, "--namespace", namespace],
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.time() + 15
         while time.time() < deadline:

@@ -52,7 +52,7 @@ def clients():
 
 
 def node(php_server, redis, *args):
-    return php_server(SCRIPT, "--redis", redis.url, "--namespace", "t", *BEAT, *args)
+    return php_server(SCRIPT, "--cluster", redis.url, "--namespace", "t", *BEAT, *args)
 
 
 def test_three_nodes_every_client_gets_every_message_once_in_order(
@@ -200,14 +200,16 @@ def test_redis_absent_at_start_then_joins(php_server, clients, tmp_path):
 ])
 def test_a_bad_cluster_url_or_namespace_fails_clearly(php_server, url, namespace, cause):
     with pytest.raises(RuntimeError) as e:
-        php_server(SCRIPT, "--redis", url, "--namespace", namespace)
-    assert "run() threw" in str(e.value) and cause in str(e.value), str(e.value)
+        php_server(SCRIPT, "--cluster", url, "--namespace", namespace)
+    out = str(e.value)
+    # Refused where it is set, naming the cause.
+    assert "InvalidArgumentException" in out and "setCluster()" in out and cause in out, out
 
 
 def test_the_php_chat_node_shares_a_room_with_the_rust_one(php_server, redis, rust_node, clients):
     """examples/php/chat_node.php: the page at /, the JSON events of the
     Rust and Python chat nodes, one room across the nodes."""
-    php = php_server("examples/php/chat_node.php", "--redis", redis.url, "--namespace", "room")
+    php = php_server("examples/php/chat_node.php", "--cluster", redis.url, "--namespace", "room")
     rust = rust_node(redis.url, "room")
     with Conn(php.port) as c:
         c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -4,7 +4,7 @@
 // the static cluster calls, answering {"event":"result","value":...} to the
 // caller; broadcasts carry {"event":"all"|"message","name":tag,"text":seq}.
 //
-//   php cluster.php --port P [--redis URL] [--namespace NS] [--reuse-port]
+//   php cluster.php --port P [--cluster URL] [--namespace NS] [--reuse-port]
 //       [--heartbeat S --expiry S]
 
 use WebSocket\Server;
@@ -68,16 +68,16 @@ class ClusterApp extends \WebSocket\Application\Application
     }
 }
 
-$o = getopt('', array('port:', 'redis:', 'namespace:', 'reuse-port', 'heartbeat:', 'expiry:'));
+$o = getopt('', array('port:', 'cluster:', 'namespace:', 'reuse-port', 'heartbeat:', 'expiry:'));
 $server = new Server('127.0.0.1', (int)$o['port'], false, array('reuse_port' => isset($o['reuse-port'])));
-if (isset($o['redis'])) {
+if (isset($o['cluster'])) {
     $options = array();
     foreach (array('heartbeat', 'expiry') as $k) {
         if (isset($o[$k])) {
             $options[$k] = (float)$o[$k];
         }
     }
-    $server->setCluster($o['redis'], isset($o['namespace']) ? $o['namespace'] : 'test', $options);
+    $server->setCluster($o['cluster'], isset($o['namespace']) ? $o['namespace'] : 'test', $options);
 }
 $server->setCheckOrigin(false);
 $server->setMaxClients(1000);

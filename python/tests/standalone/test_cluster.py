@@ -121,7 +121,7 @@ def rust_node(redis: Redis) -> Proc:
         pytest.fail("no chat_node: "
                     "cargo build -p polysocket --features cluster --example chat_node")
     port = free_port()
-    p = Proc([exe, "--port", str(port), "--redis", redis.url, "--namespace", "test"], "chat node")
+    p = Proc([exe, "--port", str(port), "--cluster", redis.url, "--namespace", "test"], "chat node")
     p.port = port
     return p
 
