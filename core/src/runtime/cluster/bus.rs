@@ -212,6 +212,8 @@ async fn publisher(cluster: Arc<Cluster>, mut queue: mpsc::Receiver<Outgoing>, h
                     cluster.channels.presence(),
                     Body::Leave(cluster.incarnation),
                 ));
+                // `send` counts the batch published or dropped itself; the
+                // server is stopping, so nobody else is left to tell.
                 let _ = send(&cluster, &mut conn, &mut batch).await;
                 return;
             }

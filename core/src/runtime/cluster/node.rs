@@ -289,6 +289,7 @@ impl Node {
         let Some(runtime) = self.runtime.take() else {
             return;
         };
+        // Fails only when no bus task is left to receive it: nothing to stop.
         let _ = self.local.0.stopping.send(true);
         let tasks = std::mem::take(&mut *self.local.0.tasks.lock().expect("tasks lock"));
         runtime.block_on(async {
