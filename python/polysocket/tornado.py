@@ -61,6 +61,11 @@ _MIN_READ = 1024
 _READ_SIZE = 1 << 20
 #: A read buffer up to this size stays in use between messages.
 _KEEP = 64 * 1024
+#: Reads straight into the engine ask for at most this much at once;
+#: larger frames are read as a small head and then their rest.
+_DIRECT_MAX = 256 * 1024
+#: Room for a frame's header (and the next one's) in a read sized to fit it.
+_FRAME_SLACK = 64
 #: Seconds without a large read after which a connection gives its large
 #: buffers back.
 _QUIET = 1.0
@@ -145,6 +150,7 @@ class _EngineProtocol(_tws.WebSocketProtocol13):
         # The large read buffer kept between large messages, and the timer
         # that drops it (and the engine's large buffers) once quiet.
         self._spare: bytearray | None = None
+        self._read_size = _MIN_READ
         self._large_reads = 0
         self._quiet_timer: object = None
 
@@ -358,64 +364,89 @@ class _EngineProtocol(_tws.WebSocketProtocol13):
     # -------------------------------------------------------------- receiving
 
     async def _receive_frame_loop(self) -> None:
+        """Read every byte straight into the engine's buffer (no copy). A
+        read asks for `_read_size` bytes of whatever has arrived (many
+        frames per Python call), or for the whole rest of a large frame
+        before waking up (the stream reads on by itself: one wake-up, not
+        one per segment). The read size follows the traffic: it grows while
+        reads fill it (a burst) and, after a large frame, fits the next
+        one of that size (one read per frame), up to `_DIRECT_MAX`; a
+        larger frame is read from a small read of its head on, so that the
+        engine never moves a large head to make room for its rest. It goes
+        back to `_MIN_READ`, and the engine's large buffers are freed, once
+        the connection is quiet (`_quiet`). Builds without `read_view`
+        read through a buffer of ours (`_read_and_copy`)."""
         try:
             engine = self._engine
+            stream = self.stream
             # Frames that came with the handshake are already in the engine.
             await self._dispatch(engine.receive(b""))
-            # One buffer, reused, for reads of small frames: the stream
-            # reads straight into it and the engine copies what arrived
-            # (the rest of a large frame is read on its own, below). It
-            # grows while reads fill it with whole frames (a burst).
-            # Between bursts the next read starts in the small one again
-            # (if the buffer grew beyond `_KEEP`), the large one kept aside
-            # for the next burst, until the connection has been quiet for a
-            # while (`_quiet`): an idle connection holds no large buffer,
-            # here or in the engine.
-            small = buf = bytearray(_MIN_READ)
+            if not _DIRECT_READS:
+                await self._read_and_copy(engine)
+                return
+            n = 0
             while not self.client_terminated:
                 awaited = engine.awaited
-                if awaited > _MIN_READ:
-                    # The rest of a large frame: all of it before waking up
-                    # (the stream reads on by itself), not one wake-up per
-                    # segment, and where possible straight into the
-                    # engine's buffer (no copy).
+                size = self._read_size
+                whole = awaited > _MIN_READ
+                view = engine.read_view(awaited if whole else size)
+                try:
+                    n_before, n = n, await stream.read_into(view, partial=not whole)
+                finally:
+                    view.release()
+                await self._dispatch(engine.commit(n), n)
+                if whole:
+                    frame = n_before + n + _FRAME_SLACK
+                    self._read_size = (
+                        max(size, 1 << frame.bit_length()) if frame <= _DIRECT_MAX else _MIN_READ
+                    )
                     self._large_read()
-                    if _DIRECT_READS:
-                        view = engine.read_view(awaited)
-                        try:
-                            n = await self.stream.read_into(view)
-                        finally:
-                            view.release()
-                        await self._dispatch(engine.commit(n), n)
-                        continue
-                    if len(buf) < awaited:
-                        spare = self._spare
-                        if spare is None or len(spare) < min(awaited, _READ_SIZE):
-                            spare = self._spare = bytearray(min(awaited, _READ_SIZE))
-                        buf = spare
-                    n = await self.stream.read_into(memoryview(buf)[: min(awaited, len(buf))])
-                    await self._dispatch(engine.receive(buf, n), n)
-                    continue
-                n = await self.stream.read_into(buf, partial=True)
-                await self._dispatch(engine.receive(buf, n), n)
-                size = len(buf)
-                if engine.awaited > _MIN_READ:
-                    # A large frame began: its rest is read on its own.
-                    continue
-                if n == size:
-                    # Reads fill the buffer: a burst of frames.
-                    spare = self._spare
-                    if spare is not None and len(spare) > size:
-                        buf = spare
-                    elif size < _READ_SIZE:
-                        buf = self._spare = bytearray(min(size * 4, _READ_SIZE))
+                elif n == size:
+                    self._read_size = min(size * 4, _DIRECT_MAX)
                     self._large_read()
-                elif size > _KEEP:
-                    buf = small
         except StreamClosedError:
             self._abort()
         finally:
             self.handler.on_ws_connection_close(self.close_code, self.close_reason)
+
+    async def _read_and_copy(self, engine: Any) -> None:
+        """Builds without `read_view` (CPython < 3.11): read into a buffer
+        of ours, reused, that the engine copies from. It grows while reads
+        fill it with whole frames (a burst). Between bursts the next read
+        starts in the small one again (if the buffer grew beyond `_KEEP`),
+        the large one kept aside for the next burst, until the connection
+        has been quiet for a while (`_quiet`): an idle connection holds no
+        large buffer, here or in the engine. The rest of a large frame is
+        read on its own, all of it before waking up."""
+        small = buf = bytearray(_MIN_READ)
+        while not self.client_terminated:
+            awaited = engine.awaited
+            if awaited > _MIN_READ:
+                self._large_read()
+                if len(buf) < awaited:
+                    spare = self._spare
+                    if spare is None or len(spare) < min(awaited, _READ_SIZE):
+                        spare = self._spare = bytearray(min(awaited, _READ_SIZE))
+                    buf = spare
+                n = await self.stream.read_into(memoryview(buf)[: min(awaited, len(buf))])
+                await self._dispatch(engine.receive(buf, n), n)
+                continue
+            n = await self.stream.read_into(buf, partial=True)
+            await self._dispatch(engine.receive(buf, n), n)
+            size = len(buf)
+            if engine.awaited > _MIN_READ:
+                # A large frame began: its rest is read on its own.
+                continue
+            if n == size:
+                # Reads fill the buffer: a burst of frames.
+                spare = self._spare
+                if spare is not None and len(spare) > size:
+                    buf = spare
+                elif size < _READ_SIZE:
+                    buf = self._spare = bytearray(min(size * 4, _READ_SIZE))
+                self._large_read()
+            elif size > _KEEP:
+                buf = small
 
     def _large_read(self) -> None:
         """Note a large read: the large buffers stay until `_QUIET`."""
@@ -484,6 +515,7 @@ class _EngineProtocol(_tws.WebSocketProtocol13):
             return
         self._quiet_timer = None
         self._spare = None
+        self._read_size = _MIN_READ
         if self._engine is not None:
             self._engine.release_buffers()
 

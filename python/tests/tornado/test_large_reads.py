@@ -1,7 +1,9 @@
-"""Large frames on the drop-in server: the rest of a large frame is read
-straight into the engine's buffer (`Engine.read_view` / `commit`, CPython
-3.11+ builds) while small frames go through the reused read buffer. Every
-way the two paths meet — frames of every size back to back in one write, a
+"""Large frames on the drop-in server. Builds for CPython 3.11+ read every
+byte straight into the engine's buffer (`Engine.read_view` / `commit`),
+sizing each read by the traffic; older builds read into a reused buffer of
+their own and the rest of a large frame on its own. Every way reads and
+frames can meet — frames of every size back to back in one write, runs of
+equal frames (reads sized to fit them) crossing the largest read size, a
 large frame trickling in pieces, a fragmented message, a client vanishing
 mid-frame — must echo every byte in order."""
 
@@ -13,11 +15,23 @@ import sys
 
 import pytest
 
+import polysocket.tornado
 from polysocket import _native
 from test_ordering import frame, raw_client, read_frames, run
 
 KIB = 1024
 MIB = 1024 * KIB
+
+
+@pytest.fixture(autouse=True, params=["direct", "copied"])
+def reads(request, monkeypatch):
+    """Each test on both read paths: into the engine's buffer (3.11+
+    builds) and through a buffer of ours (the path of older builds, forced
+    here; connections choose when they open)."""
+    if request.param == "direct" and not polysocket.tornado._DIRECT_READS:
+        pytest.skip("read_view exists only in builds for CPython 3.11+")
+    monkeypatch.setattr(polysocket.tornado, "_DIRECT_READS", request.param == "direct")
+    return request.param
 
 
 def payload(n: int) -> bytes:
@@ -32,6 +46,25 @@ def test_frames_of_every_size_back_to_back(server):
         reader, writer = await raw_client(server.port)
         writer.write(b"".join(frame(0x2, m, masked=True) for m in messages))
         got = await read_frames(reader, len(messages))
+        writer.close()
+        return got
+
+    assert run(go()) == [(0x2, m) for m in messages]
+
+
+def test_runs_of_equal_frames_one_echo_at_a_time(server):
+    # Each run makes the reads fit its frames; the next run, larger or
+    # smaller, and the 1 MiB frames beyond the largest read must still be
+    # read whole; a small frame between runs is read in a large read.
+    sizes = [64 * KIB] * 4 + [3] + [200 * KIB] * 3 + [MIB] * 3 + [256 * KIB - 14] * 3 + [10 * KIB] * 3
+    messages = [payload(n) for n in sizes]
+
+    async def go():
+        reader, writer = await raw_client(server.port)
+        got = []
+        for m in messages:
+            writer.write(frame(0x2, m, masked=True))
+            got += await read_frames(reader, 1)
         writer.close()
         return got
 
