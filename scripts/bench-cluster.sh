@@ -8,12 +8,15 @@
 #   scripts/bench-cluster.sh                       # 3 nodes x 1000 subscribers each, 3 rounds
 #   ROUNDS=1 SUBS=300 scripts/bench-cluster.sh     # quick look
 #   ONLY="socketio-redis" scripts/bench-cluster.sh # some systems only
+#   NODES=1 ONLY="polysocket-rust polysocket-rust-local" scripts/bench-cluster.sh
+#                                                  # the bus's cost on one node
 #
 # Rows, per system and round: `max` (the publisher as fast as a window of
 # WINDOW messages ahead of the slowest subscriber allows: the most the
 # cluster delivers; its latency is mostly the window's queue), then `paced`
 # (a fixed publish rate, PACED x the message rate the same round's `max`
-# delivered: latency below saturation). A `sanity` row with SANITY_SUBS
+# delivered: latency below saturation), and with RATE=R an `equal` row (R
+# messages/s published on every system: latencies compared at one load). A `sanity` row with SANITY_SUBS
 # subscribers runs first for each system. Last, unless LOSS_CHECK=0, a
 # `kill-node` row shows the generator sees loss: SANITY_SUBS subscribers on
 # the first system, whose last node is SIGKILLed mid-run (lost and errors
@@ -37,6 +40,7 @@ WARMUP=${WARMUP:-1}
 WINDOW=${WINDOW:-32}
 SIZE=${SIZE:-64}
 PACED=${PACED:-0.5}
+RATE=${RATE:-} # msg/s: an `equal` row per round at this publish rate for every system
 GEN_THREADS=${GEN_THREADS:-1} # the generator's threads (1: one core's worth)
 ONLY=${ONLY:-}
 TAG=${TAG:-$(date -u +%Y%m%d-%H%M)}
@@ -84,13 +88,37 @@ node_polysocket_rust() {
 
 add_system socketio-redis socketio / node_socketio
 add_system django-channels plain /ws node_django
+node_polysocket_rust_local() {
+    exec "$BIN/examples/chat_node" --host 127.0.0.1 --port "$1"
+}
 if [ -x "$BIN/examples/chat_node" ]; then
     add_system polysocket-rust plain "$CHAT_PATH" node_polysocket_rust
+    # One node alone (no bus), for the cost of the bus: compare its node CPU
+    # per delivery with polysocket-rust's at NODES=1.
+    [ "$NODES" = 1 ] && add_system polysocket-rust-local plain "$CHAT_PATH" node_polysocket_rust_local
 fi
-# HOOK: polysocket-python and polysocket-php go here, one node_* function
-# and one add_system line each (e.g. `python -m polysocket chat --cluster
-# "$REDIS_URL" --port "$1"` from the Python venv; `php daemon.php` with the
-# extension loaded and setCluster()).
+# The Python chat demo (python/polysocket/demo/chat.py: one Python call per
+# published message, fan-out in Rust) from the venv of
+# scripts/test-python-tornado.sh, and the PHP chat node
+# (examples/php/chat_node.php, the same) with the extension that
+# `cargo build --release -p polysocket-php` makes; each joins when its build
+# is there. Same room, path and JSON events as the Rust node.
+PS_PY=${PS_PY:-target/python-venv-tornado/bin/python}
+PS_PHP_EXT=${PS_PHP_EXT:-$BIN/libpolysocket_php.so}
+node_polysocket_python() {
+    exec "$PS_PY" -m polysocket chat --host 127.0.0.1 --port "$1" --max-connections 20000 \
+        --cluster "$REDIS_URL" --namespace bench
+}
+node_polysocket_php() {
+    exec php -n -d extension="$PS_PHP_EXT" examples/php/chat_node.php --host 127.0.0.1 --port "$1" \
+        --cluster "$REDIS_URL" --namespace bench
+}
+if [ -x "$PS_PY" ] && "$PS_PY" -c 'import polysocket' 2> /dev/null; then
+    add_system polysocket-python plain "$CHAT_PATH" node_polysocket_python
+fi
+if [ -f "$PS_PHP_EXT" ] && command -v php > /dev/null; then
+    add_system polysocket-php plain "$CHAT_PATH" node_polysocket_php
+fi
 # ------------------------------------------------------------------------------
 
 install_anchors() {
@@ -215,6 +243,10 @@ for round in $(seq 1 "$ROUNDS"); do
             log "paced, round $round: $s at $rate msg/s"
             fanout paced "$round" "$s" --subs "$SUBS" --rate "$rate"
         fi
+        if [ -n "$RATE" ]; then
+            log "equal, round $round: $s at $RATE msg/s"
+            fanout equal "$round" "$s" --subs "$SUBS" --rate "$RATE"
+        fi
     done
 done
 if [ "${LOSS_CHECK:-1}" != 0 ]; then
@@ -231,6 +263,6 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$(($(date +%s) - T0))
 cp "$RESULTS" "$JSONL"
 
-export RESULTS NODES SUBS ROUNDS DURATION WARMUP WINDOW SIZE PACED LOAD_BEFORE LOAD_AFTER ELAPSED
+export RESULTS NODES SUBS ROUNDS DURATION WARMUP WINDOW SIZE PACED RATE LOAD_BEFORE LOAD_AFTER ELAPSED
 python3 benches/cluster/summarize.py | tee "$TABLE"
 log "raw results: $JSONL, table: $TABLE, logs: $OUT_DIR"

@@ -44,7 +44,9 @@ print(f"{E['NODES']} nodes per system on one redis-server, {int(E['SUBS']):,} su
       f"publisher on node 1, {E['SIZE']} B messages; {E['ROUNDS']} rounds × {E['DURATION']} s (after "
       f"{E['WARMUP']} s of warm-up), systems' order rotating; median round. `max`: window of {E['WINDOW']} "
       f"messages ahead of the slowest subscriber (its latency is mostly that queue); `paced`: {E['PACED']} × "
-      "the message rate that round's `max` delivered; `kill-node`: a node SIGKILLed mid-run (loss must show). "
+      "the message rate that round's `max` delivered; "
+      + (f"`equal`: {E['RATE']} msg/s published on every system; " if E.get("RATE") else "")
+      + "`kill-node`: a node SIGKILLed mid-run (loss must show). "
       "Nothing pinned: nodes, Redis and the generator share the cores.")
 print()
 print("| system | row | subscribers | **deliveries/s** | published msg/s | p50 ms | p99 ms | max ms "
@@ -52,7 +54,7 @@ print("| system | row | subscribers | **deliveries/s** | published msg/s | p50 m
       "| nodes alive |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for s in systems:
-    for row in ("sanity", "max", "paced", "kill-node"):
+    for row in ("sanity", "max", "paced", "equal", "kill-node"):
         rs = pick(row, s)
         if not rs:
             continue

@@ -3,7 +3,7 @@
 // through @socket.io/redis-adapter on one Redis (the adapter's default
 // pub/sub mode, with the `redis` v4 client).
 //
-//   node server.js --port P --redis redis://127.0.0.1:R [--host 127.0.0.1]
+//   node server.js --port P --cluster redis://127.0.0.1:R [--host 127.0.0.1]
 //
 // Installed and run by scripts/bench-cluster.sh (NODE_PATH points at its
 // npm install in target/bench-node).
@@ -27,7 +27,7 @@ function arg(name, fallback) {
 async function main() {
   const port = Number(arg("port"));
   const host = arg("host", "127.0.0.1");
-  const pub = createClient({ url: arg("redis") });
+  const pub = createClient({ url: arg("cluster") });
   const sub = pub.duplicate();
   for (const [name, c] of [["pub", pub], ["sub", sub]]) {
     c.on("error", (e) => console.error(`redis ${name}: ${e.message}`));
