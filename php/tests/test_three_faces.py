@@ -1,5 +1,5 @@
-"""Three nodes of three faces on one real redis-server (issue 13's CI test):
-the Rust chat node (core/examples/chat_node.rs), a Python standalone node
+"""Three nodes of three faces on one real redis-server: the Rust chat node
+(core/examples/chat_node.rs), a Python standalone node
 (python/tests/standalone/cluster_node.py, in the venv scripts/test-python.sh
 builds) and a PHP daemon (servers/cluster.php), 50 clients each, ten of
 every draft family (hixie-75, hixie-76, hybi-07, RFC 6455 with and without
@@ -41,14 +41,15 @@ def test_rust_python_and_php_nodes_share_one_namespace(php_server, redis, nodes,
     rust, py = nodes(RustNode, redis.url, "test"), nodes(PythonNode, redis.url)
     php = php_node(php_server, redis.url, "test")
     on_php, on_py = open_clients(clients, php, "P"), open_clients(clients, py, "Y")
-    on_rust, rust_ids = {}, {}
+    on_rust, ids = {}, {}  # ids: client -> connection id, where known
     for d in DRAFTS:
         on_rust[d] = []
         for i in range(PER_DRAFT):
             c = clients(d, rust.port, "chat?name=R" if (d, i) == ("rfc6455", 0) else "chat")
             # Its first event is its own join; unnamed, it is named after its id.
             name = c.event()["name"]
-            rust_ids[c] = int(name.split("-")[1]) if name.startswith("guest-") else None
+            if name.startswith("guest-"):
+                ids[c] = int(name.split("-")[1])
             on_rust[d].append(c)
     everyone = [c for on in (on_php, on_py, on_rust) for cs in on.values() for c in cs]
     assert len(everyone) == 150
@@ -88,24 +89,29 @@ def test_rust_python_and_php_nodes_share_one_namespace(php_server, redis, nodes,
 
     # Direct sends and closes from the PHP node and from the Python node to
     # connections of each other node.
-    py_id = {c: c.ask(op="id")["id"] for c in (on_py["hixie-75"][1], on_py["hybi-07"][1])}
-    php_id = {c: c.call(cmd="id") for c in (on_php["hixie-76"][1], on_php["rfc6455"][1])}
+    ids.update((c, c.ask(op="id")["id"]) for c in (on_py["hixie-75"][1], on_py["hybi-07"][1]))
+    ids.update((c, c.call(cmd="id")) for c in (on_php["hixie-76"][1], on_php["rfc6455"][1]))
     for target, text in ((on_py["hixie-75"][1], "PHP to a hixie-75 client of Python"),
                          (on_rust["hixie-76"][1], "PHP to a hixie-76 client of Rust")):
-        assert pub_php.call(cmd="sendTo", id=(py_id | rust_ids)[target], text=text) is True
+        assert pub_php.call(cmd="sendTo", id=ids[target], text=text) is True
         assert target.direct() == text
     for target in (on_py["hybi-07"][1], on_rust["rfc6455"][1]):
-        assert pub_php.call(cmd="closeTo", id=(py_id | rust_ids)[target], code=4000,
+        assert pub_php.call(cmd="closeTo", id=ids[target], code=4000,
                             reason="from PHP") is True
         assert target.direct() == ("close", 4000, "from PHP")
+        target.close()
     for target, text in ((on_php["hixie-76"][1], "Python to a hixie-76 client of PHP"),
                          (on_rust["hixie-75"][1], "Python to a hixie-75 client of Rust")):
-        assert pub_py.ask(op="send", to=(php_id | rust_ids)[target], text=text) == {"ok": None}
+        assert pub_py.ask(op="send", to=ids[target], text=text) == {"ok": None}
         assert target.direct() == text
     for target in (on_php["rfc6455"][1], on_rust["hybi-07"][1]):
-        assert pub_py.ask(op="close", to=(php_id | rust_ids)[target], code=4001,
+        assert pub_py.ask(op="close", to=ids[target], code=4001,
                           reason="from Python") == {"ok": True}
         assert target.direct() == ("close", 4001, "from Python")
+        target.close()
+    # The four closed connections leave the counts of every node.
+    wait_for(lambda: pub_php.call(cmd="presence") == pub_py.ask(op="presence")["presence"] == 146,
+             10, "presence 146 after the closes")
     # An id of no live node: refused on both.
     live = pub_php.call(cmd="nodes")
     nobody = next(n for n in range(1, 1 << 24) if n not in live) << 39 | 1
