@@ -10,7 +10,9 @@
 #   extra arguments go to pytest for php/tests, e.g. scripts/test-php.sh -k limits
 #
 # apt (only when missing): php8.2-cli php8.2-dev libclang-dev, python3-venv,
-# redis-server (test_cluster.py), chromium. The extension is built with `cargo build --release -p
+# redis-server (test_cluster.py, test_three_faces.py), chromium. The Python
+# node of test_three_faces.py runs in target/python-venv, the venv of
+# scripts/test-python.sh, built here too when it is missing or stale. The extension is built with `cargo build --release -p
 # polysocket-php` and copied to target/release/polysocket.so; PATH is the
 # same for every cargo call (ext-php-rs re-runs bindgen when it changes).
 set -euo pipefail
@@ -35,6 +37,17 @@ fi
 # --- Python venv for the clients -------------------------------------------------
 VENV="$ROOT/target/php-venv"
 ensure_venv "$VENV" -r tests/requirements.txt
+
+# --- the Python node of test_three_faces.py -------------------------------------------
+# It runs in the venv with the polysocket package that scripts/test-python.sh
+# builds (scripts/test.sh runs that first); built here only when that is
+# missing or older than its sources, so CI does not build it twice.
+if python_package_current; then
+    echo "== polysocket in target/python-venv is current (scripts/test-python.sh built it)"
+else
+    python_package
+fi
+export POLYSOCKET_PYTHON="$PYTHON_VENV/bin/python"
 
 # --- build ---------------------------------------------------------------------------
 echo "== cargo build --release -p polysocket-php"

@@ -25,16 +25,8 @@ if [ "${POLYSOCKET_SKIP_BROWSER:-}" != 1 ] && [ ! -x /usr/bin/chromium ]; then
     apt_install chromium
 fi
 
-VENV="$ROOT/target/python-venv"
-ensure_venv "$VENV" maturin -r python/tests/requirements.txt
-
-# A wheel from the workspace's target dir (incremental), installed like `pip install ./python`.
-echo "== building the polysocket wheel (release)"
-rm -rf target/python/wheels
-(cd python && PATH="$VENV/bin:$PATH" maturin build --release -q -o ../target/python/wheels) \
-    >>"$SETUP_LOG" 2>&1 || setup_failed
-"$VENV/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps \
-    target/python/wheels/*.whl >>"$SETUP_LOG" 2>&1 || setup_failed
+VENV="$PYTHON_VENV"  # target/python-venv (scripts/test-php.sh's Python node runs in it too)
+python_package
 # The Rust node of the cluster tests (python/tests/standalone/test_cluster.py).
 echo "== building the Rust chat node (core/examples/chat_node.rs)"
 cargo build -q -p polysocket --features cluster --example chat_node >>"$SETUP_LOG" 2>&1 \

@@ -55,7 +55,8 @@ echo "== scripts/test-python-tornado.sh"
 ./scripts/test-python-tornado.sh
 
 # PHP: the extension built and loaded with `php -d extension=...`: its
-# tests, then the interop suite against the PHP echo daemon.
+# tests, then the interop suite against the PHP echo daemon. Its three-face
+# cluster test runs a Python node in the venv test-python.sh built above.
 echo "== scripts/test-php.sh"
 ./scripts/test-php.sh
 

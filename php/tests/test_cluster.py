@@ -7,52 +7,20 @@ import os
 import time
 
 import pytest
-from cluster_peers import DRAFTS, Client, Redis, RustNode, wait_for
+from cluster_peers import DRAFTS, PHP_NODE, Redis, RustNode, php_node, wait_for
+from cluster_peers import clients, nodes, redis  # noqa: F401 (fixtures)
 from conftest import free_port
 from rawws import Conn
 
-SCRIPT = "php/tests/servers/cluster.php"
-BEAT = ("--heartbeat", "0.2", "--expiry", "1")
 
 
 @pytest.fixture
-def redis(tmp_path):
-    r = Redis(str(tmp_path)).start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
-def rust_node(tmp_path):
-    nodes = []
-
-    def start(redis_url, namespace):
-        nodes.append(RustNode(str(tmp_path), redis_url, namespace))
-        return nodes[-1]
-
-    yield start
-    for n in nodes:
-        n.stop()
-
-
-@pytest.fixture
-def clients():
-    opened = []
-
-    def open_(draft, port, path):
-        opened.append(Client(draft, port, path))
-        return opened[-1]
-
-    yield open_
-    for c in opened:
-        try:
-            c.close()
-        except OSError:
-            pass
+def rust_node(nodes):
+    return lambda redis_url, namespace: nodes(RustNode, redis_url, namespace)
 
 
 def node(php_server, redis, *args):
-    return php_server(SCRIPT, "--cluster", redis.url, "--namespace", "t", *BEAT, *args)
+    return php_node(php_server, redis.url, "t", *args)
 
 
 def test_three_nodes_every_client_gets_every_message_once_in_order(
@@ -164,8 +132,8 @@ def test_garbage_on_the_channels_is_ignored(php_server, redis, clients):
 
 def test_two_daemons_share_a_port_with_reuse_port(php_server, clients):
     port = free_port()
-    php_server(SCRIPT, "--reuse-port", port=port)
-    php_server(SCRIPT, "--reuse-port", port=port)
+    php_server(PHP_NODE, "--reuse-port", port=port)
+    php_server(PHP_NODE, "--reuse-port", port=port)
     pids = set()
     for _ in range(40):
         c = clients("rfc6455", port, "x")
@@ -200,7 +168,7 @@ def test_redis_absent_at_start_then_joins(php_server, clients, tmp_path):
 ])
 def test_a_bad_cluster_url_or_namespace_fails_clearly(php_server, url, namespace, cause):
     with pytest.raises(RuntimeError) as e:
-        php_server(SCRIPT, "--cluster", url, "--namespace", namespace)
+        php_server(PHP_NODE, "--cluster", url, "--namespace", namespace)
     out = str(e.value)
     # Refused where it is set, naming the cause.
     assert "InvalidArgumentException" in out and "setCluster()" in out and cause in out, out

@@ -5,6 +5,10 @@
 #   apt_install PKG...          apt-get install (update first if needed); needs root
 #   ensure_venv DIR PIP-ARGS... a venv at DIR with `pip install PIP-ARGS`, rebuilt when
 #                               the arguments, a -r file they name or the Python change
+#   python_package              the polysocket package built from the workspace (maturin,
+#                               release) into target/python-venv (python/tests/requirements.txt)
+#   python_package_current      true when target/python-venv has polysocket built after the
+#                               last change to the sources the package is built from
 
 setup_init() {
     if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
@@ -52,4 +56,26 @@ ensure_venv() {
     "$venv/bin/pip" install -q --disable-pip-version-check -U pip >>"$SETUP_LOG" 2>&1 || setup_failed
     "$venv/bin/pip" install -q --disable-pip-version-check "$@" >>"$SETUP_LOG" 2>&1 || setup_failed
     printf '%s' "$stamp" >"$venv/.stamp"
+}
+
+PYTHON_VENV="$PWD/target/python-venv"
+PYTHON_SOURCES=(Cargo.lock core/Cargo.toml core/src python/Cargo.toml python/pyproject.toml
+                python/src python/polysocket)
+
+python_package() {
+    ensure_venv "$PYTHON_VENV" maturin -r python/tests/requirements.txt
+    # A wheel from the workspace's target dir (incremental), installed like `pip install ./python`.
+    echo "== building the polysocket wheel (release)"
+    rm -rf target/python/wheels
+    (cd python && PATH="$PYTHON_VENV/bin:$PATH" maturin build --release -q -o ../target/python/wheels) \
+        >>"$SETUP_LOG" 2>&1 || setup_failed
+    "$PYTHON_VENV/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps \
+        target/python/wheels/*.whl >>"$SETUP_LOG" 2>&1 || setup_failed
+    touch "$PYTHON_VENV/.polysocket-built"
+}
+
+python_package_current() {
+    [ -f "$PYTHON_VENV/.polysocket-built" ] \
+        && "$PYTHON_VENV/bin/python" -c 'import polysocket' >/dev/null 2>&1 \
+        && [ -z "$(find "${PYTHON_SOURCES[@]}" -newer "$PYTHON_VENV/.polysocket-built" -print -quit)" ]
 }
