@@ -175,6 +175,19 @@ pub struct ResponseHead {
     pub headers: Headers,
 }
 
+/// A complete `200 OK` response carrying `body` (a page, metrics), not
+/// cached, the connection closed after it.
+pub fn page_response(content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Cache-Control: no-cache\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    response.extend_from_slice(body);
+    response
+}
+
 /// Parses a request head at the start of `buf`.
 ///
 /// `Ok(None)`: the head is not complete yet. `Ok(Some((head, n)))`: the head

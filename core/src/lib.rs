@@ -35,5 +35,5 @@ pub mod utf8;
 pub use config::{Config, ExtensionsConfig, PerMessageDeflateConfig, Strictness};
 pub use draft::{Draft, DraftSet};
 pub use error::{Error, HandshakeError, ProtocolError, SendError};
-pub use protocol::{Connection, Event, EventRef, Incoming, Message, PreparedMessage};
+pub use protocol::{Connection, Event, EventRef, Incoming, Message, PreparedMessage, Tally};
 pub use session::{Role, Session};

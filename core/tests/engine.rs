@@ -778,3 +778,54 @@ fn lent_messages_are_answered_kept_or_forwarded_without_losing_what_follows() {
         assert_eq!(echoed, expected, "{draft}");
     }
 }
+
+/// What a server's buffer budget counts: bytes received and not yet handed
+/// out (a partial frame, a message being reassembled), and output not yet
+/// written; and how a connection is given up on over it.
+#[test]
+fn buffered_bytes_and_abort() {
+    let (mut client, mut server) = pair(Draft::Rfc6455);
+    assert_eq!(server.buffered_bytes(), 0);
+    // A fragment, then part of the next frame.
+    client
+        .send_fragment(MessageKind::Binary, &[1; 1000], false)
+        .unwrap();
+    client
+        .send_fragment(MessageKind::Binary, &[2; 1000], true)
+        .unwrap();
+    let wire = client.take_output();
+    server.receive(&wire[..1500]);
+    assert_eq!(server.poll().unwrap(), None);
+    // The first fragment reassembled, what arrived of the second held.
+    let held = server.buffered_bytes();
+    assert!((1400..=1500).contains(&held), "{held}");
+    server.receive(&wire[1500..]);
+    assert!(matches!(server.poll().unwrap(), Some(Event::Message(_))));
+    assert_eq!(server.buffered_bytes(), 0, "handed out");
+    // Output not yet written counts until it is.
+    server.send_binary(&[3; 100]).unwrap();
+    assert_eq!(server.buffered_bytes(), 102);
+    let out = server.take_output();
+    assert_eq!(server.buffered_bytes(), 0);
+    client.receive(&out);
+    assert!(matches!(client.poll().unwrap(), Some(Event::Message(_))));
+
+    // Abort: what is held goes, a close with the code is queued.
+    server.receive(&wire[..1500]);
+    assert_eq!(server.poll().unwrap(), None);
+    server.abort(1013, "try again later");
+    assert_eq!(server.state(), State::Closed);
+    let out = server.take_output();
+    assert_eq!(server.buffered_bytes(), 0);
+    client.receive(&out);
+    match client.poll().unwrap() {
+        Some(Event::Close(frame)) => assert_eq!(frame.code, 1013),
+        other => panic!("expected the close, got {other:?}"),
+    }
+    // Half-written output cannot be followed by a close frame: none is sent.
+    let (_, mut server) = pair(Draft::Rfc6455);
+    server.send_binary(&[4; 100]).unwrap();
+    server.advance_output(10);
+    server.abort(1013, "try again later");
+    assert!(!server.has_output());
+}

@@ -57,6 +57,23 @@ fn extensions() {
     replay("extensions", harness::extensions::run);
 }
 
+#[test]
+fn http() {
+    replay("http", harness::http::run);
+}
+
+#[cfg(feature = "cluster")]
+#[test]
+fn envelope() {
+    replay("envelope", harness::envelope::run);
+}
+
+#[cfg(feature = "runtime")]
+#[test]
+fn proxy() {
+    replay("proxy", harness::proxy::run);
+}
+
 /// Freshly built seeds (valid requests, answers, frames and compressed
 /// traffic for every draft and extension) pass their harnesses: keeps the
 /// seed layouts in step with what the harnesses read.
@@ -68,7 +85,13 @@ fn seeds() {
             "response" => harness::response::run,
             "frames" => harness::frames::run,
             "connection" => harness::connection::run,
-            _ => harness::extensions::run,
+            "extensions" => harness::extensions::run,
+            "http" => harness::http::run,
+            #[cfg(feature = "cluster")]
+            "envelope" => harness::envelope::run,
+            #[cfg(feature = "runtime")]
+            "proxy" => harness::proxy::run,
+            other => panic!("no harness for {other}"),
         };
         let result = std::panic::catch_unwind(|| run(&seed.data));
         assert!(result.is_ok(), "{}/{} failed", seed.target, seed.name);

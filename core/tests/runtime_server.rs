@@ -336,6 +336,78 @@ fn a_peer_that_stops_reading_is_cut_off_not_buffered_forever() {
     assert_eq!(c.recv_message(), Message::text("ok"));
 }
 
+/// Sends 32 MiB at once straight into the engine (`Conn::send`) when asked,
+/// in distinct messages (each then counts against the budget).
+struct Flood {
+    closes: Mutex<Vec<CloseInfo>>,
+}
+
+impl Handler for Flood {
+    fn on_message(&self, conn: &mut Conn<'_>, _message: Incoming<'_>) {
+        for i in 0..32u8 {
+            let _ = conn.send(&Message::binary(vec![i; 1 << 20]));
+        }
+    }
+
+    fn on_close(&self, _id: ConnId, close: &CloseInfo) {
+        self.closes.lock().unwrap().push(close.clone());
+    }
+}
+
+#[test]
+fn a_peer_that_stops_reading_is_cut_off_when_its_handler_sends_into_the_engine() {
+    // Found by scripts/soak.sh: the limit was checked only for the handle's
+    // sends, so a peer that never read what its own handler sent held it
+    // (and its task) until it went away.
+    let flood = Arc::new(Flood {
+        closes: Mutex::new(Vec::new()),
+    });
+    let mut config = ServerConfig::default();
+    config.max_send_buffer = 1 << 20;
+    let server = start(config, flood.clone());
+    let mut stuck = Client::connect_uncompressed(server.local_addr(), Draft::Rfc6455);
+    stuck.send("flood");
+    let start = Instant::now();
+    while flood.closes.lock().unwrap().is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(10), "not cut off");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let close = flood.closes.lock().unwrap()[0].clone();
+    assert_eq!((close.code, close.clean), (1008, false), "{close:?}");
+    assert_eq!(server.handle().buffered_bytes(), 0);
+}
+
+#[test]
+fn what_a_slow_reader_finally_read_leaves_the_budget_at_once() {
+    // Found by scripts/soak.sh: the share of the budget was brought up to
+    // date before a pending write, not after it, so a connection that went
+    // quiet once its reader caught up kept counting what it had sent.
+    let flood = Arc::new(Flood {
+        closes: Mutex::new(Vec::new()),
+    });
+    let server = start(ServerConfig::default(), flood);
+    let handle = server.handle();
+    let mut c = Client::connect_uncompressed(server.local_addr(), Draft::Rfc6455);
+    c.send("flood");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        handle.buffered_bytes() > 1 << 20,
+        "held for a reader that stalls"
+    );
+    for i in 0..32u8 {
+        assert_eq!(c.recv_message(), Message::binary(vec![i; 1 << 20]));
+    }
+    let start = Instant::now();
+    while handle.buffered_bytes() != 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{} bytes still counted after everything was written",
+            handle.buffered_bytes()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn broadcast_reaches_every_draft_in_a_group() {
     let queue = EventQueue::new().unwrap();
@@ -622,6 +694,38 @@ fn handle_sends_from_the_connections_own_handler_keep_call_order_and_the_buffer_
     assert_eq!(*handler.refused.lock().unwrap(), vec![15]);
     let close = handler.closes.lock().unwrap()[0].clone();
     assert_eq!((close.code, close.clean), (1008, false), "{close:?}");
+}
+
+#[test]
+fn keepalive_drops_a_peer_gone_while_a_write_is_stuck() {
+    // A link cut mid-transfer (scripts/netem.sh cuts a veth): the echo
+    // fills every buffer on the way, the write waits for room that never
+    // comes, and no ping can be sent. Keepalive's bound holds all the same.
+    let echo = Echo::new();
+    let mut config = ServerConfig::default();
+    config.ping_interval = Some(Duration::from_millis(100));
+    config.pong_timeout = Duration::from_millis(200);
+    let server = start(config, echo.clone());
+    let mut c = Client::connect_uncompressed(server.local_addr(), Draft::Rfc6455);
+    // More than loopback's send and receive buffers hold together; then
+    // silence, nothing read. The server may start echoing before the
+    // message is in, and stop reading while its echo is stuck: the write
+    // then fails here, which is the same peer gone quiet.
+    let payload = vec![7u8; 16 << 20];
+    c.conn.send_binary(&payload).unwrap();
+    let frame = c.conn.take_output();
+    let mut stream = c.stream.try_clone().unwrap();
+    let sent = Instant::now();
+    let writer = std::thread::spawn(move || stream.write_all(&frame).is_ok());
+    let close = echo.wait_close();
+    assert_eq!((close.code, close.clean), (1006, false), "{close:?}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        sent.elapsed()
+    );
+    drop(c);
+    writer.join().unwrap();
 }
 
 #[test]

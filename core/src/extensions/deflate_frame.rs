@@ -36,6 +36,11 @@ impl DeflateFrame {
         self.codec.compress(payload, out);
     }
 
+    /// See [`UnitCodec::release_compressor`].
+    pub(crate) fn release_compressor(&mut self) {
+        self.codec.release_compressor();
+    }
+
     /// Inflate one RSV1 frame payload, appending to `out`; fails as soon as
     /// `out.len()` would exceed `limit`.
     pub fn decompress(

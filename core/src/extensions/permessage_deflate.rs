@@ -38,6 +38,11 @@ impl PerMessageDeflate {
         self.codec.compress(payload, out);
     }
 
+    /// See [`UnitCodec::release_compressor`].
+    pub(crate) fn release_compressor(&mut self) {
+        self.codec.release_compressor();
+    }
+
     /// Inflate one frame's payload of a compressed message, appending to
     /// `out` (the message so far). `fin` marks the last frame: the
     /// `00 00 FF FF` tail is fed. A peer with no_context_takeover needs no

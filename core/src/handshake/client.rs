@@ -231,6 +231,7 @@ impl ClientHandshake {
         }
         Ok(Some(Completed {
             response: Vec::new(),
+            fields: Vec::new(),
             session,
             leftover: std::mem::take(&mut self.buf),
         }))
@@ -386,6 +387,27 @@ fn build_request(
     Ok((out, expect))
 }
 
+/// The subprotocol (one of `offered`) and the extensions a hybi answer
+/// agreed to: the same on an HTTP/1.1 upgrade and an HTTP/2 stream.
+pub(super) fn agreed(
+    config: &Config,
+    draft: Draft,
+    offered: &[String],
+    h: &Headers,
+) -> Result<(Option<String>, Agreed), HandshakeError> {
+    let mut subprotocol = None;
+    if let Some(p) = h.get_single("Sec-WebSocket-Protocol")? {
+        let p = p.trim();
+        if !offered.iter().any(|o| o == p) {
+            return Err(HandshakeError::UnofferedSubprotocol(p.to_owned()));
+        }
+        subprotocol = Some(p.to_owned());
+    }
+    let answers: Vec<&str> = h.get_all("Sec-WebSocket-Extensions").collect();
+    let extensions = extensions::accept_response(&config.extensions, draft, &answers)?;
+    Ok((subprotocol, extensions))
+}
+
 /// Checks an answer head against the request; the session it opens.
 fn validate(
     config: &Config,
@@ -438,15 +460,7 @@ fn validate(
                 }
                 session.hybi04_mask_key = Some(hybi::connection_mask_key(key, nonce));
             }
-            if let Some(p) = h.get_single("Sec-WebSocket-Protocol")? {
-                let p = p.trim();
-                if !offered.iter().any(|o| o == p) {
-                    return Err(HandshakeError::UnofferedSubprotocol(p.to_owned()));
-                }
-                session.subprotocol = Some(p.to_owned());
-            }
-            let answers: Vec<&str> = h.get_all("Sec-WebSocket-Extensions").collect();
-            session.extensions = extensions::accept_response(&config.extensions, draft, &answers)?;
+            (session.subprotocol, session.extensions) = agreed(config, draft, offered, h)?;
         }
         Expect::Hixie {
             names,

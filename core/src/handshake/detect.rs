@@ -131,7 +131,7 @@ fn key12_draft(config: &Config, headers: &Headers) -> Result<Draft, HandshakeErr
     }
 }
 
-fn enabled(config: &Config, draft: Draft) -> Result<Draft, HandshakeError> {
+pub(super) fn enabled(config: &Config, draft: Draft) -> Result<Draft, HandshakeError> {
     if config.drafts.contains(draft) {
         Ok(draft)
     } else {

@@ -25,6 +25,7 @@
 
 mod client;
 mod detect;
+pub mod extended_connect;
 mod hixie75;
 pub mod hixie76;
 pub mod hybi;
@@ -50,6 +51,10 @@ pub struct Completed {
     /// Server: the whole 101 answer to write, with hixie-76's 16-byte MD5
     /// body. Client: empty (the request was already sent).
     pub response: Vec<u8>,
+    /// Server, for a WebSocket on an HTTP/2 stream (RFC 8441): the `200`
+    /// answer's header fields, which the HTTP/2 layer encodes (`response`
+    /// is empty then). Empty otherwise.
+    pub fields: Vec<(String, String)>,
     /// The draft, role, subprotocol and extension agreed on: what a
     /// [`Connection`](crate::Connection) needs.
     pub session: Session,

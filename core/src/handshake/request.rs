@@ -28,10 +28,13 @@ pub(super) enum Challenge {
     },
     /// The trimmed `Sec-WebSocket-Key`, already checked to be 16 bytes.
     Key(String),
+    /// RFC 8441's extended CONNECT on an HTTP/2 stream: nothing to prove.
+    ExtendedConnect,
 }
 
 impl Request {
-    /// The request method: always `GET`, since detection refuses any other.
+    /// The request method: `GET` (detection refuses any other), or
+    /// `CONNECT` for a WebSocket on an HTTP/2 stream (RFC 8441).
     pub fn method(&self) -> &str {
         &self.method
     }

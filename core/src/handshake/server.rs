@@ -130,6 +130,31 @@ impl ServerHandshake {
         hs
     }
 
+    /// A WebSocket on an HTTP/2 stream (RFC 8441): the extended CONNECT's
+    /// `:protocol`, `:path` and `:authority`, and its other headers, as the
+    /// HTTP/2 layer decoded them. Ready at once (or failed): answer it with
+    /// [`complete`](Self::complete), whose [`Completed::fields`] are the
+    /// `200`'s headers.
+    pub fn extended_connect(
+        config: Arc<Config>,
+        protocol: &str,
+        path: &str,
+        authority: &str,
+        headers: Headers,
+    ) -> Self {
+        let state =
+            match super::extended_connect::detect(&config, protocol, path, authority, headers) {
+                Ok(req) => State::Request(req),
+                Err(e) => State::Failed(e),
+            };
+        ServerHandshake {
+            config,
+            buf: BytesMut::new(),
+            scanner: HeadScanner::default(),
+            state,
+        }
+    }
+
     /// Feed bytes (may be one byte at a time). Ready once the request (and
     /// hixie-76's 8-byte key3, which may arrive later than the head) is
     /// complete and detected. Bytes after that are kept as the start of the
@@ -223,11 +248,10 @@ impl ServerHandshake {
             State::Failed(e) => return Err(e),
             _ => return Err(HandshakeError::Incomplete),
         };
-        let (response, session) = answer(&self.config, req, opts)?;
+        let completed = answer(&self.config, req, opts)?;
         Ok(Completed {
-            response,
-            session,
             leftover: self.buf,
+            ..completed
         })
     }
 
@@ -250,12 +274,13 @@ impl ServerHandshake {
     }
 }
 
-/// The 101 answer and the session it opens.
+/// The 101 answer (or an HTTP/2 stream's `200` fields) and the session it
+/// opens; the caller adds what was received after the request.
 fn answer(
     config: &Config,
     req: Request,
     opts: &AcceptOptions,
-) -> Result<(Vec<u8>, Session), HandshakeError> {
+) -> Result<Completed, HandshakeError> {
     if let Some(p) = &opts.subprotocol {
         if !req.subprotocols().contains(&p.as_str()) {
             return Err(HandshakeError::UnofferedSubprotocol(p.clone()));
@@ -276,18 +301,28 @@ fn answer(
                 write_header(&mut out, "Sec-WebSocket-Nonce", &nonce)?;
                 hybi04_mask_key = Some(hybi::connection_mask_key(key, &nonce));
             }
-            if let Some(p) = &opts.subprotocol {
-                write_header(&mut out, "Sec-WebSocket-Protocol", p)?;
+            let (fields, agreed) = hybi_fields(config, &req, opts);
+            extensions = agreed;
+            for (name, value) in &fields {
+                write_header(&mut out, name, value)?;
             }
-            let offers = req.extension_offers();
-            if req.draft.has_extensions() && !offers.is_empty() {
-                let (value, agreed) =
-                    extensions::negotiate_server(&config.extensions, req.draft, &offers);
-                if let Some(value) = value {
-                    write_header(&mut out, "Sec-WebSocket-Extensions", &value)?;
-                }
-                extensions = agreed;
-            }
+        }
+        Challenge::ExtendedConnect => {
+            let (mut fields, agreed) = hybi_fields(config, &req, opts);
+            fields.extend(opts.extra_headers.iter().cloned());
+            let session = Session {
+                role: Role::Server,
+                draft: req.draft,
+                subprotocol: opts.subprotocol.clone(),
+                extensions: agreed,
+                hybi04_mask_key: None,
+            };
+            return Ok(Completed {
+                response: Vec::new(),
+                fields,
+                session,
+                leftover: BytesMut::new(),
+            });
         }
         Challenge::None => hixie_head(&mut out, &HIXIE75, &req, opts)?,
         Challenge::Hixie76 { .. } => hixie_head(&mut out, &HIXIE76, &req, opts)?,
@@ -311,7 +346,35 @@ fn answer(
         extensions,
         hybi04_mask_key,
     };
-    Ok((out, session))
+    Ok(Completed {
+        response: out,
+        fields: Vec::new(),
+        session,
+        leftover: BytesMut::new(),
+    })
+}
+
+/// The subprotocol and the extensions agreed, as answer headers: the same
+/// on an HTTP/1.1 upgrade and on an HTTP/2 stream.
+fn hybi_fields(
+    config: &Config,
+    req: &Request,
+    opts: &AcceptOptions,
+) -> (Vec<(String, String)>, Agreed) {
+    let mut fields = Vec::new();
+    if let Some(p) = &opts.subprotocol {
+        fields.push(("Sec-WebSocket-Protocol".to_owned(), p.clone()));
+    }
+    let mut extensions = Agreed::None;
+    let offers = req.extension_offers();
+    if req.draft.has_extensions() && !offers.is_empty() {
+        let (value, agreed) = extensions::negotiate_server(&config.extensions, req.draft, &offers);
+        if let Some(value) = value {
+            fields.push(("Sec-WebSocket-Extensions".to_owned(), value));
+        }
+        extensions = agreed;
+    }
+    (fields, extensions)
 }
 
 /// The hixie status prefix, origin echo, Location and protocol lines.

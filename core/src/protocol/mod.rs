@@ -94,6 +94,21 @@ enum Step {
     Event(Event),
 }
 
+/// Data messages and their payload bytes through a connection, each way
+/// (control frames aside). Kept by the engine because every message of
+/// every face passes through it; servers add them up for their metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Whole messages received.
+    pub messages_in: u64,
+    /// Their payload bytes (after decompression).
+    pub bytes_in: u64,
+    /// Whole messages sent (a fragmented one when its last fragment goes).
+    pub messages_out: u64,
+    /// Payload bytes sent (before compression).
+    pub bytes_out: u64,
+}
+
 /// Where the close handshake stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -182,6 +197,7 @@ pub struct Connection {
     /// read otherwise).
     scratch: BytesMut,
     rx: Receiver,
+    tally: Tally,
     session: Session,
     /// The reason text of the close frame sent on a protocol violation.
     failure_reason: fn(&ProtocolError) -> String,
@@ -194,7 +210,7 @@ pub struct Connection {
 #[cfg(target_pointer_width = "64")]
 const _: () = {
     use std::mem::{offset_of, size_of};
-    assert!(size_of::<Connection>() == 496);
+    assert!(size_of::<Connection>() == 528);
     // Output, encoder and state: the first two cache lines.
     assert!(offset_of!(Connection, encoder) == 96);
     assert!(offset_of!(Connection, state) == 120);
@@ -202,7 +218,8 @@ const _: () = {
     assert!(offset_of!(Connection, scratch) == 128);
     // The receiver's hot fields follow (see `Receiver`); then the cold ones.
     assert!(offset_of!(Connection, rx) == 160);
-    assert!(offset_of!(Connection, session) == 432);
+    assert!(offset_of!(Connection, tally) == 432);
+    assert!(offset_of!(Connection, session) == 464);
 };
 
 impl Connection {
@@ -260,6 +277,7 @@ impl Connection {
             output: BytesMut::new(),
             scratch: BytesMut::new(),
             sending: None,
+            tally: Tally::default(),
             state: State::Open,
             clean: false,
             failure_reason: close::failure_reason,
@@ -289,6 +307,11 @@ impl Connection {
     /// What the handshake agreed on: role, draft, subprotocol, extension.
     pub fn session(&self) -> &Session {
         &self.session
+    }
+
+    /// Messages and payload bytes received and sent so far.
+    pub fn tally(&self) -> Tally {
+        self.tally
     }
 
     /// The negotiated draft, which fixes framing, masking and close rules.
@@ -460,8 +483,16 @@ impl Connection {
         }
         let step = match self.rx.next(&mut self.compression) {
             Ok(None) => return Ok(None),
-            Ok(Some(Received::InPlace(at))) => Step::InPlace(at),
-            Ok(Some(Received::Message(m))) => Step::Event(Event::Message(m)),
+            Ok(Some(Received::InPlace(at))) => {
+                self.tally.messages_in += 1;
+                self.tally.bytes_in += at.len as u64;
+                Step::InPlace(at)
+            }
+            Ok(Some(Received::Message(m))) => {
+                self.tally.messages_in += 1;
+                self.tally.bytes_in += m.data().len() as u64;
+                Step::Event(Event::Message(m))
+            }
             Ok(Some(Received::Control(opcode, payload))) => {
                 match self.on_control(opcode, payload) {
                     Ok(event) => Step::Event(event),
@@ -631,6 +662,27 @@ impl Connection {
         }
     }
 
+    /// Take up to `max` bytes from the front of the pending output as
+    /// `Bytes`, without copying: for a transport that keeps what it sends
+    /// (an HTTP/2 stream). Returns less when the front piece is shorter
+    /// (a large message queued from its own buffer); call again for the
+    /// rest. The output buffer's allocation goes with its bytes.
+    pub fn split_output(&mut self, max: usize) -> Bytes {
+        if let Some(front) = self.shared.front_mut() {
+            let piece = front.split_to(max.min(front.len()));
+            if front.is_empty() {
+                self.shared.pop_front();
+            }
+            return piece;
+        }
+        self.pending_output();
+        let out = match &mut self.stream {
+            None => &mut self.output,
+            Some(s) => &mut s.deflated,
+        };
+        out.split_to(max.min(out.len())).freeze()
+    }
+
     /// Whether there are bytes to write, i.e. whether
     /// [`pending_output`](Self::pending_output) would return any.
     pub fn has_output(&self) -> bool {
@@ -645,6 +697,64 @@ impl Connection {
         self.shared.iter().map(Bytes::len).sum::<usize>()
             + self.output.len()
             + self.stream.as_ref().map_or(0, |s| s.deflated.len())
+    }
+
+    /// Bytes this connection holds on the peer's behalf: received and not
+    /// yet handed out (a partial or held frame, a message being reassembled
+    /// or inflated, under deflate-stream what is not inflated yet) and
+    /// output not yet written. A large output piece shared with other
+    /// connections (a prepared broadcast frame) counts only once it is
+    /// this connection's alone. For server-wide memory budgets: after a
+    /// message that arrived whole and was answered at once it is 0.
+    #[inline]
+    pub fn buffered_bytes(&self) -> usize {
+        let received = self.rx.buffered();
+        let output = self.output.len();
+        if self.shared.is_empty() && self.stream.is_none() {
+            return received + output;
+        }
+        received + output + self.buffered_rest()
+    }
+
+    #[cold]
+    fn buffered_rest(&self) -> usize {
+        let shared: usize = self
+            .shared
+            .iter()
+            .filter(|piece| piece.is_unique())
+            .map(Bytes::len)
+            .sum();
+        shared
+            + self
+                .stream
+                .as_ref()
+                .map_or(0, |s| s.raw.len() + s.deflated.len())
+    }
+
+    /// Give up on the peer for a reason of our own (a server's memory
+    /// budget): drop everything received and not yet written, queue a close
+    /// with `code` and `reason` when the draft has close frames and nothing
+    /// was left half-written before it, and stop ([`State::Closed`]). An
+    /// invalid code (for the draft) sends the close without a status.
+    pub fn abort(&mut self, code: u16, reason: &str) {
+        let half_written = self.has_output();
+        self.rx.clear();
+        self.rx.buf = BytesMut::new();
+        self.shared.clear();
+        self.output = BytesMut::new();
+        if let Some(s) = &mut self.stream {
+            s.raw = BytesMut::new();
+            s.deflated = BytesMut::new();
+        }
+        if self.state == State::Open && !half_written && self.session.draft.has_close_frame() {
+            let rules = self.session.draft.close_body();
+            let payload = close::build(rules, Some(code), reason)
+                .or_else(|_| close::build(rules, None, ""))
+                .unwrap_or_else(|_| BytesMut::new());
+            self.encoder
+                .encode(OpCode::Close, true, 0, &payload, &mut self.output);
+        }
+        self.state = State::Closed;
     }
 
     /// Queue `payload` to be written from its own buffer, after everything
@@ -671,6 +781,20 @@ impl Connection {
             .max(self.scratch.capacity());
         if large > keep || self.stream.is_some() {
             self.release_large_buffers(keep);
+        }
+    }
+
+    /// Drop our compressor if it keeps no context between messages (our
+    /// side of permessage-deflate or deflate-frame agreed to
+    /// no_context_takeover): it is most of a compressing connection's
+    /// memory (a few hundred KiB), and a new one, made for the next
+    /// message, compresses it the same. For an I/O loop to call once the
+    /// connection has been quiet for a while, not per message.
+    pub fn release_compressor(&mut self) {
+        match &mut self.compression {
+            Compression::None => {}
+            Compression::PerMessage(c) => c.release_compressor(),
+            Compression::PerFrame(c) => c.release_compressor(),
         }
     }
 
@@ -740,6 +864,7 @@ impl Connection {
         if self.sending.is_some() {
             return Err(SendError::FragmentInProgress);
         }
+        self.count_out(payload.len(), true);
         if let Some(bytes) = shared.filter(|b| b.len() >= SHARE_MIN && self.stream.is_none()) {
             let compressed = !matches!(self.compression, Compression::None)
                 && bytes.len() >= self.config.extensions.compression_threshold;
@@ -804,6 +929,7 @@ impl Connection {
             return Err(SendError::Unsupported(self.session.draft, "fragments"));
         }
         self.encode_data(opcode, fin, data, false);
+        self.count_out(data.len(), fin);
         self.sending = if fin { None } else { Some(kind) };
         Ok(())
     }
@@ -820,6 +946,7 @@ impl Connection {
             return Err(SendError::FragmentInProgress);
         }
         rules::check_message(self.session.draft, prepared.message().kind())?;
+        self.count_out(prepared.message().data().len(), true);
         let frame = prepared
             .server_frame(self.session.draft)
             .expect("checked: the draft carries the message");
@@ -829,6 +956,12 @@ impl Connection {
             self.output.extend_from_slice(frame);
         }
         Ok(())
+    }
+
+    #[inline]
+    fn count_out(&mut self, payload: usize, whole: bool) {
+        self.tally.messages_out += whole as u64;
+        self.tally.bytes_out += payload as u64;
     }
 
     /// Send a ping (hybi-01 and later), payload up to 125 bytes.

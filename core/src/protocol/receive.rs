@@ -118,6 +118,17 @@ impl Receiver {
         self.decoder.held().saturating_sub(self.buf.len())
     }
 
+    /// Bytes received and not yet handed out: the decode buffer (less a
+    /// message lent and not yet consumed) and a message being reassembled.
+    #[inline]
+    pub(super) fn buffered(&self) -> usize {
+        let pending = self.buf.len() - self.lent;
+        match &self.asm.incoming {
+            None => pending + self.asm.frame_buf.len(),
+            Some(inc) => pending + self.asm.frame_buf.len() + inc.data.len(),
+        }
+    }
+
     /// Drop the message `poll_ref` lent, so that appending new bytes can
     /// reuse the buffer's space instead of growing it.
     #[inline]
@@ -131,6 +142,7 @@ impl Receiver {
         self.buf.clear();
         self.lent = 0;
         self.asm.incoming = None;
+        self.asm.frame_buf = BytesMut::new();
     }
 
     /// The peer's close ends any message in progress.

@@ -13,18 +13,20 @@ pub mod cluster;
 mod current;
 mod error;
 pub mod events;
+mod h2stream;
 pub mod server;
 pub mod stream;
 pub mod tls;
 
-pub use client::{connect, ConnectOptions, WebSocket};
+pub use client::{connect, ConnectOptions, Http2Connection, WebSocket};
 #[cfg(feature = "cluster")]
 pub use cluster::{ClusterConfig, ClusterStats};
 pub use error::RuntimeError;
 pub use events::{EventQueue, ServerEvent};
 pub use server::{
-    bind_listener, serve_listener, CloseInfo, Conn, ConnId, Handler, OpenInfo, Server,
-    ServerConfig, ServerHandle,
+    bind_listener, parse_trusted_proxies, serve_listener, CloseInfo, Conn, ConnId, Handler, IpNet,
+    Limit, OpenInfo, Server, ServerConfig, ServerHandle, Stats, ACCESS_LOG, OVERLOAD_CLOSE,
+    UNCOUNTED,
 };
 pub use stream::Stream;
 

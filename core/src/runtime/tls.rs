@@ -13,6 +13,9 @@ use tokio_rustls::rustls::{crypto::ring, ClientConfig, RootCertStore, ServerConf
 
 use super::RuntimeError;
 
+mod certificates;
+pub use certificates::{CertificateFiles, Certificates};
+
 /// The rustls these configurations are built with, to name their types.
 pub use tokio_rustls::rustls;
 
@@ -184,7 +187,8 @@ fn too_small(key: &PrivateKeyDer<'_>) -> bool {
 
 /// A server configuration from a PEM certificate chain and a PEM private
 /// key (PKCS#8, PKCS#1 or SEC1, not encrypted). ALPN offers `http/1.1`,
-/// the only protocol a WebSocket upgrade runs over.
+/// the only protocol a WebSocket upgrade runs over. For certificates that
+/// can be reloaded, or several chosen by name, see [`Certificates`].
 pub fn server_config(cert_pem: &Path, key_pem: &Path) -> Result<Arc<ServerConfig>, RuntimeError> {
     server_config_with_passphrase(cert_pem, key_pem, None)
 }
@@ -196,24 +200,9 @@ pub fn server_config_with_passphrase(
     key_pem: &Path,
     passphrase: Option<&str>,
 ) -> Result<Arc<ServerConfig>, RuntimeError> {
-    let key = private_key(key_pem, passphrase)?;
-    let certs = certificates(cert_pem)?;
-    let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| tls_error("protocol versions", e))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key.clone_key())
-        .map_err(|e| match too_small(&key) {
-            true => RuntimeError::Tls(format!(
-                "the RSA key in {} has fewer than 2048 bits, which rustls refuses: make a new \
-                 one, e.g. `openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out \
-                 cert.pem`",
-                key_pem.display()
-            )),
-            false => tls_error("certificate and key", e),
-        })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    let mut files = CertificateFiles::new(cert_pem, key_pem);
+    files.passphrase = passphrase.map(str::to_string);
+    Certificates::load(files, Vec::new())?.server_config()
 }
 
 /// A client configuration trusting the Mozilla root set (webpki-roots)

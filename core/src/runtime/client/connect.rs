@@ -55,6 +55,13 @@ pub struct ConnectOptions {
     /// Disable Nagle's algorithm: small frames (pings, chat messages) go out
     /// at once instead of waiting for an ACK. Default on.
     pub nodelay: bool,
+    /// Open the WebSocket as a stream of an HTTP/2 connection (RFC 8441;
+    /// `wss://` only, RFC 6455 only), as browsers do with a server that
+    /// allows it. One connection per call; [`Http2Connection`] opens
+    /// several WebSockets on one. Default off.
+    ///
+    /// [`Http2Connection`]: super::Http2Connection
+    pub http2: bool,
 }
 
 impl Default for ConnectOptions {
@@ -70,6 +77,7 @@ impl Default for ConnectOptions {
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
             nodelay: true,
+            http2: false,
         }
     }
 }
@@ -90,6 +98,10 @@ impl Default for ConnectOptions {
 /// `UnexpectedStatus(403)`).
 pub async fn connect(url: &str, options: ConnectOptions) -> Result<WebSocket, RuntimeError> {
     let target = Target::parse(url)?;
+    if options.http2 {
+        let connection = super::Http2Connection::connect(url, &options).await?;
+        return connection.open(&target.resource, &options).await;
+    }
     let ConnectOptions {
         draft,
         config,
@@ -101,6 +113,7 @@ pub async fn connect(url: &str, options: ConnectOptions) -> Result<WebSocket, Ru
         handshake_timeout,
         close_timeout,
         nodelay,
+        http2: _,
     } = options;
 
     // Build the request first: options that cannot be sent fail before
@@ -131,8 +144,7 @@ pub async fn connect(url: &str, options: ConnectOptions) -> Result<WebSocket, Ru
         .await
         .map_err(|_| RuntimeError::Timeout("connect"))??;
     tcp.set_nodelay(nodelay)?;
-    let local_addr = tcp.local_addr()?;
-    let peer_addr = tcp.peer_addr()?;
+    let addrs = (tcp.local_addr()?, tcp.peer_addr()?);
     let stream = match tls {
         None => Stream::Plain(tcp),
         Some((tls, name)) => {
@@ -148,26 +160,48 @@ pub async fn connect(url: &str, options: ConnectOptions) -> Result<WebSocket, Ru
     let (stream, completed, response_headers) = timeout_at(deadline, open(stream, handshake))
         .await
         .map_err(|_| RuntimeError::Timeout("opening handshake"))??;
-    Ok(WebSocket {
-        stream: Some(stream),
-        read_ahead_limit: config.max_message_size.saturating_add(READ_CHUNK),
-        conn: Connection::from_completed(config, completed),
+    Ok(WebSocket::opened(
+        stream,
+        config,
+        completed,
         response_headers,
-        local_addr,
-        peer_addr,
+        addrs,
         close_timeout,
-        ready: None,
-        deferred: None,
-        peer_close: None,
-        eof: false,
-        read_error: None,
-        finished: false,
-    })
+    ))
+}
+
+impl WebSocket {
+    /// A connection whose opening handshake `completed` on `stream`;
+    /// `addrs` are the TCP connection's local and peer addresses.
+    pub(super) fn opened(
+        stream: Stream,
+        config: Arc<Config>,
+        completed: Completed,
+        response_headers: Headers,
+        (local_addr, peer_addr): (std::net::SocketAddr, std::net::SocketAddr),
+        close_timeout: Duration,
+    ) -> Self {
+        WebSocket {
+            stream: Some(stream),
+            read_ahead_limit: config.max_message_size.saturating_add(READ_CHUNK),
+            conn: Connection::from_completed(config, completed),
+            response_headers,
+            local_addr,
+            peer_addr,
+            close_timeout,
+            ready: None,
+            deferred: None,
+            peer_close: None,
+            eof: false,
+            read_error: None,
+            finished: false,
+        }
+    }
 }
 
 /// Resolve `host` and connect to the first address that accepts; the
 /// error is the last address's.
-async fn connect_tcp(host: &str, port: u16) -> Result<TcpStream, RuntimeError> {
+pub(super) async fn connect_tcp(host: &str, port: u16) -> Result<TcpStream, RuntimeError> {
     let mut last = None;
     for addr in tokio::net::lookup_host((host, port)).await? {
         match TcpStream::connect(addr).await {
@@ -182,7 +216,7 @@ async fn connect_tcp(host: &str, port: u16) -> Result<TcpStream, RuntimeError> {
 
 /// A TLS handshake failure: rustls' verdict (certificate, protocol) as
 /// [`RuntimeError::Tls`], anything else (a reset) as I/O.
-fn tls_error(e: io::Error) -> RuntimeError {
+pub(super) fn tls_error(e: io::Error) -> RuntimeError {
     match e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
@@ -227,20 +261,20 @@ pub(super) fn deadline_after(d: Duration) -> Instant {
 
 /// What a `ws://` / `wss://` URL names.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Target {
-    secure: bool,
+pub(super) struct Target {
+    pub(super) secure: bool,
     /// Host to resolve and to verify the certificate against: a lowercase
     /// name, an IPv4 literal, or an IPv6 literal without brackets.
-    host: String,
-    port: u16,
+    pub(super) host: String,
+    pub(super) port: u16,
     /// The Host header: brackets around IPv6, `:port` unless default.
-    host_header: String,
+    pub(super) host_header: String,
     /// Path and query, percent-encoded where HTTP needs it.
-    resource: String,
+    pub(super) resource: String,
 }
 
 impl Target {
-    fn parse(url: &str) -> Result<Target, RuntimeError> {
+    pub(super) fn parse(url: &str) -> Result<Target, RuntimeError> {
         let bad = |why: &'static str| RuntimeError::Url(url.to_owned(), why);
         let (scheme, rest) = url
             .split_once("://")

@@ -42,9 +42,11 @@ use crate::protocol::{CloseFrame, Connection, Event, Message, MessageKind, State
 use super::{RuntimeError, Stream};
 
 mod connect;
+mod http2;
 
 use connect::deadline_after;
 pub use connect::{connect, ConnectOptions};
+pub use http2::Http2Connection;
 
 /// Room reserved in the receive buffer before each read: one TLS record.
 const READ_CHUNK: usize = 16 * 1024;
@@ -397,6 +399,13 @@ impl WebSocket {
             return Ok(());
         };
         poll_fn(|cx| {
+            if let Stream::H2(h2) = stream {
+                let sent = h2.poll_send_output(cx, conn);
+                if sent.is_pending() {
+                    read_ahead(cx, stream, conn, *read_ahead_limit, eof, read_error);
+                }
+                return sent;
+            }
             while conn.has_output() {
                 match Pin::new(&mut *stream).poll_write(cx, conn.pending_output()) {
                     Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),

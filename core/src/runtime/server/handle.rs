@@ -57,6 +57,21 @@ impl ServerHandle {
         }
     }
 
+    /// Read the certificate files again ([`ServerConfig::certificates`]):
+    /// new handshakes use the new certificates, open connections carry on.
+    /// A broken, missing or mismatched file is an error naming it, and the
+    /// old certificates stay.
+    ///
+    /// [`ServerConfig::certificates`]: super::ServerConfig::certificates
+    pub fn reload_tls(&self) -> Result<(), RuntimeError> {
+        match &self.shared.config.certificates {
+            Some(certificates) => certificates.reload(),
+            None => Err(RuntimeError::Config(
+                "this server has no reloadable certificates".into(),
+            )),
+        }
+    }
+
     /// Send a message to a connection. Fails when it is gone or closing,
     /// when its draft cannot carry the message, or when its send buffer is
     /// full (it is then aborted and reported closed with 1008).
@@ -162,6 +177,54 @@ impl ServerHandle {
         self.shared.open.load(Ordering::Acquire)
     }
 
+    /// Bytes the connections hold on their clients' behalf, as counted
+    /// against [`ServerConfig::max_buffered_total`](super::ServerConfig::max_buffered_total).
+    pub fn buffered_bytes(&self) -> usize {
+        self.shared.buffered.load(Ordering::Acquire)
+    }
+
+    /// Connections closed so far because the buffer budget had no room for
+    /// their data.
+    pub fn over_budget_closes(&self) -> u64 {
+        self.shared.metrics.hits(super::Limit::Budget)
+    }
+
+    /// The server's metrics now: open connections by draft and extension,
+    /// handshakes, messages and bytes, closes by code, limit hits, and the
+    /// bus when the server belongs to a cluster.
+    pub fn stats(&self) -> super::Stats {
+        let mut stats = {
+            let conns = self.shared.conns.read().expect("registry lock");
+            self.shared.metrics.snapshot(
+                conns
+                    .values()
+                    .map(|e| (e.draft, e.extension, e.http2, e.mailbox.tally.load())),
+            )
+        };
+        stats.buffered_bytes = self.buffered_bytes();
+        #[cfg(feature = "cluster")]
+        {
+            stats.cluster = self.cluster_stats();
+        }
+        stats
+    }
+
+    /// Where [`ServerConfig::metrics_port`](super::ServerConfig::metrics_port)
+    /// is served, if it is.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.shared.metrics_addr
+    }
+
+    /// Graceful shutdown for a rolling restart: the listening socket is
+    /// closed at once (another process on the port, `reuse_port`, takes the
+    /// new clients), open connections are served until they end or
+    /// [`ServerConfig::drain_timeout`](super::ServerConfig::drain_timeout)
+    /// passes, then the rest get 1001 as with [`stop`](Self::stop).
+    /// [`stopped`](Self::stopped) resolves once every connection ended.
+    pub fn drain(&self) {
+        self.shared.draining.send_replace(true);
+    }
+
     /// Graceful shutdown: stop accepting, send 1001 to every connection,
     /// let the close handshakes finish (up to the close timeout).
     pub fn stop(&self) {
@@ -200,11 +263,11 @@ impl ServerHandle {
         let peer = stream.peer_addr()?;
         let stream = TcpStream::from_std(stream)?;
         let shared = self.shared.clone();
-        if !admit(&shared, peer.ip()) {
+        if !admit(&shared, Some(peer.ip())) {
             return Err(RuntimeError::Config("connection limit reached".into()));
         }
         let opening = Box::pin(async move {
-            let guard = Admitted::new(shared.clone(), peer.ip());
+            let guard = Admitted::new(shared.clone(), Some(peer.ip()));
             open(&shared, Stream::Plain(stream), peer, handshake, guard)
                 .await
                 .ok()

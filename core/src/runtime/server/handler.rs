@@ -40,6 +40,9 @@ pub struct OpenInfo {
     pub extensions: Agreed,
     /// Served over TLS.
     pub secure: bool,
+    /// Served as a stream of an HTTP/2 connection (RFC 8441) rather than
+    /// an HTTP/1.1 upgrade: the HTTP version is 2.
+    pub http2: bool,
 }
 
 /// How a connection ended, as reported to [`Handler::on_close`].

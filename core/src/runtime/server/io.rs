@@ -174,6 +174,46 @@ impl LowWater {
     }
 }
 
+/// When the peer last acknowledged our data, as the kernel saw it (Linux:
+/// `TCP_INFO`'s `tcpi_last_ack_recv`; `None` elsewhere or on failure). A
+/// write the kernel took proves nothing about a peer behind a cut link (the
+/// send buffer takes its fill whatever happens to the link); its ACKs do.
+/// `None` too for an HTTP/2 stream, whose TCP connection its HTTP/2 task
+/// owns: there the pong timeout alone judges.
+pub(super) fn last_ack(stream: &Stream) -> Option<tokio::time::Instant> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let tcp = stream.tcp()?;
+        // SAFETY: `tcp_info` holds only integers, for which all-zero bytes
+        // are a valid value.
+        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        // SAFETY: the descriptor is the open socket `stream` owns, borrowed
+        // for the call; `info` is writable for `len` bytes, and the kernel
+        // writes at most `len` (an older kernel fewer, leaving zeros).
+        let r = unsafe {
+            libc::getsockopt(
+                tcp.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                (&mut info as *mut libc::tcp_info).cast(),
+                &mut len,
+            )
+        };
+        if r != 0 {
+            return None;
+        }
+        let age = std::time::Duration::from_millis(info.tcpi_last_ack_recv.into());
+        tokio::time::Instant::now().checked_sub(age)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = stream;
+        None
+    }
+}
+
 /// Write what the socket takes now, without waiting: true when all of it
 /// went (the usual case: no future, no overflow watch). Errors are left for
 /// [`write_out`] to meet and report.
@@ -191,6 +231,9 @@ pub(super) fn write_now(stream: &Stream, conn: &mut Connection) -> bool {
 
 pub(super) async fn write_out(stream: &mut Stream, conn: &mut Connection) -> std::io::Result<()> {
     std::future::poll_fn(|cx| {
+        if let Stream::H2(h2) = stream {
+            return h2.poll_send_output(cx, conn);
+        }
         let mut stream = std::pin::Pin::new(&mut *stream);
         let written = drain_output(conn, |pieces| {
             let poll = match pieces {

@@ -61,6 +61,9 @@ pub(crate) struct Mailbox {
     /// answer [`SendError::Closed`] instead of queuing what cannot be sent.
     pub(super) closed: AtomicBool,
     pub(super) waker: AtomicWaker,
+    /// The engine's tally, copied by the task once per wake-up, for
+    /// [`ServerHandle::stats`](super::ServerHandle::stats).
+    pub(super) tally: super::metrics::TallyCell,
 }
 
 /// Commands were queued.

@@ -17,16 +17,24 @@
 //!   belongs to a cluster (feature `cluster`).
 //! * [`admission`]: connection limits, origins, the message rate limit.
 //! * [`opening`]: the accept loop and the opening handshake.
+//! * [`http2`]: HTTP/2 connections, whose streams are WebSockets (RFC 8441).
 //! * [`task`]: an open connection's task: its loop, timers, dispatch.
+//! * [`proxy`]: the client's address behind a trusted proxy (PROXY
+//!   protocol, `X-Forwarded-For`, `Forwarded`).
 //! * [`io`]: socket reads (in place, scratch, low-water mark) and writes.
+//! * [`metrics`]: counters and [`Stats`], in Prometheus' format on request.
 
 mod admission;
+mod budget;
 mod clustered;
 mod handle;
 mod handler;
+mod http2;
 mod io;
 mod mailbox;
+mod metrics;
 mod opening;
+mod proxy;
 mod task;
 
 use std::collections::{HashMap, HashSet};
@@ -43,12 +51,22 @@ use super::RuntimeError;
 use crate::config::Config;
 use crate::draft::Draft;
 
+pub use budget::{OVERLOAD_CLOSE, UNCOUNTED};
 pub use handle::ServerHandle;
 pub use handler::{CloseInfo, Conn, Handler, OpenInfo};
 pub(crate) use mailbox::Mailbox;
+pub use metrics::{Limit, Stats, ACCESS_LOG};
 pub use opening::serve_listener;
 #[cfg(feature = "cluster")]
 pub(crate) use opening::stop_requested;
+pub use proxy::{parse_trusted_proxies, IpNet};
+
+/// The parsers of what a proxy (or anyone claiming to be one) sends, for
+/// the fuzz harness in `core/fuzz`; not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::proxy::{forwarded_client, is_trusted, parse_header};
+}
 
 /// Identifies a connection for the lifetime of its server.
 pub type ConnId = u64;
@@ -74,21 +92,78 @@ pub struct ServerConfig {
     /// Accepted `Origin` values (exact, case-insensitive; `*` any); others
     /// are refused with 403. `None`: every origin (and none) is accepted.
     pub allowed_origins: Option<Vec<String>>,
+    /// Proxies believed about the client's address (CIDRs or single
+    /// addresses, see [`parse_trusted_proxies`]): their PROXY header (when
+    /// [`ServerConfig::proxy_protocol`]) or else their `Forwarded` /
+    /// `X-Forwarded-For` header names the client that per-IP limits,
+    /// [`OpenInfo::peer`] and logs use. Headers from anyone else are ignored.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Every connection starts with a PROXY protocol header (v1 or v2, as
+    /// HAProxy's `send-proxy` / `send-proxy-v2` write), read before TLS: a
+    /// connection from an untrusted address, or without a valid header, is
+    /// closed. Needs [`ServerConfig::trusted_proxies`].
+    pub proxy_protocol: bool,
     /// Time for a client to complete its opening handshake (slowloris).
     pub handshake_timeout: Duration,
     /// Send a ping after this long without hearing from the peer.
     pub ping_interval: Option<Duration>,
     /// Drop the connection (1006) when nothing arrives this long after a
-    /// keepalive ping.
+    /// keepalive ping, or when the peer takes none of our output (a write
+    /// is stuck, so no ping can go) for `ping_interval + pong_timeout`
+    /// since it was last heard: a link cut mid-transfer.
     pub pong_timeout: Duration,
     /// Bytes queued for a peer (encoded and not yet written, plus commands
     /// not yet applied) beyond which the peer is deemed stuck: the
     /// connection is aborted and reported closed with 1008.
     pub max_send_buffer: usize,
+    /// Bytes all connections together may hold on their clients' behalf:
+    /// partial frames, messages being reassembled or inflated, output not
+    /// yet written (each connection's first [`UNCOUNTED`] bytes aside). A
+    /// connection whose data would take the total past it is closed with
+    /// [`OVERLOAD_CLOSE`] (1013, try again later) and counted
+    /// ([`Limit::Budget`] in [`ServerHandle::stats`]); the others keep working.
+    /// The default, 256 MiB, holds fifteen messages of the default maximum
+    /// size (17 MiB) at once and keeps a flood of slow senders far from a small
+    /// machine's memory (20 clients each holding most of a 60 MiB frame
+    /// took an unbudgeted server to 1.2 GiB). 0: no budget.
+    pub max_buffered_total: usize,
     /// Time to wait for the peer's close frame after sending ours.
     pub close_timeout: Duration,
+    /// How long [`ServerHandle::drain`] lets open connections carry on
+    /// after the listening socket is closed, before the rest get 1001 as on
+    /// a stop: in a rolling restart, the time clients have to finish and
+    /// reconnect to the new process on the port. 0: draining is stopping.
+    pub drain_timeout: Duration,
+    /// Answer `GET /metrics` on the server's own port with
+    /// [`ServerHandle::stats`] in Prometheus' text format (before the
+    /// handler's [`Handler::http`] is asked). Anyone who reaches the port
+    /// can read them: prefer [`ServerConfig::metrics_port`] on a server
+    /// that faces the Internet.
+    pub metrics: bool,
+    /// Serve `GET /metrics` on this port of the server's address instead,
+    /// nothing else there (0: a free port, see
+    /// [`ServerHandle::metrics_addr`]).
+    pub metrics_port: Option<u16>,
     /// Serve `wss://` with this TLS configuration.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// With [`ServerConfig::tls`]: offer HTTP/2 by ALPN, so that browsers
+    /// open their WebSockets as streams of one connection (RFC 8441); each
+    /// stream counts as a connection for the limits.
+    pub http2: bool,
+    /// Streams an HTTP/2 connection may have open at once (its
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`); further ones are refused with
+    /// `RST_STREAM` (`REFUSED_STREAM`).
+    pub http2_max_streams: u32,
+    /// Streams of an HTTP/2 connection reset by the client before the
+    /// server took them up that the connection may accumulate before it is
+    /// closed with `GOAWAY` (`ENHANCE_YOUR_CALM`): the "rapid reset" attack
+    /// (CVE-2023-44487). Streams the server resets for the client's errors
+    /// are bounded too (`h2`'s default, 1024).
+    pub http2_max_pending_resets: usize,
+    /// The certificates `tls` serves, when they can be reloaded
+    /// ([`ServerHandle::reload_tls`]); set both with
+    /// [`ServerConfig::serve_certificates`].
+    pub certificates: Option<Arc<super::tls::Certificates>>,
     /// Worker threads of the runtime [`Server::start`] creates (0: one per
     /// core).
     pub workers: usize,
@@ -112,12 +187,22 @@ impl Default for ServerConfig {
             max_connections_per_ip: 0,
             max_messages_per_minute: 0,
             allowed_origins: None,
+            trusted_proxies: Vec::new(),
+            proxy_protocol: false,
             handshake_timeout: Duration::from_secs(10),
             ping_interval: None,
             pong_timeout: Duration::from_secs(20),
             max_send_buffer: 64 * 1024 * 1024,
+            max_buffered_total: 256 * 1024 * 1024,
             close_timeout: Duration::from_secs(5),
+            drain_timeout: Duration::ZERO,
+            metrics: false,
+            metrics_port: None,
             tls: None,
+            http2: true,
+            http2_max_streams: 100,
+            http2_max_pending_resets: 20,
+            certificates: None,
             workers: 0,
             read_chunk: 64 * 1024,
             reuse_port: false,
@@ -127,10 +212,26 @@ impl Default for ServerConfig {
     }
 }
 
+impl ServerConfig {
+    /// Serve `wss://` with `certificates`, reloadable while the server runs.
+    pub fn serve_certificates(
+        &mut self,
+        certificates: Arc<super::tls::Certificates>,
+    ) -> Result<(), super::RuntimeError> {
+        self.tls = Some(certificates.server_config()?);
+        self.certificates = Some(certificates);
+        Ok(())
+    }
+}
+
 /// A connection's entry in the registry: how to reach its task.
 pub(super) struct Entry {
     pub(super) mailbox: Arc<Mailbox>,
     pub(super) draft: Draft,
+    /// The compression extension agreed on, if any (for the metrics).
+    pub(super) extension: Option<&'static str>,
+    /// An HTTP/2 stream (for the metrics).
+    pub(super) http2: bool,
 }
 
 /// State shared by the accept loop, the connection tasks and handles.
@@ -141,10 +242,19 @@ pub(super) struct Shared {
     pub(super) groups: Mutex<HashMap<String, HashSet<ConnId>>>,
     pub(super) per_ip: Mutex<HashMap<IpAddr, usize>>,
     pub(super) open: AtomicUsize,
+    /// Bytes the connections hold on their clients' behalf, within
+    /// `config.max_buffered_total` (see [`budget`]).
+    pub(super) buffered: AtomicUsize,
+    pub(super) metrics: metrics::Metrics,
+    /// Where `config.metrics_port` is served.
+    pub(super) metrics_addr: Option<SocketAddr>,
     pub(super) next_id: AtomicU64,
     /// `true` once stop was asked for: the accept loop ends. Connections
     /// learn it from their mailbox's [`STOP`] signal.
     pub(super) stopping: watch::Sender<bool>,
+    /// `true` once a drain was asked for: the accept loop closes the
+    /// listener, waits for the connections to end, then stops.
+    pub(super) draining: watch::Sender<bool>,
     /// Every connection task and the accept loop ended.
     pub(super) finished: Notify,
     pub(super) running: AtomicUsize,

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
@@ -21,10 +22,11 @@ use super::handle::ServerHandle;
 use super::handler::{Handler, OpenInfo};
 use super::io::LowWater;
 use super::mailbox::{Mailbox, STOP};
+use super::proxy::{self, forwarded_client, is_trusted};
 use super::task::{run_connection, Live};
-use super::{spawn_task, ConnId, Entry, ServerConfig, Shared};
+use super::{metrics, spawn_task, ConnId, Entry, Limit, ServerConfig, Shared};
 use crate::error::HandshakeError;
-use crate::handshake::{reject_response, Hooks, Progress, Request, ServerHandshake};
+use crate::handshake::{reject_response, Completed, Hooks, Progress, Request, ServerHandshake};
 use crate::http::parse_request;
 use crate::protocol::Connection;
 use crate::runtime::{RuntimeError, Stream};
@@ -39,6 +41,11 @@ pub fn serve_listener(
     if config.read_chunk == 0 {
         return Err(RuntimeError::Config("read_chunk must be positive".into()));
     }
+    if config.proxy_protocol && config.trusted_proxies.is_empty() {
+        return Err(RuntimeError::Config(
+            "proxy_protocol needs trusted_proxies (whose PROXY headers to believe)".into(),
+        ));
+    }
     #[cfg(feature = "cluster")]
     let cluster = match &config.cluster {
         Some(c) => Some(crate::runtime::cluster::Cluster::new(c.clone())?),
@@ -48,7 +55,17 @@ pub fn serve_listener(
     let first_id = cluster.as_ref().map_or(1, |c| c.first_id());
     #[cfg(not(feature = "cluster"))]
     let first_id = 1;
+    let metrics_listener = match config.metrics_port {
+        Some(port) => {
+            let addr = SocketAddr::new(listener.local_addr()?.ip(), port);
+            let l = std::net::TcpListener::bind(addr)?;
+            l.set_nonblocking(true)?;
+            Some(TcpListener::from_std(l)?)
+        }
+        None => None,
+    };
     let (stopping, _) = watch::channel(false);
+    let (draining, _) = watch::channel(false);
     let shared = Arc::new(Shared {
         config,
         handler,
@@ -56,17 +73,30 @@ pub fn serve_listener(
         groups: Mutex::new(HashMap::new()),
         per_ip: Mutex::new(HashMap::new()),
         open: AtomicUsize::new(0),
+        buffered: AtomicUsize::new(0),
+        metrics: Default::default(),
+        metrics_addr: match &metrics_listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        },
         next_id: AtomicU64::new(first_id),
         stopping,
+        draining,
         finished: Notify::new(),
         running: AtomicUsize::new(0),
         accepting: AtomicBool::new(true),
         #[cfg(feature = "cluster")]
         cluster,
     });
-    let acceptor = shared.config.tls.clone().map(TlsAcceptor::from);
+    let acceptor = shared.config.tls.as_ref().map(|tls| Acceptors {
+        serve: TlsAcceptor::from(with_alpn(tls, shared.config.http2)),
+        refuse: TlsAcceptor::from(with_alpn(tls, false)),
+    });
     let accept_shared = shared.clone();
     spawn_task(&shared, accept_loop(accept_shared, listener, acceptor));
+    if let Some(l) = metrics_listener {
+        spawn_task(&shared, metrics::serve(shared.clone(), l));
+    }
     let handle = ServerHandle { shared };
     #[cfg(feature = "cluster")]
     if let Some(cluster) = &handle.shared.cluster {
@@ -75,15 +105,52 @@ pub fn serve_listener(
     Ok(handle)
 }
 
+/// The TLS acceptors of a `wss://` listener.
+#[derive(Clone)]
+pub(super) struct Acceptors {
+    /// For connections served: ALPN as configured (`h2` first when HTTP/2
+    /// is on).
+    serve: TlsAcceptor,
+    /// For connections refused over a limit: `http/1.1` only, so that the
+    /// refusal is an HTTP/1.1 answer the client can read.
+    refuse: TlsAcceptor,
+}
+
+/// The TLS configuration with ALPN offering `h2` first when HTTP/2 is on,
+/// and never when it is off (whatever the application's configuration
+/// said), then what else it offered (`http/1.1` by default).
+fn with_alpn(
+    tls: &Arc<tokio_rustls::rustls::ServerConfig>,
+    http2: bool,
+) -> Arc<tokio_rustls::rustls::ServerConfig> {
+    let mut protocols: Vec<Vec<u8>> = tls
+        .alpn_protocols
+        .iter()
+        .filter(|p| p.as_slice() != b"h2")
+        .cloned()
+        .collect();
+    if http2 {
+        protocols.insert(0, b"h2".to_vec());
+    }
+    if protocols == tls.alpn_protocols {
+        return tls.clone();
+    }
+    let mut config = (**tls).clone();
+    config.alpn_protocols = protocols;
+    Arc::new(config)
+}
+
 pub(super) async fn accept_loop(
     shared: Arc<Shared>,
     listener: TcpListener,
-    acceptor: Option<TlsAcceptor>,
+    acceptor: Option<Acceptors>,
 ) {
     let mut stopping = shared.stopping.subscribe();
+    let mut draining = shared.draining.subscribe();
     loop {
         let (tcp, peer) = tokio::select! {
             _ = stop_requested(&mut stopping) => return,
+            _ = stop_requested(&mut draining) => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 // Out of descriptors and the like: back off briefly.
@@ -96,32 +163,110 @@ pub(super) async fn accept_loop(
         if !shared.accepting.load(Ordering::Acquire) {
             return;
         }
-        let _ = tcp.set_nodelay(true);
-        let task_shared = shared.clone();
-        let acceptor = acceptor.clone();
-        let opening = Box::pin(async move {
-            if !admit(&task_shared, peer.ip()) {
-                refuse_over_limit(tcp, &task_shared, peer.ip()).await;
+        take(&shared, tcp, peer, acceptor.clone());
+    }
+    // Draining: the socket closes now, so that the port's other listeners
+    // (another process's, `reuse_port`) take every new client. What the
+    // kernel already queued for this socket is taken first: closing resets
+    // it (unless `net.ipv4.tcp_migrate_req` moves it to another listener).
+    if let Ok(listener) = listener.into_std() {
+        while let Ok((tcp, peer)) = listener.accept() {
+            // accept(2) does not pass O_NONBLOCK on; tokio needs it.
+            let ready = tcp.set_nonblocking(true);
+            match ready.and_then(|()| tokio::net::TcpStream::from_std(tcp)) {
+                Ok(tcp) => take(&shared, tcp, peer, acceptor.clone()),
+                Err(_) => break,
+            }
+        }
+    }
+    drain(&shared, &mut stopping).await;
+}
+
+/// Starts serving one accepted socket: admission, the PROXY header, TLS,
+/// the opening handshake, then the connection, in a task of its own.
+fn take(
+    shared: &Arc<Shared>,
+    mut tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    acceptor: Option<Acceptors>,
+) {
+    // Only latency is at stake if the option cannot be set.
+    let _ = tcp.set_nodelay(true);
+    let task_shared = shared.clone();
+    let opening = Box::pin(async move {
+        let config = &task_shared.config;
+        // A trusted proxy's own address is not a client's: the slot is
+        // counted against its client once known.
+        let trusted = is_trusted(&config.trusted_proxies, peer.ip());
+        let ip = (!trusted).then(|| peer.ip());
+        if !admit(&task_shared, ip) {
+            refuse_over_limit(tcp, acceptor.map(|a| a.refuse), &task_shared, peer).await;
+            return None;
+        }
+        let mut guard = Admitted::new(task_shared.clone(), ip);
+        let timeout = config.handshake_timeout;
+        let mut client = peer;
+        if config.proxy_protocol {
+            let header = match trusted {
+                false => Err("PROXY protocol from an untrusted address".into()),
+                true => proxy::read_header(&mut tcp, timeout).await,
+            };
+            match header {
+                Ok(found) => client = found.unwrap_or(peer),
+                Err(reason) => {
+                    // Closed without an answer: counted as a bad request.
+                    task_shared.metrics.refused(400, peer, &reason);
+                    return None;
+                }
+            }
+            if !is_trusted(&config.trusted_proxies, client.ip()) && !guard.claim_ip(client.ip()) {
+                refuse_over_limit(tcp, acceptor.map(|a| a.refuse), &task_shared, client).await;
                 return None;
             }
-            let guard = Admitted::new(task_shared.clone(), peer.ip());
-            let timeout = task_shared.config.handshake_timeout;
-            let stream = match acceptor {
-                None => Stream::Plain(tcp),
-                Some(acceptor) => {
-                    match tokio::time::timeout(timeout, Box::pin(acceptor.accept(tcp))).await {
-                        Ok(Ok(tls)) => Stream::ServerTls(Box::new(tls)),
-                        _ => return None,
+        }
+        let stream = match acceptor {
+            None => Stream::Plain(tcp),
+            Some(acceptor) => {
+                match tokio::time::timeout(timeout, Box::pin(acceptor.serve.accept(tcp))).await {
+                    Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                        super::http2::serve(task_shared.clone(), tls, client, guard).await;
+                        return None;
+                    }
+                    Ok(Ok(tls)) => Stream::ServerTls(Box::new(tls)),
+                    Ok(Err(_)) => return None,
+                    Err(_) => {
+                        task_shared.metrics.hit(Limit::HandshakeTimeout);
+                        return None;
                     }
                 }
-            };
-            let handshake = ServerHandshake::new(task_shared.config.protocol.clone());
-            open(&task_shared, stream, peer, handshake, guard)
-                .await
-                .ok()
-        });
-        spawn_task(&shared, serve(shared.clone(), opening));
+            }
+        };
+        let handshake = ServerHandshake::new(config.protocol.clone());
+        open(&task_shared, stream, client, handshake, guard)
+            .await
+            .ok()
+    });
+    spawn_task(shared, serve(shared.clone(), opening));
+}
+
+/// The open connections carry on until they are all gone or the drain
+/// timeout passes (or a stop comes first); then the server stops.
+async fn drain(shared: &Arc<Shared>, stopping: &mut watch::Receiver<bool>) {
+    let deadline = Instant::now() + shared.config.drain_timeout;
+    let gone = async {
+        while shared.open.load(Ordering::Acquire) > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::select! {
+        _ = stop_requested(stopping) => return,
+        () = gone => {}
+        () = tokio::time::sleep_until(deadline) => {}
     }
+    ServerHandle {
+        shared: shared.clone(),
+    }
+    .stop();
 }
 
 /// The configured origin check, then the application's decision.
@@ -189,7 +334,7 @@ pub(super) async fn serve(shared: Arc<Shared>, opening: Opening) {
     }
 }
 
-/// The opening handshake: read, answer, register.
+/// The opening handshake over HTTP/1.1: read, answer, register.
 pub(super) async fn open(
     shared: &Arc<Shared>,
     mut stream: Stream,
@@ -197,8 +342,38 @@ pub(super) async fn open(
     mut handshake: ServerHandshake,
     admitted: Admitted,
 ) -> Result<Opened, RuntimeError> {
+    let deadline = Instant::now() + shared.config.handshake_timeout;
+    read_request(
+        shared,
+        &mut stream,
+        peer,
+        &mut handshake,
+        &admitted,
+        deadline,
+    )
+    .await?;
+    establish(
+        shared,
+        Answer::Http1(stream),
+        peer,
+        handshake,
+        admitted,
+        deadline,
+    )
+    .await
+}
+
+/// Reads the request until the handshake is ready; a plain HTTP request,
+/// or a bad one, is answered here.
+async fn read_request(
+    shared: &Arc<Shared>,
+    stream: &mut Stream,
+    peer: SocketAddr,
+    handshake: &mut ServerHandshake,
+    admitted: &Admitted,
+    deadline: Instant,
+) -> Result<(), RuntimeError> {
     let config = &shared.config;
-    let deadline = Instant::now() + config.handshake_timeout;
     let mut buf = vec![0u8; 4096];
     // What was read, to answer a plain HTTP request (bounded by the
     // handshake's own head limit, which fails first).
@@ -206,16 +381,23 @@ pub(super) async fn open(
     let mut progress = handshake.feed(&[]);
     loop {
         match progress {
-            Ok(Progress::Ready) => break,
+            Ok(Progress::Ready) => return Ok(()),
             Ok(Progress::NeedMore) => {}
             Err(error) => {
-                let plain = parse_request(&received, &config.protocol)
-                    .ok()
-                    .flatten()
-                    .filter(|(head, _)| head.headers.get("upgrade").is_none());
+                let head = parse_request(&received, &config.protocol).ok().flatten();
+                let client = match (&head, admitted.ip) {
+                    (Some((head, _)), None) => {
+                        forwarded_client(&config.trusted_proxies, peer, &head.headers)
+                    }
+                    _ => peer,
+                };
+                let plain = head.filter(|(head, _)| head.headers.get("upgrade").is_none());
                 let answer = plain
-                    .and_then(|(head, _)| shared.handler.http(&head))
-                    .unwrap_or_else(|| reject_response(&error, &config.protocol));
+                    .and_then(|(head, _)| http_answer(shared, &head))
+                    .unwrap_or_else(|| {
+                        shared.metrics.refused(error.status(), client, &error);
+                        reject_response(&error, &config.protocol)
+                    });
                 let _ =
                     tokio::time::timeout(Duration::from_secs(1), stream.write_all(&answer)).await;
                 return Err(error.into());
@@ -225,14 +407,105 @@ pub(super) async fn open(
             Ok(Ok(0)) => return Err(RuntimeError::Closed),
             Ok(Ok(n)) => n,
             Ok(Err(e)) => return Err(e.into()),
-            Err(_) => return Err(RuntimeError::Timeout("opening handshake")),
+            Err(_) => {
+                shared.metrics.hit(Limit::HandshakeTimeout);
+                return Err(RuntimeError::Timeout("opening handshake"));
+            }
         };
         received.extend_from_slice(&buf[..n]);
         progress = handshake.feed(&buf[..n]);
     }
-    drop(received);
-    drop(buf);
+}
+
+/// The answer to a plain HTTP request (no upgrade), as HTTP/1.1 bytes:
+/// the metrics when asked for, else what the handler serves.
+pub(super) fn http_answer(
+    shared: &Arc<Shared>,
+    head: &crate::http::RequestHead,
+) -> Option<Vec<u8>> {
+    if shared.config.metrics && metrics::asked_for(head) {
+        let handle = ServerHandle {
+            shared: shared.clone(),
+        };
+        return Some(handle.stats().prometheus_response());
+    }
+    shared.handler.http(head)
+}
+
+/// Where a handshake's answer goes.
+pub(super) enum Answer {
+    /// HTTP/1.1: the stream the request came on.
+    Http1(Stream),
+    /// An extended CONNECT on an HTTP/2 stream (RFC 8441): its response
+    /// half and its body, the WebSocket's bytes once answered.
+    H2(h2::server::SendResponse<Bytes>, h2::RecvStream),
+}
+
+impl Answer {
+    fn is_tls(&self) -> bool {
+        match self {
+            Answer::Http1(stream) => stream.is_tls(),
+            Answer::H2(..) => true,
+        }
+    }
+
+    /// Refuses the handshake with `error`'s status (HTTP/1.1 then closes).
+    async fn refuse(&mut self, error: &HandshakeError, config: &ServerConfig) {
+        match self {
+            Answer::Http1(stream) => {
+                let answer = reject_response(error, &config.protocol);
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), stream.write_all(&answer)).await;
+            }
+            Answer::H2(respond, _) => super::http2::refuse(respond, error, &config.protocol),
+        }
+    }
+
+    /// Accepts: the 101 (or the stream's 200), then the stream the
+    /// connection runs on.
+    async fn accept(
+        self,
+        completed: &Completed,
+        deadline: Instant,
+    ) -> Result<Stream, RuntimeError> {
+        match self {
+            Answer::Http1(mut stream) => {
+                tokio::time::timeout_at(deadline, stream.write_all(&completed.response))
+                    .await
+                    .map_err(|_| RuntimeError::Timeout("writing the handshake answer"))??;
+                Ok(stream)
+            }
+            Answer::H2(respond, body) => super::http2::accept(respond, body, &completed.fields),
+        }
+    }
+}
+
+/// A ready handshake: the application's decision, the answer, the
+/// registration.
+pub(super) async fn establish(
+    shared: &Arc<Shared>,
+    mut answer: Answer,
+    peer: SocketAddr,
+    handshake: ServerHandshake,
+    admitted: Admitted,
+    deadline: Instant,
+) -> Result<Opened, RuntimeError> {
+    let config = &shared.config;
     let request = handshake.request().expect("ready").clone();
+    // Through a trusted proxy: the client is the one its headers name.
+    let mut admitted = admitted;
+    let mut peer = peer;
+    if admitted.ip.is_none() {
+        peer = forwarded_client(&config.trusted_proxies, peer, request.headers());
+        if !admitted.claim_ip(peer.ip()) {
+            let error =
+                HandshakeError::Refused(429, "too many connections from this address".into());
+            shared.metrics.hit(Limit::PerIp);
+            shared.metrics.refused(429, peer, &error);
+            answer.refuse(&error, config).await;
+            return Err(error.into());
+        }
+    }
     // The id exists before the application is asked; ids are never reused.
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let hooks = ServerHooks {
@@ -241,7 +514,8 @@ pub(super) async fn open(
         asked: Default::default(),
         subprotocol: Default::default(),
     };
-    let completed = handshake.complete(&hooks, stream.is_tls());
+    let secure = answer.is_tls();
+    let completed = handshake.complete(&hooks, secure);
     let accepted = Accepted {
         shared: shared.clone(),
         id,
@@ -250,9 +524,10 @@ pub(super) async fn open(
     let completed = match completed {
         Ok(c) => c,
         Err(rejected) => {
-            let _ =
-                tokio::time::timeout(Duration::from_secs(1), stream.write_all(&rejected.response))
-                    .await;
+            shared
+                .metrics
+                .refused(rejected.error.status(), peer, &rejected.error);
+            answer.refuse(&rejected.error, config).await;
             return Err(rejected.error.into());
         }
     };
@@ -264,18 +539,20 @@ pub(super) async fn open(
         Entry {
             mailbox: mailbox.clone(),
             draft: completed.session.draft,
+            extension: completed.session.extensions.name(),
+            http2: matches!(answer, Answer::H2(..)),
         },
     );
     let registered = Registered {
         shared: shared.clone(),
         id,
+        close_code: None,
     };
     if *shared.stopping.borrow() {
         mailbox.signal(STOP);
     }
-    tokio::time::timeout_at(deadline, stream.write_all(&completed.response))
-        .await
-        .map_err(|_| RuntimeError::Timeout("writing the handshake answer"))??;
+    let stream = answer.accept(&completed, deadline).await?;
+    shared.metrics.accepted();
     let info = Arc::new(OpenInfo {
         id,
         draft: completed.session.draft,
@@ -286,7 +563,8 @@ pub(super) async fn open(
         peer,
         subprotocol: completed.session.subprotocol.clone(),
         extensions: completed.session.extensions,
-        secure: stream.is_tls(),
+        secure,
+        http2: stream.is_h2(),
     });
     let live = Box::new(Live {
         mailbox,
@@ -304,7 +582,7 @@ pub(super) async fn open(
         eof: false,
         conn: Connection::from_completed(config.protocol.clone(), completed),
         last_heard: Instant::now(),
-        _registered: registered,
+        registered,
         _admitted: admitted,
     });
     Ok((live, info, accepted))
@@ -314,15 +592,22 @@ pub(super) async fn open(
 pub(super) struct Registered {
     pub(super) shared: Arc<Shared>,
     pub(super) id: ConnId,
+    /// The close code the handler was told, counted with the entry's
+    /// removal so that a snapshot's closes and open connections agree.
+    pub(super) close_code: Option<u16>,
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        self.shared
-            .conns
-            .write()
-            .expect("registry lock")
-            .remove(&self.id);
+        let mut conns = self.shared.conns.write().expect("registry lock");
+        if let Some(entry) = conns.remove(&self.id) {
+            // With the entry's removal, under the same lock (see Metrics).
+            self.shared.metrics.ended(entry.mailbox.tally.load());
+            if let Some(code) = self.close_code {
+                self.shared.metrics.closed(code);
+            }
+        }
+        drop(conns);
         let mut groups = self.shared.groups.lock().expect("groups lock");
         groups.retain(|_group, members| {
             members.remove(&self.id);

@@ -9,11 +9,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
 use super::admission::{Admitted, RateLimit};
+use super::budget::{Share, OVERLOAD_CLOSE};
 use super::handler::{call_handler, CloseInfo, OpenInfo};
-use super::io::{poll_read_into, write_now, write_out, LowWater, KEEP_BUFFER};
+use super::io::{last_ack, poll_read_into, write_now, write_out, LowWater, KEEP_BUFFER};
 use super::mailbox::{Mailbox, OVERFLOW, READY, STOP};
 use super::opening::{Accepted, Registered};
-use super::{ConnId, Shared, POLICY_CLOSE};
+use super::{ConnId, Limit, Shared, POLICY_CLOSE};
 use crate::protocol::{CloseFrame, Connection, Event, Polled, State};
 use crate::runtime::Stream;
 
@@ -44,7 +45,7 @@ pub(super) struct Live {
     pub(super) last_heard: Instant,
     /// Dropped with the rest when the task ends: unregisters the connection,
     /// then gives back its place under the connection limits.
-    pub(super) _registered: Registered,
+    pub(super) registered: Registered,
     pub(super) _admitted: Admitted,
 }
 
@@ -65,7 +66,9 @@ const _: () = {
     assert!(offset_of!(Live, conn) <= 136);
     // ...and what only keepalive and the end need, last.
     assert!(offset_of!(Live, last_heard) == offset_of!(Live, conn) + size_of::<Connection>());
-    assert!(size_of::<Live>() <= 704);
+    // Twelve cache lines (the engine's tally, for the metrics, took the
+    // last one).
+    assert!(size_of::<Live>() <= 768);
 };
 
 pub(super) async fn run_connection(
@@ -75,6 +78,9 @@ pub(super) async fn run_connection(
     accepted: Accepted,
 ) {
     let config = &shared.config;
+    // Given back when dropped, however the task ends (even dropped by a
+    // runtime shutting down).
+    let mut share = Share::new(&shared);
     let live = &mut *live;
     accepted.opened();
     call_handler(live.id, &mut live.conn, &live.mailbox, |c| {
@@ -97,25 +103,51 @@ pub(super) async fn run_connection(
         .filter(|_| live.conn.draft().has_ping());
 
     loop {
+        // What the engine counted since the last turn, for the metrics.
+        live.mailbox.tally.store(live.conn.tally());
         // Handles refuse commands from here on, even while the last frames
         // (our close among them) are still being written.
         if live.conn.state() != State::Open {
             live.mailbox.set_closed();
         }
-        // Write what the engine produced; a peer that does not read stalls
-        // the write, which the overflow signal cuts short.
-        if live.conn.has_output() && !write_now(&live.stream, &mut live.conn) {
-            let written = tokio::select! {
-                biased;
-                r = write_out(&mut live.stream, &mut live.conn) => r,
-                _ = live.mailbox.wait(OVERFLOW) => Err(std::io::ErrorKind::WouldBlock.into()),
-            };
-            if let Err(e) = written {
-                if e.kind() == std::io::ErrorKind::WouldBlock {
-                    outcome.get_or_insert_with(|| overflowed(config.max_send_buffer));
-                }
+        // Write what the engine produced (what the socket takes at once),
+        // then count what is still held against the server's budget: a
+        // connection that would take it past the limit is closed.
+        let flushed = !live.conn.has_output() || write_now(&live.stream, &mut live.conn);
+        if !share.update(&live.conn) {
+            outcome = Some(over_budget(&mut live.conn, config.max_buffered_total));
+            // What it held is dropped: its share goes back now (shrinking
+            // always succeeds), not when the task ends a second later, so
+            // the connections still within the budget can use it.
+            share.update(&live.conn);
+            break;
+        }
+        // A peer that does not read stalls the rest of the write, which the
+        // overflow signal and keepalive cut short.
+        if !flushed {
+            // What the handler sent straight into the engine (`Conn::send`)
+            // counts against the limit as the handle's sends do: without
+            // this a stuck peer held all of it, and its task, for ever.
+            if live.conn.output_len() > config.max_send_buffer {
+                outcome.get_or_insert_with(|| overflowed(&shared));
                 break;
             }
+            match write_stuck(live, keepalive, config.pong_timeout).await {
+                Stuck::Written => {}
+                Stuck::Failed => break,
+                Stuck::Overflow => {
+                    outcome.get_or_insert_with(|| overflowed(&shared));
+                    break;
+                }
+                Stuck::Dead => {
+                    outcome.get_or_insert_with(|| dropped("keepalive: the link took nothing"));
+                    break;
+                }
+            }
+            // What was written leaves the budget now, not at the next event
+            // (a connection gone quiet would count it for ever). It only
+            // shrinks, so this cannot fail.
+            share.update(&live.conn);
         }
         if live.conn.state() != State::Open || live.eof {
             if live.conn.state() == State::Closed || live.eof {
@@ -169,7 +201,7 @@ pub(super) async fn run_connection(
         match wake {
             Wake::Signals(signals) => {
                 if signals & OVERFLOW != 0 {
-                    outcome = Some(overflowed(config.max_send_buffer));
+                    outcome = Some(overflowed(&shared));
                     break;
                 }
                 if signals & READY != 0 {
@@ -256,7 +288,21 @@ pub(super) async fn run_connection(
     }
     live.mailbox.set_closed();
     live.mailbox.discard(live.id);
+    let over = outcome
+        .as_ref()
+        .is_some_and(|c| c.code == OVERLOAD_CLOSE && !c.clean);
+    if over {
+        // The close frame, if the peer takes it in time (plain or TLS).
+        let brief = Duration::from_secs(1);
+        let _ = tokio::time::timeout(brief, write_out(&mut live.stream, &mut live.conn)).await;
+    }
     let _ = tokio::time::timeout(Duration::from_secs(1), live.stream.shutdown()).await;
+    if over {
+        // The peer is likely still sending: closing with its bytes unread
+        // would reset the connection and could destroy our close frame
+        // before it is read. Read and discard (briefly) instead.
+        let _ = tokio::time::timeout(Duration::from_secs(1), discard(&mut live.stream)).await;
+    }
     // hixie-75 closes by closing TCP: a close we started ends clean there.
     let close = outcome.unwrap_or_else(|| {
         if live.conn.close_was_clean() {
@@ -269,7 +315,68 @@ pub(super) async fn run_connection(
             dropped("connection ended")
         }
     });
+    live.mailbox.tally.store(live.conn.tally());
+    live.registered.close_code = Some(close.code);
     shared.handler.on_close(live.id, &close);
+}
+
+/// How a write the socket did not take at once ended.
+enum Stuck {
+    Written,
+    Failed,
+    /// Commands for the connection overflowed its send buffer meanwhile.
+    Overflow,
+    /// Keepalive: nothing arrived and nothing left for a ping interval
+    /// plus a pong timeout.
+    Dead,
+}
+
+/// Writes out what the socket did not take at once. While the write waits
+/// the task neither reads nor can send a ping, so keepalive is kept here:
+/// a peer whose link takes no byte of ours for `ping_interval +
+/// pong_timeout` since it was last heard (a link cut mid-transfer, without
+/// FIN or RST) is as dead as a silent one. The peer's TCP acknowledging our
+/// data, however slowly, proves it alive (where the kernel does not say,
+/// output draining stands in for it: less sure, as the kernel's buffer
+/// takes its fill from a dead link too).
+async fn write_stuck(
+    live: &mut Live,
+    keepalive: Option<Duration>,
+    pong_timeout: Duration,
+) -> Stuck {
+    let mut alive = live.last_heard;
+    loop {
+        let left = live.conn.output_len();
+        let dead_at = keepalive.map(|interval| alive + interval + pong_timeout);
+        let written = tokio::select! {
+            biased;
+            r = write_out(&mut live.stream, &mut live.conn) => r,
+            _ = live.mailbox.wait(OVERFLOW) => return Stuck::Overflow,
+            _ = sleep_until(dead_at) => {
+                let (heard, at) = match last_ack(&live.stream) {
+                    Some(acked) => (acked > alive, acked),
+                    None => (live.conn.output_len() < left, Instant::now()),
+                };
+                if heard {
+                    alive = at;
+                    continue;
+                }
+                return Stuck::Dead;
+            }
+        };
+        return match written {
+            Ok(()) => Stuck::Written,
+            Err(_) => Stuck::Failed,
+        };
+    }
+}
+
+/// Sleeps until `at`; forever without one.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// When the connection's task must next look at the clock: the keepalive
@@ -294,12 +401,36 @@ pub(super) fn next_wake(
     }
 }
 
-pub(super) fn overflowed(limit: usize) -> CloseInfo {
+pub(super) fn overflowed(shared: &Shared) -> CloseInfo {
+    shared.metrics.hit(Limit::SendBuffer);
+    let limit = shared.config.max_send_buffer;
     CloseInfo {
         code: POLICY_CLOSE,
         reason: format!("send buffer over {limit} bytes: peer not reading"),
         clean: false,
     }
+}
+
+/// The budget has no room for what `conn` holds: give up on the peer
+/// (dropping what it holds; the close frame with [`OVERLOAD_CLOSE`] is
+/// written on the way out) and say so.
+#[cold]
+fn over_budget(conn: &mut Connection, limit: usize) -> CloseInfo {
+    let reason = "server busy: buffer budget reached, try again later";
+    conn.abort(OVERLOAD_CLOSE, reason);
+    tracing::debug!(limit, "connection closed over the buffer budget");
+    CloseInfo {
+        code: OVERLOAD_CLOSE,
+        reason: reason.into(),
+        clean: false,
+    }
+}
+
+/// Read and drop everything until the peer's end of stream.
+async fn discard(stream: &mut crate::runtime::Stream) {
+    use tokio::io::AsyncReadExt;
+    let mut sink = vec![0; 4096];
+    while let Ok(1..) = stream.read(&mut sink).await {}
 }
 
 pub(super) fn dropped(reason: &str) -> CloseInfo {
@@ -338,6 +469,7 @@ pub(super) fn dispatch(shared: &Shared, live: &mut Live) -> Option<CloseInfo> {
                 // Refused only when already closing: the outcome below is
                 // reported to the handler either way.
                 let _ = conn.close(Some(POLICY_CLOSE), "message rate limit exceeded");
+                shared.metrics.hit(Limit::Rate);
                 return Some(CloseInfo {
                     code: POLICY_CLOSE,
                     reason: "message rate limit exceeded".into(),
@@ -355,11 +487,15 @@ pub(super) fn dispatch(shared: &Shared, live: &mut Live) -> Option<CloseInfo> {
             }
             Ok(None) => return None,
             Err(e) => {
+                // 1009: a frame, message or inflated message over its limit.
+                if e.close_code() == 1009 {
+                    shared.metrics.hit(Limit::MessageSize);
+                }
                 return Some(CloseInfo {
                     code: e.close_code(),
                     reason: e.to_string(),
                     clean: false,
-                })
+                });
             }
         }
     }
