@@ -14,9 +14,18 @@
 //! invariants the API documents (see the module docs).
 
 pub mod connection;
+// The bus format exists only with the `cluster` feature (the fuzz crate's
+// own feature of that name turns on polysocket's).
+#[cfg(feature = "cluster")]
+pub mod envelope;
 pub mod extensions;
 pub mod frames;
+pub mod http;
 pub mod input;
+// The proxy parsers belong to the runtime (the fuzz crate's `runtime`
+// feature turns on polysocket's).
+#[cfg(feature = "runtime")]
+pub mod proxy;
 pub mod puff;
 pub mod request;
 pub mod response;

@@ -18,6 +18,8 @@ use polysocket::extensions::{Agreed, DeflateFrameParams, PerMessageDeflate, PmdP
 use polysocket::framing::{Encoder, OpCode};
 use polysocket::handshake::{ClientHandshake, ClientOptions, ServerHandshake};
 use polysocket::protocol::MessageKind;
+#[cfg(feature = "cluster")]
+use polysocket::Message;
 use polysocket::{Config, Connection, Draft, Role, Session};
 
 /// One seed: the target it feeds, a file name, the input.
@@ -34,6 +36,11 @@ pub fn all() -> Vec<Seed> {
     frames(&mut seeds);
     connection(&mut seeds);
     extensions(&mut seeds);
+    http(&mut seeds);
+    #[cfg(feature = "cluster")]
+    envelope(&mut seeds);
+    #[cfg(feature = "runtime")]
+    proxy(&mut seeds);
     seeds
 }
 
@@ -327,6 +334,112 @@ fn extensions(seeds: &mut Vec<Seed>) {
             "extensions",
             format!("seed-round-trip-{name}"),
             &[&head, text],
+        );
+    }
+}
+
+/// Every draft's request and the server's answer to it, as heads for the
+/// parsers, with the default limits and whatever follows the head.
+fn http(seeds: &mut Vec<Seed>) {
+    let config = Arc::new(Config::default());
+    for draft in Draft::ALL {
+        let request = client_request(draft);
+        let mut server = ServerHandshake::new(Arc::clone(&config));
+        server.feed(&request).expect("our request");
+        let answer = server.accept(&Default::default()).expect("an answer");
+        let head = [0, 0, 0, 0, 0];
+        seed(
+            seeds,
+            "http",
+            format!("seed-{draft}-request"),
+            &[&head, &request],
+        );
+        let head = [1, 0, 0, 0, 0];
+        let name = format!("seed-{draft}-response");
+        seed(seeds, "http", name, &[&head, &answer.response]);
+    }
+    // Repeated, folded-case and listed headers, and a Latin-1 value.
+    let head = [0, 0, 0, 7, 0];
+    let request = b"GET /x HTTP/1.1\r\nHost: a\r\nconnection: keep-alive, Upgrade\r\n\
+        CONNECTION: ,x ,\r\nX: \xe9t\xe9\r\nSec-WebSocket-Key: a\r\nsec-websocket-key: b\r\n\r\n";
+    seed(seeds, "http", "seed-lists".into(), &[&head, request]);
+}
+
+/// One envelope of every kind, decoded from its bytes; and one round trip
+/// of every kind.
+#[cfg(feature = "cluster")]
+fn envelope(seeds: &mut Vec<Seed>) {
+    use polysocket::runtime::cluster::envelope::{Body, Envelope, Heartbeat};
+    let text = Message::Text(bytes::Bytes::from_static("h\u{e9}llo".as_bytes()));
+    let binary = Message::Binary(bytes::Bytes::from_static(b"\x00\xff"));
+    let heartbeat = Heartbeat {
+        incarnation: 7,
+        expiry_ms: 15_000,
+        connections: 3,
+        groups: vec![("room".into(), 2), ("".into(), 1)],
+    };
+    let bodies = [
+        ("broadcast", Body::Broadcast(text.clone())),
+        ("group", Body::Group("room".into(), binary.clone())),
+        ("send", Body::Send(1 << 40 | 5, text)),
+        ("ping", Body::Ping(9, bytes::Bytes::from_static(b"p"))),
+        ("pong", Body::Pong(9, bytes::Bytes::new())),
+        ("close", Body::Close(9, Some(1000), "bye".into())),
+        ("close-no-code", Body::Close(9, None, String::new())),
+        ("heartbeat", Body::Heartbeat(heartbeat)),
+        ("leave", Body::Leave(7)),
+    ];
+    for (name, body) in bodies {
+        let wire = Envelope { origin: 42, body }.encode();
+        seed(seeds, "envelope", format!("seed-{name}"), &[&[0], &wire]);
+    }
+    for kind in 0..8u8 {
+        // Round trip, rng seed, origin, id, kind, then the kind's fields.
+        let fields = [0x42u8; 40];
+        let name = format!("seed-round-trip-{kind}");
+        seed(
+            seeds,
+            "envelope",
+            name,
+            &[&[1], &[5; 8], &[1; 4], &[2; 8], &[kind, 8], &fields],
+        );
+    }
+}
+
+/// PROXY headers as a proxy sends them (v1, v2 with a TLV, a LOCAL health
+/// check), each header mode, and chains of both header spellings.
+#[cfg(feature = "runtime")]
+fn proxy(seeds: &mut Vec<Seed>) {
+    let v1 = b"PROXY TCP4 192.0.2.1 10.0.0.1 56324 443\r\n";
+    seed(seeds, "proxy", "seed-v1".into(), &[&[0], v1]);
+    let v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x21\x00\x27\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x05\
+        \0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x01\x1f\x90\x01\xbb\x04\x00\x00";
+    seed(seeds, "proxy", "seed-v2-tlv".into(), &[&[0], v2]);
+    let local = b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00";
+    seed(seeds, "proxy", "seed-v2-local".into(), &[&[0], local]);
+    for (name, mode) in [("v1", 0u8), ("v2", 1)] {
+        // Header mode: IPv6?, LOCAL?, family, addresses, ports, version.
+        let addresses = [0x20u8, 0x01, 0x0d, 0xb8, 7, 7, 7, 7, 1, 2, 3, 4, 5, 6, 7, 8];
+        let parts: [&[u8]; 7] = [
+            &[1, 1, 0, 1],
+            &addresses,
+            &[0x50, 0],
+            &addresses,
+            &[1, 2],
+            &[mode],
+            &[2, 0, 0],
+        ];
+        seed(seeds, "proxy", format!("seed-header-{name}"), &parts);
+    }
+    // Rng seeds (all bytes 0, all 4) whose first draw picks the spelling.
+    for (name, spelling) in [("x-forwarded-for", 0u8), ("forwarded", 4)] {
+        // Chain mode: every net, peer 127.0.0.1, four hops, rng seed.
+        let hops = [5u8, 3, 7, 2, 1, 4, 6];
+        seed(
+            seeds,
+            "proxy",
+            format!("seed-chain-{name}"),
+            &[&[2, 0x0f, 0, 0, 0, 4], &hops, &[spelling; 8]],
         );
     }
 }

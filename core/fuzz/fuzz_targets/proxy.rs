@@ -1,0 +1,5 @@
+//! libFuzzer entry point; the harness is `polysocket_fuzz::proxy` so that
+//! `core/tests/fuzz_regressions.rs` can replay inputs without cargo-fuzz.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| polysocket_fuzz::proxy::run(data));
