@@ -1,9 +1,12 @@
 """``python -m polysocket {echo,chat} [--host H] [--port P] [options]``
+(``--version``: the workspace's version, compiled into the extension)
 
 ``--processes N`` starts N servers on one port (``SO_REUSEPORT``: the kernel
 spreads new connections among them), each a child process of this one;
 with ``--cluster redis://... --namespace NS`` they share broadcasts, groups
 and presence through Redis. SIGINT or SIGTERM stops every child gracefully.
+With ``--tls-cert``/``--tls-key``, SIGHUP reloads the certificate (passed on
+to every child); a broken file is logged and the old certificate kept.
 """
 
 import argparse
@@ -13,6 +16,7 @@ import subprocess
 import sys
 from typing import List, Optional
 
+from . import __version__
 from .demo import chat, echo
 
 DEMOS = {"echo": (echo, 9001), "chat": (chat, 9002)}
@@ -36,8 +40,15 @@ def _children(argv: List[str], n: int) -> int:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
 
+    def reload(signum: int, _frame: object) -> None:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, reload)
     status = 0
     for p in procs:
         while True:
@@ -58,6 +69,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(prog="python -m polysocket",
                                 description="Run a demo server (Ctrl-C stops it gracefully).")
+    p.add_argument("--version", action="version", version="polysocket " + __version__)
     p.add_argument("demo", choices=sorted(DEMOS))
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=None)
@@ -66,7 +78,30 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--workers", type=int, default=0,
                    help="runtime threads (0: none, I/O on the asyncio loop's thread)")
     p.add_argument("--max-connections", type=int, default=0)
+    p.add_argument("--max-connections-per-ip", type=int, default=0, metavar="N",
+                   help="connections at once from one client address (0: no limit)")
+    p.add_argument("--trusted-proxy", action="append", default=[], metavar="CIDR",
+                   help="believe this proxy's X-Forwarded-For / Forwarded headers or PROXY "
+                        "header about the client's address (repeatable)")
+    p.add_argument("--proxy-protocol", action="store_true",
+                   help="every connection starts with a PROXY protocol header (v1 or v2) "
+                        "from a --trusted-proxy")
+    p.add_argument("--drain-timeout", type=float, metavar="SECONDS",
+                   help="on SIGTERM, close the listening socket and serve the open "
+                        "connections this long before closing them with 1001 (rolling restarts)")
+    p.add_argument("--metrics", action="store_true",
+                   help="answer GET /metrics (Prometheus text format) on the server's port")
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve GET /metrics on this port instead")
     p.add_argument("--no-compression", action="store_true")
+    p.add_argument("--no-http2", action="store_true",
+                   help="with TLS, offer HTTP/1.1 only by ALPN (default: h2 first, "
+                        "WebSockets as HTTP/2 streams, RFC 8441)")
+    p.add_argument("--http2-max-streams", type=int, metavar="N",
+                   help="streams one HTTP/2 connection may have open at once (default 100)")
+    p.add_argument("--max-buffered-total", type=int, metavar="BYTES",
+                   help="bytes all connections may hold for their clients; past it the "
+                        "connection asking for more is closed with 1013 (default 256 MiB, 0: none)")
     p.add_argument("--processes", type=int, default=1,
                    help="server processes sharing the port (SO_REUSEPORT)")
     p.add_argument("--reuse-port", action="store_true",
@@ -86,11 +121,28 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     scheme = "wss" if args.tls_cert else "ws"
     print("%s server on %s://%s:%d" % (args.demo, scheme, args.host, port), flush=True)
-    cluster = {"cluster": args.cluster, "namespace": args.namespace} if args.cluster else {}
+    options = {"cluster": args.cluster, "namespace": args.namespace} if args.cluster else {}
+    if args.trusted_proxy:
+        options["trusted_proxies"] = args.trusted_proxy
+    if args.proxy_protocol:
+        options["proxy_protocol"] = True
+    if args.max_buffered_total is not None:
+        options["max_buffered_total"] = args.max_buffered_total
+    if args.drain_timeout is not None:
+        options["drain_timeout"] = args.drain_timeout
+    if args.metrics:
+        options["metrics"] = True
+    if args.no_http2:
+        options["http2"] = False
+    if args.http2_max_streams is not None:
+        options["http2_max_streams"] = args.http2_max_streams
+    if args.metrics_port is not None:
+        options["metrics_port"] = args.metrics_port
     try:
         module.main(args.host, port, ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key,
                     workers=args.workers, max_connections=args.max_connections,
-                    compression=not args.no_compression, reuse_port=args.reuse_port, **cluster)
+                    max_connections_per_ip=args.max_connections_per_ip,
+                    compression=not args.no_compression, reuse_port=args.reuse_port, **options)
     except (ValueError, TypeError, OSError) as e:
         print("polysocket: %s" % e, file=sys.stderr)
         return 2

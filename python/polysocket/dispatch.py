@@ -4,8 +4,9 @@ reaches its handler, whichever way the server runs.
 ``NativeServer`` (python/src/server.rs) is built with a ``Dispatcher`` and
 calls only the entry points below; it checks them when it is built.
 
-* ``accept(id, path, query, headers, offered, secure)``: decide the
-  handshake of connection ``id`` (on a runtime thread, with the GIL).
+* ``accept(id, path, query, headers, offered, secure, http2)``: decide the
+  handshake of connection ``id`` (on a runtime thread, with the GIL);
+  ``http2``: it is an HTTP/2 stream (RFC 8441's extended CONNECT).
   Returns ``None`` or the chosen subprotocol to accept, ``(status, reason)``
   to refuse. The handler made here is kept under ``id`` until the
   connection opens.
@@ -46,7 +47,7 @@ _NO_CODE = (1005, 1006)
 
 Decision = Union[None, str, Tuple[int, str]]
 #: Builds the handler of a handshake, or says why not: ``(status, reason)``.
-Make = Callable[[str, str, List[Tuple[str, str]], List[str], bool],
+Make = Callable[[str, str, List[Tuple[str, str]], List[str], bool, bool],
                 Union[WebSocketHandler, Tuple[int, str]]]
 
 
@@ -67,9 +68,9 @@ class Dispatcher:
 
     # --- handshakes (on a runtime thread, with the GIL) -----------------------------------
     def accept(self, cid: int, path: str, query: str, headers: List[Tuple[str, str]],
-               offered: List[str], secure: bool) -> Decision:
+               offered: List[str], secure: bool, http2: bool) -> Decision:
         try:
-            made = self._make(path, query, headers, offered, secure)
+            made = self._make(path, query, headers, offered, secure, http2)
         except Exception:
             app_log.exception("Uncaught exception while accepting %s", path)
             return 500, "Internal Server Error"

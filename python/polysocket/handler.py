@@ -37,6 +37,8 @@ class Request:
                  "remote_ip", "protocol", "peer_port")
 
     method = "GET"
+    #: Tornado's name of the HTTP version ("HTTP/2.0" on an HTTP/2 stream,
+    #: see ``Http2Request``): a class attribute, no per-request slot.
     version = "HTTP/1.1"
 
     def __init__(self, path: str, query: str, headers: Sequence[Tuple[str, str]], secure: bool):
@@ -90,6 +92,13 @@ class Request:
 
     def __repr__(self) -> str:
         return "Request(path=%r, remote_ip=%r)" % (self.path, self.remote_ip)
+
+
+class Http2Request(Request):
+    """The opening request of a WebSocket on an HTTP/2 stream (RFC 8441)."""
+
+    __slots__ = ()
+    version = "HTTP/2.0"
 
 
 class WebSocketHandler(_native.Connection):

@@ -15,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _native
 from .dispatch import Dispatcher
-from .handler import Request, WebSocketHandler, app_log
+from .handler import Http2Request, Request, WebSocketHandler, app_log
 from .loop import EventLoop, run
 
 __all__ = ["Server", "serve"]
@@ -81,10 +81,39 @@ class Server:
     arguments are limits and policy (see ``polysocket._native.ServerOptions``):
     max_connections, max_connections_per_ip, max_messages_per_minute,
     max_message_size, handshake_timeout, ping_interval, ping_timeout,
-    max_send_buffer, close_timeout, allowed_origins, drafts, compression,
-    ssl_certfile, ssl_keyfile, workers (runtime threads; 0, the default:
+    max_send_buffer, max_buffered_total (bytes all connections may hold for
+    their clients; past it the connection asking for more is closed with
+    1013), close_timeout, allowed_origins, drafts, compression, ssl_certfile,
+    ssl_keyfile, ssl_certificates (SNI: ``[(server_names, certfile, keyfile),
+    ...]`` served to clients asking for one of those names, the ssl_certfile
+    one to every other; ``reload_tls()`` or SIGHUP re-reads them), workers (runtime threads; 0, the default:
     the loop's own thread on polysocket's loop, one per core on others),
     reuse_port (``SO_REUSEPORT``: several processes share the port).
+
+    HTTP/2 (RFC 8441, docs/PYTHON.md): with TLS, ALPN offers ``h2`` first,
+    so a browser opens its WebSockets as streams of one connection
+    (``request.version == "HTTP/2.0"``); each stream counts as a connection
+    for the limits. ``http2=False`` offers HTTP/1.1 only;
+    ``http2_max_streams`` (default 100) bounds the streams one connection
+    may have open at once (more are refused with ``REFUSED_STREAM``).
+
+    Behind a proxy (docs/OPERATIONS.md): ``trusted_proxies=["10.0.0.0/8",
+    "127.0.0.1"]`` believes those addresses' ``Forwarded`` /
+    ``X-Forwarded-For`` headers, or with ``proxy_protocol=True`` their PROXY
+    protocol header (v1 or v2; required on every connection, from them
+    only). ``request.remote_ip`` and the per-IP limit then use the client's
+    address. A bad entry is a ``ValueError`` naming it.
+
+    Rolling restarts (docs/OPERATIONS.md): with ``reuse_port=True`` a new
+    process starts on the port, then SIGTERM (or ``request_drain()``) makes
+    this one close its listening socket and serve its open connections for
+    up to ``drain_timeout`` seconds (0, the default: none), then close the
+    rest with 1001. SIGINT, or a second SIGTERM, stops at once.
+
+    Metrics (docs/OPERATIONS.md, "Metrics"): ``stats()`` any time;
+    ``metrics=True`` answers ``GET /metrics`` on the server's port in
+    Prometheus' text format, ``metrics_port=N`` on a port of its own
+    instead (0: a free one, see ``metrics_address``).
 
     ``cluster="redis://host:port"`` with ``namespace="chat"``: one broadcast
     and group namespace, connection ids and presence shared with every
@@ -111,6 +140,7 @@ class Server:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._dispatcher = Dispatcher(self._make)
         self._stop_requested: Optional[asyncio.Event] = None
+        self._draining = False
         self._inline = False
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -154,6 +184,28 @@ class Server:
         if self._stop_requested is not None:
             self._stop_requested.set()
 
+    def request_drain(self) -> None:
+        """Make ``serve_forever`` return after a drain: no new connections
+        (the listening socket is closed: another process on the port takes
+        them), the open ones served until they end or ``drain_timeout``
+        passes, then 1001 to the rest. A second request stops at once."""
+        native = self._native
+        if native is None or self._draining:
+            self.request_stop()
+            return
+        self._draining = True
+        native.begin_drain()
+        app_log.info("draining: %d connections left, at most %gs",
+                     native.connection_count(), self.options.drain_timeout)
+        asyncio.ensure_future(self._drained(native))
+
+    async def _drained(self, native: "_native.NativeServer") -> None:
+        # The runtime stops by itself once the last connection ended (its
+        # own, or after the 1001s at the timeout).
+        while native.connection_count():
+            await asyncio.sleep(0.02)
+        self.request_stop()
+
     async def stop(self) -> None:
         """Graceful stop: no new connections, close 1001 to every open one,
         wait for their close handshakes, run every ``on_close``."""
@@ -174,16 +226,57 @@ class Server:
             await loop.run_in_executor(None, native.close)
         self._native = None
 
+    def stats(self) -> Dict[str, Any]:
+        """The server's metrics now: ``connections`` (open), ``by_draft``
+        and ``by_extension`` (open connections by draft name and by
+        compression extension, ``"none"`` without), ``by_http_version``
+        (``"1.1"``, or ``"2"`` for HTTP/2 streams), ``handshakes_accepted``,
+        ``handshakes_refused`` ({HTTP status: count}), ``messages_in``,
+        ``bytes_in``, ``messages_out``, ``bytes_out`` (data messages and
+        their payload bytes), ``closes`` ({close code: count}), ``limits``
+        ({limit name: times it refused or closed a connection}),
+        ``buffered_bytes`` and ``cluster`` (the bus's counters, or None)."""
+        if self._native is None:
+            raise RuntimeError("server not started")
+        return self._native.stats()
+
+    @property
+    def metrics_address(self) -> Optional[Tuple[str, int]]:
+        """``(host, port)`` where ``metrics_port`` is served, or None."""
+        return None if self._native is None else self._native.metrics_address
+
+    def reload_tls(self) -> None:
+        """Read the certificate and key files again: new handshakes get the
+        new certificates, open connections carry on. A broken, missing or
+        mismatched file raises ``ValueError`` naming it, and the old
+        certificates stay; ``RuntimeError`` when not serving ``wss://``."""
+        if self._native is None:
+            raise RuntimeError("server not started")
+        self._native.reload_tls()
+        app_log.info("TLS certificates reloaded")
+
+    def _reload_on_signal(self) -> None:
+        try:
+            self.reload_tls()
+        except (ValueError, RuntimeError) as e:
+            app_log.error("TLS certificates not reloaded (the old ones stay): %s", e)
+
     async def serve_forever(self) -> None:
-        """Serve until ``request_stop()``, SIGINT or SIGTERM, then stop
-        gracefully."""
+        """Serve until ``request_stop()`` or SIGINT, then stop gracefully;
+        SIGTERM drains first (``request_drain()``; without a
+        ``drain_timeout`` that is the same stop). With TLS, SIGHUP reloads
+        the certificates."""
         if self._native is None:
             self.start()
         loop = asyncio.get_running_loop()
         installed = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        handlers: List[Tuple[int, Callable[[], None]]] = [
+            (signal.SIGINT, self.request_stop), (signal.SIGTERM, self.request_drain)]
+        if self.options.secure and hasattr(signal, "SIGHUP"):
+            handlers.append((signal.SIGHUP, self._reload_on_signal))
+        for sig, handler in handlers:
             try:
-                loop.add_signal_handler(sig, self.request_stop)
+                loop.add_signal_handler(sig, handler)
                 installed.append(sig)
             except (NotImplementedError, RuntimeError, ValueError):
                 pass  # not the main thread, or no signals on this platform
@@ -221,7 +314,7 @@ class Server:
 
     # --- handshakes (called on a runtime thread, with the GIL) ---------------------------------
     def _make(self, path: str, query: str, headers: List[Tuple[str, str]], offered: List[str],
-              secure: bool) -> Union[WebSocketHandler, Tuple[int, str]]:
+              secure: bool, http2: bool) -> Union[WebSocketHandler, Tuple[int, str]]:
         """The handler of a handshake (routing, ``initialize``,
         ``check_origin``, ``select_subprotocol``), or ``(status, reason)``."""
         for regex, cls, kwargs in self.routes:
@@ -230,7 +323,7 @@ class Server:
                 break
         else:
             return 404, "Not Found"
-        request = Request(path, query, headers, secure)
+        request = (Http2Request if http2 else Request)(path, query, headers, secure)
         handler = cls(self, request, **kwargs)
         if regex.groupindex:
             handler.path_kwargs = {k: v for k, v in match.groupdict().items() if v is not None}
@@ -257,7 +350,8 @@ class Server:
 def serve(routes: Sequence[Route], host: str = "127.0.0.1", port: int = 8888,
           **kwargs: Any) -> None:
     """Run a server until SIGINT or SIGTERM, then stop it gracefully (every
-    connection is closed with 1001). Blocks; runs polysocket's own asyncio
+    connection is closed with 1001; with TLS, SIGHUP reloads the certificates).
+    Blocks; runs polysocket's own asyncio
     loop (``polysocket.run``)."""
     server = Server(routes, host, port, **kwargs)
     run(server.serve_forever())

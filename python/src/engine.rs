@@ -37,6 +37,11 @@ pub const FAILED: i32 = -1;
 
 /// Buffers above this size are freed by `release_buffers` once empty.
 const RELEASE_ABOVE: usize = 64 * 1024;
+/// The largest `read_view` beyond the rest of a frame (`awaited`): the
+/// Tornado drop-in asks for at most 256 KiB otherwise. Without a bound a
+/// caller's `read_view(2**40)` made the allocator abort the interpreter
+/// (found by python/tests/standalone/fuzz_args.py).
+const READ_VIEW_MAX: usize = 1 << 20;
 /// Binary `bytes` from this size on are sent from the object itself; the
 /// engine writes such payloads from their own buffer. Smaller ones are
 /// copied into its output buffer: a stream (Tornado's) writes each piece
@@ -335,14 +340,16 @@ impl Engine {
     }
 
     /// Give back the memory of empty buffers above 64 KiB (receive,
-    /// output, compression): for an I/O loop to call once a connection
-    /// that carried large messages has gone quiet (not after each one:
-    /// they would be allocated again for the next).
+    /// output, compression) and the compressor if it keeps no context
+    /// between messages: for an I/O loop to call once a connection has
+    /// gone quiet (not after each message: they would be allocated again
+    /// for the next).
     fn release_buffers(&mut self) {
         // A buffer lent to a read is in use, not idle.
         if self.exports == 0 {
             self.window = None;
             self.conn.release_buffers(RELEASE_ABOVE);
+            self.conn.release_compressor();
         }
     }
 
@@ -358,6 +365,12 @@ impl Engine {
             let mut this = slf.borrow_mut();
             if this.exports > 0 {
                 return Err(PyBufferError::new_err("a read view is still held"));
+            }
+            let limit = this.conn.awaited_bytes().max(READ_VIEW_MAX);
+            if size > limit {
+                return Err(PyValueError::new_err(format!(
+                    "read_view({size}): more than the {limit} bytes a read may need"
+                )));
             }
             let buf = this.conn.receive_buffer();
             buf.reserve(size);

@@ -40,6 +40,26 @@ fn refusal(error: &polysocket::HandshakeError, config: &Config) -> PyErr {
     HandshakeError::new_err((r.body, r.status, headers))
 }
 
+/// A server handshake's engine settings (both constructors take them).
+fn server_config(
+    max_message_size: usize,
+    compression_level: Option<u32>,
+    extensions: Option<Vec<String>>,
+    drafts: Option<Vec<String>>,
+    auto_pong: bool,
+    no_context_takeover: bool,
+) -> PyResult<Arc<Config>> {
+    Options {
+        max_message_size,
+        compression_level,
+        drafts,
+        auto_pong,
+        extensions,
+        no_context_takeover,
+    }
+    .into_config()
+}
+
 fn engine(config: Arc<Config>, completed: Completed) -> Engine {
     Engine::new(Connection::from_completed(config, completed))
 }
@@ -71,7 +91,7 @@ impl ServerHandshake {
     /// A request whose head was parsed elsewhere: method, target, header
     /// lines in order, and any bytes already read after the head.
     #[new]
-    #[pyo3(signature = (method, target, headers, body=b"".as_slice(), *, max_message_size=10*1024*1024, compression_level=None, extensions=None, drafts=None))]
+    #[pyo3(signature = (method, target, headers, body=b"".as_slice(), *, max_message_size=10*1024*1024, compression_level=None, extensions=None, drafts=None, auto_pong=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         method: &str,
@@ -82,15 +102,16 @@ impl ServerHandshake {
         compression_level: Option<u32>,
         extensions: Option<Vec<String>>,
         drafts: Option<Vec<String>>,
+        auto_pong: bool,
     ) -> PyResult<Self> {
-        let config = Options {
+        let config = server_config(
             max_message_size,
             compression_level,
-            drafts,
-            auto_pong: false,
             extensions,
-        }
-        .into_config()?;
+            drafts,
+            auto_pong,
+            false,
+        )?;
         let mut parsed = Headers::new();
         for (n, v) in headers {
             parsed.push(n, v);
@@ -102,6 +123,38 @@ impl ServerHandshake {
             parsed,
             body,
         );
+        Ok(ServerHandshake {
+            config,
+            hs: Some(hs),
+        })
+    }
+
+    /// A handshake that parses the request head itself from the bytes
+    /// [`feed`](Self::feed) gives it (an ASGI server hands over the head it
+    /// read, written out again). Pongs are answered in the engine unless
+    /// `auto_pong` is false. With `no_context_takeover` permessage-deflate
+    /// is answered with `server_no_context_takeover`: each message is
+    /// compressed on its own, and `Engine.release_buffers` can give a quiet
+    /// connection's compressor back.
+    #[staticmethod]
+    #[pyo3(signature = (*, max_message_size=10*1024*1024, compression_level=None, extensions=None, drafts=None, auto_pong=true, no_context_takeover=false))]
+    fn reading(
+        max_message_size: usize,
+        compression_level: Option<u32>,
+        extensions: Option<Vec<String>>,
+        drafts: Option<Vec<String>>,
+        auto_pong: bool,
+        no_context_takeover: bool,
+    ) -> PyResult<Self> {
+        let config = server_config(
+            max_message_size,
+            compression_level,
+            extensions,
+            drafts,
+            auto_pong,
+            no_context_takeover,
+        )?;
+        let hs = handshake::ServerHandshake::new(Arc::clone(&config));
         Ok(ServerHandshake {
             config,
             hs: Some(hs),
@@ -128,6 +181,25 @@ impl ServerHandshake {
     #[getter]
     fn draft(&self) -> PyResult<&'static str> {
         Ok(self.request()?.draft().name())
+    }
+
+    /// The request's method (`GET`).
+    #[getter]
+    fn method(&self) -> PyResult<String> {
+        Ok(self.request()?.method().to_owned())
+    }
+
+    /// The request target as sent: path and query.
+    #[getter]
+    fn target(&self) -> PyResult<String> {
+        Ok(self.request()?.target().to_owned())
+    }
+
+    /// The header lines in order, as sent (values decoded as Latin-1).
+    #[getter]
+    fn headers(&self) -> PyResult<HeaderList> {
+        let headers = self.request()?.headers().iter();
+        Ok(headers.map(|(n, v)| (n.to_owned(), v.to_owned())).collect())
     }
 
     /// The subprotocols the client offered, in its order.
@@ -226,6 +298,7 @@ impl ClientHandshake {
             drafts: None,
             auto_pong,
             extensions,
+            no_context_takeover: false,
         }
         .into_config()?;
         let mut opts = ClientOptions::new(parse_draft(draft)?, host, resource);

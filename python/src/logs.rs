@@ -1,20 +1,23 @@
-//! The cluster bus's log lines on Python's `logging` (logger
-//! `polysocket.cluster`): Redis lost and back, messages that could not
-//! cross, nodes joining and expiring. They are what a user must know about
-//! and would otherwise not see (the bus runs in Rust, on its own tasks).
-//! Only the bus's events are forwarded; the runtime's other tracing stays
+//! The runtime's log lines a user must know about and would otherwise not
+//! see (they happen in Rust, on its own tasks), on Python's `logging`: the
+//! cluster bus's (logger `polysocket.cluster`: Redis lost and back,
+//! messages that could not cross, nodes joining and expiring) and one line
+//! per refused handshake (logger `polysocket.access`, INFO: the client's
+//! real address, the status, the reason). The runtime's other tracing stays
 //! where it was (nowhere, unless the embedding program installs a
 //! subscriber first: this one is installed only if none is).
 //!
 //! An event is handed to a thread of its own that takes the GIL to log it:
 //! the bus logs while holding its own locks, on threads that may hold the
 //! GIL or wait for it, so taking the GIL right there could deadlock. The
-//! bus rate-limits what it logs, so the channel stays short.
+//! bus rate-limits what it logs; refusals are not, so the channel is bounded
+//! and lines past it are dropped (the metrics still count every refusal).
 
 use std::fmt::Write;
-use std::sync::mpsc::{channel, Sender};
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Mutex;
 
+use polysocket::runtime::ACCESS_LOG;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use tracing::field::{Field, Visit};
@@ -22,10 +25,19 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Metadata, Subscriber};
 
 /// The module path of the bus's events.
-const TARGET: &str = "polysocket::runtime::cluster";
+const CLUSTER: &str = "polysocket::runtime::cluster";
+
+/// Lines waiting for the GIL at most; more are dropped.
+const BACKLOG: usize = 4096;
+
+/// The Python loggers, by index.
+const LOGGERS: [&str; 2] = ["polysocket.cluster", "polysocket.access"];
+
+/// A line for a logger of [`LOGGERS`], at a `logging` level.
+type LogLine = (usize, u8, String);
 
 struct ToLogging {
-    lines: Mutex<Sender<(u8, String)>>,
+    lines: Mutex<SyncSender<LogLine>>,
 }
 
 /// `message` first, then every other field as `name=value`.
@@ -55,7 +67,8 @@ impl Visit for Line {
 
 impl Subscriber for ToLogging {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.target().starts_with(TARGET) && *metadata.level() <= Level::INFO
+        let target = metadata.target();
+        (target.starts_with(CLUSTER) || target == ACCESS_LOG) && *metadata.level() <= Level::INFO
     }
 
     fn event(&self, event: &Event<'_>) {
@@ -67,7 +80,14 @@ impl Subscriber for ToLogging {
             _ => 20,
         };
         let text = format!("{}{}", line.message, line.fields);
-        let _ = self.lines.lock().expect("log lock").send((level, text));
+        let logger = usize::from(event.metadata().target() == ACCESS_LOG);
+        // Full: the line is dropped (see BACKLOG); disconnected: the
+        // forwarding thread could not start, nobody would log it.
+        let _ = self
+            .lines
+            .lock()
+            .expect("log lock")
+            .try_send((logger, level, text));
     }
 
     fn new_span(&self, _span: &Attributes<'_>) -> Id {
@@ -82,7 +102,7 @@ impl Subscriber for ToLogging {
 /// Forward the bus's events to `logging`, unless the process already has
 /// a tracing subscriber.
 pub fn install() {
-    let (lines, rx) = channel::<(u8, String)>();
+    let (lines, rx) = sync_channel::<LogLine>(BACKLOG);
     if tracing::subscriber::set_global_default(ToLogging {
         lines: Mutex::new(lines),
     })
@@ -93,20 +113,20 @@ pub fn install() {
     let spawned = std::thread::Builder::new()
         .name("polysocket-log".into())
         .spawn(move || {
-            for (level, text) in rx {
-                Python::attach(|py| log(py, level, &text));
+            for (logger, level, text) in rx {
+                Python::attach(|py| log(py, logger, level, &text));
             }
         });
     drop(spawned);
 }
 
-fn log(py: Python<'_>, level: u8, text: &str) {
-    static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    let logger = LOGGER.get_or_try_init(py, || {
+fn log(py: Python<'_>, logger: usize, level: u8, text: &str) {
+    static CACHED: [PyOnceLock<Py<PyAny>>; 2] = [PyOnceLock::new(), PyOnceLock::new()];
+    let logger = CACHED[logger].get_or_try_init(py, || {
         let logging = py.import("logging")?;
         PyResult::Ok(
             logging
-                .call_method1("getLogger", ("polysocket.cluster",))?
+                .call_method1("getLogger", (LOGGERS[logger],))?
                 .unbind(),
         )
     });

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use polysocket::runtime::{tls, ClusterConfig, ServerConfig};
+use polysocket::runtime::tls::{self, CertificateFiles};
+use polysocket::runtime::{parse_trusted_proxies, ClusterConfig, ServerConfig};
 use polysocket::{Config, Draft, DraftSet, ExtensionsConfig, PerMessageDeflateConfig};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -34,6 +35,10 @@ pub struct Options {
     /// (`permessage-deflate`, `deflate-frame`, `deflate-stream`); `None`:
     /// all of them (Tornado's client offers permessage-deflate only).
     pub extensions: Option<Vec<String>>,
+    /// Server: answer permessage-deflate with `server_no_context_takeover`,
+    /// so that a quiet connection can give its compressor back
+    /// (`Engine.release_buffers`).
+    pub no_context_takeover: bool,
 }
 
 impl Options {
@@ -66,7 +71,10 @@ impl Options {
                 }
                 let has = |name: &str| names.iter().any(|n| n == name);
                 ExtensionsConfig {
-                    permessage_deflate: has(EXTENSIONS[0]).then(PerMessageDeflateConfig::default),
+                    permessage_deflate: has(EXTENSIONS[0]).then(|| PerMessageDeflateConfig {
+                        server_no_context_takeover: self.no_context_takeover,
+                        ..PerMessageDeflateConfig::default()
+                    }),
                     deflate_frame: has(EXTENSIONS[1]),
                     deflate_stream: has(EXTENSIONS[2]),
                     compression_level: level,
@@ -129,6 +137,28 @@ pub(crate) fn seconds(name: &str, value: f64) -> PyResult<Duration> {
     }
 }
 
+const NO_DEFAULT_CERTIFICATE: &str =
+    "ssl_certificates needs a default certificate: ssl_certfile and ssl_keyfile";
+
+/// The default certificate and those chosen by server name (SNI), read now:
+/// a file that cannot be used is a `ValueError` naming it.
+fn certificates(
+    cert: PathBuf,
+    key: PathBuf,
+    named: Option<Vec<(Vec<String>, PathBuf, PathBuf)>>,
+) -> PyResult<Arc<tls::Certificates>> {
+    let named = named
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(server_names, cert, key)| CertificateFiles {
+            server_names,
+            ..CertificateFiles::new(cert, key)
+        })
+        .collect();
+    tls::Certificates::load(CertificateFiles::new(cert, key), named)
+        .map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
 #[pymethods]
 impl ServerOptions {
     /// Every limit is optional; 0 means "no limit" where the runtime allows it.
@@ -136,9 +166,11 @@ impl ServerOptions {
     #[pyo3(signature = (*, max_connections=0, max_connections_per_ip=0,
         max_messages_per_minute=0, max_message_size=None, handshake_timeout=10.0,
         ping_interval=None, ping_timeout=20.0, max_send_buffer=64*1024*1024,
-        close_timeout=5.0, allowed_origins=None, drafts=None, compression=true,
-        ssl_certfile=None, ssl_keyfile=None, workers=0, reuse_port=false, cluster=None,
-        namespace=None, cluster_heartbeat=1.0, cluster_expiry=3.0, cluster_queue=65536))]
+        max_buffered_total=256*1024*1024, close_timeout=5.0, drain_timeout=0.0, allowed_origins=None, drafts=None, compression=true,
+        ssl_certfile=None, ssl_keyfile=None, ssl_certificates=None, workers=0, reuse_port=false,
+        trusted_proxies=None, proxy_protocol=false, metrics=false, metrics_port=None, cluster=None,
+        namespace=None, cluster_heartbeat=1.0, cluster_expiry=3.0, cluster_queue=65536,
+        http2=true, http2_max_streams=100))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         max_connections: i64,
@@ -149,19 +181,28 @@ impl ServerOptions {
         ping_interval: Option<f64>,
         ping_timeout: f64,
         max_send_buffer: i64,
+        max_buffered_total: i64,
         close_timeout: f64,
+        drain_timeout: f64,
         allowed_origins: Option<Vec<String>>,
         drafts: Option<Vec<String>>,
         compression: bool,
         ssl_certfile: Option<PathBuf>,
         ssl_keyfile: Option<PathBuf>,
+        ssl_certificates: Option<Vec<(Vec<String>, PathBuf, PathBuf)>>,
         workers: i64,
         reuse_port: bool,
+        trusted_proxies: Option<Vec<String>>,
+        proxy_protocol: bool,
+        metrics: bool,
+        metrics_port: Option<i64>,
         cluster: Option<String>,
         namespace: Option<String>,
         cluster_heartbeat: f64,
         cluster_expiry: f64,
         cluster_queue: i64,
+        http2: bool,
+        http2_max_streams: i64,
     ) -> PyResult<Self> {
         let protocol = Options {
             max_message_size: match max_message_size {
@@ -172,15 +213,14 @@ impl ServerOptions {
             drafts,
             auto_pong: true,
             extensions: None,
+            no_context_takeover: false,
         }
         .into_config()?;
         let per_minute = count("max_messages_per_minute", max_messages_per_minute)?;
-        let tls = match (ssl_certfile, ssl_keyfile) {
-            (None, None) => None,
-            (Some(cert), Some(key)) => Some(
-                tls::server_config(&cert, &key)
-                    .map_err(|e| PyValueError::new_err(e.to_string()))?,
-            ),
+        let certificates = match (ssl_certfile, ssl_keyfile) {
+            (Some(cert), Some(key)) => Some(certificates(cert, key, ssl_certificates)?),
+            (None, None) if ssl_certificates.is_none() => None,
+            (None, None) => return Err(PyValueError::new_err(NO_DEFAULT_CERTIFICATE)),
             _ => {
                 return Err(PyValueError::new_err(
                     "ssl_certfile and ssl_keyfile go together",
@@ -196,8 +236,38 @@ impl ServerOptions {
                 "allowed_origins is empty (every origin would be refused); use None for any",
             ));
         }
-        let config = ServerConfig {
+        let trusted_proxies = parse_trusted_proxies(&trusted_proxies.unwrap_or_default())
+            .map_err(PyValueError::new_err)?;
+        if proxy_protocol && trusted_proxies.is_empty() {
+            return Err(PyValueError::new_err(
+                "proxy_protocol needs trusted_proxies (whose PROXY headers to believe)",
+            ));
+        }
+        let metrics_port = metrics_port
+            .map(|p| {
+                u16::try_from(p).map_err(|_| {
+                    PyValueError::new_err(format!("metrics_port must be in 0..65535, got {p}"))
+                })
+            })
+            .transpose()?;
+        // 0 would refuse every stream while ALPN still offers h2.
+        let http2_max_streams = u32::try_from(http2_max_streams)
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "http2_max_streams must be in 1..{}, got {http2_max_streams}",
+                    u32::MAX
+                ))
+            })?;
+        let mut config = ServerConfig {
             protocol,
+            http2,
+            http2_max_streams,
+            trusted_proxies,
+            proxy_protocol,
+            metrics,
+            metrics_port,
             max_connections: count("max_connections", max_connections)?,
             max_connections_per_ip: count("max_connections_per_ip", max_connections_per_ip)?,
             max_messages_per_minute: u32::try_from(per_minute)
@@ -209,8 +279,13 @@ impl ServerOptions {
                 .transpose()?,
             pong_timeout: seconds("ping_timeout", ping_timeout)?,
             max_send_buffer,
+            max_buffered_total: count("max_buffered_total", max_buffered_total)?,
             close_timeout: seconds("close_timeout", close_timeout)?,
-            tls,
+            // 0: no drain (SIGTERM stops at once).
+            drain_timeout: match drain_timeout {
+                0.0 => Duration::ZERO,
+                s => seconds("drain_timeout", s)?,
+            },
             workers: count("workers", workers)?,
             reuse_port,
             cluster: match cluster {
@@ -225,6 +300,11 @@ impl ServerOptions {
             },
             ..ServerConfig::default()
         };
+        if let Some(certificates) = certificates {
+            config
+                .serve_certificates(certificates)
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        }
         Ok(ServerOptions { config })
     }
 
@@ -233,6 +313,12 @@ impl ServerOptions {
     #[getter]
     fn workers(&self) -> usize {
         self.config.workers
+    }
+
+    /// Seconds a drain lets open connections carry on.
+    #[getter]
+    fn drain_timeout(&self) -> f64 {
+        self.config.drain_timeout.as_secs_f64()
     }
 
     /// Whether the server belongs to a cluster.

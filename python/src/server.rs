@@ -58,7 +58,7 @@ enum Sink {
 /// The Python dispatcher's entry points (`polysocket.dispatch.Dispatcher`
 /// documents them), looked up once, when the server is built.
 struct Dispatcher {
-    /// `accept(id, path, query, headers, offered, secure)` → `None`, a
+    /// `accept(id, path, query, headers, offered, secure, http2)` → `None`, a
     /// subprotocol, or `(status, reason)` to refuse.
     accept: Py<PyAny>,
     /// `handshake_failed(id)`.
@@ -203,6 +203,8 @@ impl Bridge {
             headers,
             offered.to_vec(),
             self.secure,
+            // Only RFC 8441's extended CONNECT (an HTTP/2 stream) is not a GET.
+            request.method() == "CONNECT",
         ))?;
         if answer.is_none() {
             Ok(Decision::Accept(None))
@@ -317,18 +319,6 @@ fn event_tuple(py: Python<'_>, event: ServerEvent) -> PyResult<Bound<'_, PyTuple
     )
 }
 
-/// An HTTP 200 response carrying `body`.
-fn page_response(content_type: &str, body: &[u8]) -> Vec<u8> {
-    let mut response = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Cache-Control: no-cache\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    response.extend_from_slice(body);
-    response
-}
-
 /// A running server. Methods that may wait release the GIL.
 #[pyclass(frozen, module = "polysocket._native")]
 pub struct NativeServer {
@@ -371,7 +361,7 @@ impl NativeServer {
         let pages = pages
             .unwrap_or_default()
             .into_iter()
-            .map(|(path, (ctype, body))| (path, page_response(&ctype, &body)))
+            .map(|(path, (ctype, body))| (path, polysocket::http::page_response(&ctype, &body)))
             .collect();
         let secure = config.tls.is_some();
         let reuse_port = config.reuse_port;
@@ -559,6 +549,36 @@ impl NativeServer {
             .transpose()
     }
 
+    /// The server's metrics now (docs/OPERATIONS.md, "Metrics").
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.handle.stats();
+        let d = PyDict::new(py);
+        d.set_item("connections", s.connections)?;
+        d.set_item("by_draft", s.by_draft)?;
+        d.set_item("by_extension", s.by_extension)?;
+        d.set_item("by_http_version", s.by_http_version)?;
+        d.set_item("handshakes_accepted", s.handshakes_accepted)?;
+        d.set_item("handshakes_refused", s.handshakes_refused)?;
+        d.set_item("messages_in", s.tally.messages_in)?;
+        d.set_item("bytes_in", s.tally.bytes_in)?;
+        d.set_item("messages_out", s.tally.messages_out)?;
+        d.set_item("bytes_out", s.tally.bytes_out)?;
+        d.set_item("closes", s.closes)?;
+        d.set_item("limits", s.limits)?;
+        d.set_item("buffered_bytes", s.buffered_bytes)?;
+        let cluster = s.cluster.map(|c| stats_dict(py, &c)).transpose()?;
+        d.set_item("cluster", cluster)?;
+        Ok(d)
+    }
+
+    /// Where `metrics_port` is served, `None` without one.
+    #[getter]
+    fn metrics_address(&self) -> Option<(String, u16)> {
+        self.handle
+            .metrics_addr()
+            .map(|a| (a.ip().to_string(), a.port()))
+    }
+
     /// Add a connection to a group.
     fn join(&self, id: ConnId, group: &str) {
         self.handle.join(id, group);
@@ -582,6 +602,24 @@ impl NativeServer {
     /// Open connections, handshakes in progress included.
     fn connection_count(&self) -> usize {
         self.handle.connection_count()
+    }
+
+    /// Read the certificate files again: new handshakes get the new
+    /// certificates, open connections carry on. `ValueError` naming the
+    /// file and the cause when one is broken (the old certificates stay);
+    /// `RuntimeError` when the server does not serve `wss://`.
+    fn reload_tls(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.handle.reload_tls()).map_err(|e| match e {
+            RuntimeError::Config(why) => PyRuntimeError::new_err(why),
+            e => PyValueError::new_err(e.to_string()),
+        })
+    }
+
+    /// Rolling restart: close the listening socket, serve the open
+    /// connections until they end or `drain_timeout` passes, then 1001 to
+    /// the rest.
+    fn begin_drain(&self) {
+        self.handle.drain();
     }
 
     /// Graceful stop: no new connections, 1001 to every open one.

@@ -3,7 +3,7 @@
     python -m polysocket echo --host 127.0.0.1 --port 9001
 """
 
-from polysocket import WebSocketHandler, serve
+from polysocket import WebSocketClosedError, WebSocketHandler, serve
 
 
 class EchoHandler(WebSocketHandler):
@@ -11,7 +11,10 @@ class EchoHandler(WebSocketHandler):
         return True  # any page may connect
 
     def on_message(self, message):
-        self.write_message(message, binary=isinstance(message, bytes))
+        try:
+            self.write_message(message, binary=isinstance(message, bytes))
+        except WebSocketClosedError:
+            pass  # it arrived after the close began: nobody is left to answer
 
 
 ROUTES = [(r"/.*", EchoHandler)]

@@ -88,6 +88,28 @@ def test_oversize_message_1009(serve):
         assert ws.close_code == 1009
 
 
+def slow_sender(port, sent):
+    """A client past its handshake that sends `sent` bytes of a larger
+    binary message (in 64 KiB fragments) and stops there."""
+    c = rawws.open_conn(port)
+    piece = b"z" * (64 * 1024)
+    for i in range(sent // len(piece)):
+        c.send_frame(rawws.OP_BINARY if i == 0 else rawws.OP_CONT, piece, fin=False)
+    return c
+
+
+def test_buffer_budget_closes_the_connection_asking_for_more_with_1013(serve):
+    s = serve([(r"/.*", Echo)], max_buffered_total=1 << 20)
+    with sync_connect(s.url()) as ws:
+        held = slow_sender(s.port, 512 << 10)  # within the budget
+        over = slow_sender(s.port, 1 << 20)  # would take it past
+        assert over.read_close()[0] == 1013
+        ws.send("still served")
+        assert ws.recv(timeout=5) == "still served"
+        held.close()
+        over.close()
+
+
 def test_invalid_utf8_1007(serve):
     s = serve([(r"/.*", Echo)])
     with rawws.open_conn(s.port) as c:
@@ -149,9 +171,12 @@ def test_exception_during_handshake_is_500(serve, caplog):
 
 @pytest.mark.parametrize("routes, options, error", [
     ([(r"/", Echo)], {"max_connections": -1}, ValueError),
+    ([(r"/", Echo)], {"max_buffered_total": -1}, ValueError),
     ([(r"/", Echo)], {"max_connections": "10"}, TypeError),
     ([(r"/", Echo)], {"handshake_timeout": 0}, ValueError),
     ([(r"/", Echo)], {"ping_interval": -1.0}, ValueError),
+    ([(r"/", Echo)], {"drain_timeout": -1.0}, ValueError),
+    ([(r"/", Echo)], {"drain_timeout": float("nan")}, ValueError),
     ([(r"/", Echo)], {"drafts": ["hybi-99"]}, ValueError),
     ([(r"/", Echo)], {"drafts": []}, ValueError),
     ([(r"/", Echo)], {"allowed_origins": []}, ValueError),
