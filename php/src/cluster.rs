@@ -39,6 +39,12 @@ impl Drop for Running {
     }
 }
 
+/// Whether a server's `run()` is serving on this thread (PHP may be
+/// called: this is the PHP thread, between callbacks).
+pub fn is_running() -> bool {
+    RUNNING.with(|r| r.try_borrow().is_ok_and(|r| r.is_some()))
+}
+
 /// The running server, or an exception naming `method`.
 pub fn running(method: &str) -> PhpResult<ServerHandle> {
     RUNNING.with(|r| r.borrow().clone()).ok_or_else(|| {

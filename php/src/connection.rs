@@ -55,6 +55,14 @@ impl Connection {
             app: app.shallow_clone(),
         }
     }
+
+    /// Let go of the application when `run()` ends with this client still
+    /// connected: an application that keeps its clients (as php-websocket's
+    /// do) and a client that keeps its application are a cycle PHP's
+    /// collector cannot see into, so neither would ever be freed.
+    pub(crate) fn forget_app(&mut self) {
+        self.app = Zval::new();
+    }
 }
 
 /// `$client->send()` and `Server::sendTo()`: queue `$payload` as `$type`
@@ -243,6 +251,23 @@ impl Connection {
     /// Served over TLS (`wss://`).
     pub fn is_secure(&self) -> bool {
         self.info.secure
+    }
+
+    /// `2.0` for a WebSocket opened as a stream of an HTTP/2 connection
+    /// (RFC 8441, `wss://` with `setHttp2()` on), else `1.1` (hixie drafts
+    /// included: their handshake is HTTP/1.1 too).
+    pub fn get_http_version(&self) -> &'static str {
+        if self.info.http2 {
+            "2.0"
+        } else {
+            "1.1"
+        }
+    }
+
+    /// The connection is a stream of an HTTP/2 connection (RFC 8441): it
+    /// shares its TCP connection with the client's other streams.
+    pub fn is_http2(&self) -> bool {
+        self.info.http2
     }
 
     /// Write a line to the server log, prefixed with the client's address.

@@ -10,11 +10,11 @@ use std::collections::HashMap;
 use std::mem::ManuallyDrop;
 use std::net::TcpListener;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::thread::{self, ThreadId};
 
 use ext_php_rs::boxed::ZBox;
-use ext_php_rs::convert::{IntoZval, IntoZvalDyn};
+use ext_php_rs::convert::{FromZvalMut, IntoZval, IntoZvalDyn};
 use ext_php_rs::error::Error;
 use ext_php_rs::types::{ZendClassObject, ZendObject, Zval};
 use ext_php_rs::zend::{try_catch, CatchError, ExecutorGlobals};
@@ -43,6 +43,14 @@ pub enum Outcome {
     Bailout,
 }
 
+/// What a signal asks of `run()`.
+pub enum Signal {
+    /// SIGINT, SIGTERM (or a console event): stop gracefully.
+    Stop,
+    /// SIGHUP while serving `wss://`: read the certificates again.
+    Reload,
+}
+
 /// A callback did not return normally.
 enum Abort {
     Exit(ZBox<ZendObject>),
@@ -67,8 +75,8 @@ pub fn run(
         .map_err(|e| format!("listener: {e}"))?;
     let handler = Arc::new(PhpHandler {
         policy,
-        handle: OnceLock::new(),
         php: PhpOnly::new(State {
+            handle: RefCell::new(None),
             status: RefCell::new(apps.get(STATUS_KEY).map(Zval::shallow_clone)),
             apps: RefCell::new(apps),
             clients: RefCell::new(HashMap::new()),
@@ -76,7 +84,8 @@ pub fn run(
             verbose: crate::ini::verbose(),
         }),
     });
-    let signals = Signals::install()
+    let reload = config.certificates.is_some();
+    let signals = Signals::install(reload)
         .map_err(|e| crate::log::write(&format!("no signal handling: {e}"), "warning"))
         .ok();
     let served = runtime.block_on(async {
@@ -84,16 +93,32 @@ pub fn run(
             tokio::net::TcpListener::from_std(listener).map_err(|e| format!("listener: {e}"))?;
         let handle = serve_listener(listener, config, handler.clone())
             .map_err(|e| format!("cannot start the server: {e}"))?;
-        let _ = handler.handle.set(handle.clone());
+        if let Some(state) = handler.php.get() {
+            *state.handle.borrow_mut() = Some(handle.clone());
+        }
         started(handle.clone());
-        // Graceful close on a signal: 1001 to everyone, then wait for the
-        // close handshakes (up to the close timeout). `stop()` and aborting
-        // callbacks call `handle.stop()` themselves.
-        tokio::select! {
-            () = handle.stopped() => {}
-            () = wait_signal(signals.as_ref()) => {
-                handle.stop();
-                handle.stopped().await;
+        // Graceful close on a signal: a drain (the listening socket closed,
+        // the clients served up to the drain timeout; none by default),
+        // then 1001 to everyone and the close handshakes (up to the close
+        // timeout). `stop()` and aborting callbacks call `handle.stop()`
+        // themselves.
+        loop {
+            tokio::select! {
+                () = handle.stopped() => break,
+                signal = wait_signal(signals.as_ref()) => match signal {
+                    Signal::Stop => {
+                        handle.drain();
+                        handle.stopped().await;
+                        break;
+                    }
+                    Signal::Reload => match handle.reload_tls() {
+                        Ok(()) => crate::log::write("SIGHUP: TLS certificate reloaded", "info"),
+                        Err(e) => crate::log::write(
+                            &format!("SIGHUP: TLS certificate not reloaded (the old one stays): {e}"),
+                            "error",
+                        ),
+                    },
+                }
             }
         }
         Ok::<(), String>(())
@@ -101,7 +126,9 @@ pub fn run(
     drop(runtime);
     drop(signals);
     // Drop every PHP value here, on the PHP thread: `Connection` objects
-    // keep the server (and so this handler) alive beyond `run()`.
+    // keep the server (and so this handler) alive beyond `run()`. The
+    // handle goes too: the server holds this handler, so a handle kept here
+    // would be a cycle, never freed.
     let abort = handler.php.get().and_then(State::clear);
     served?;
     Ok(match abort {
@@ -114,7 +141,7 @@ pub fn run(
     })
 }
 
-async fn wait_signal(signals: Option<&Signals>) {
+async fn wait_signal(signals: Option<&Signals>) -> Signal {
     match signals {
         Some(signals) => signals.wait().await,
         None => std::future::pending().await,
@@ -183,6 +210,8 @@ struct Client {
 
 /// What the handler keeps on the PHP side. Cells, not locks: one thread.
 struct State {
+    /// The server's handle while `run()` serves (see `clear`).
+    handle: RefCell<Option<ServerHandle>>,
     apps: RefCell<HashMap<String, Zval>>,
     status: RefCell<Option<Zval>>,
     clients: RefCell<HashMap<ConnId, Client>>,
@@ -194,6 +223,13 @@ struct State {
 impl State {
     /// Drop the PHP values; the pending abort, if any.
     fn clear(&self) -> Option<Abort> {
+        self.handle.borrow_mut().take();
+        for client in self.clients.borrow_mut().values_mut() {
+            if let Some(conn) = <&mut ZendClassObject<Connection>>::from_zval_mut(&mut client.conn)
+            {
+                conn.forget_app();
+            }
+        }
         self.clients.borrow_mut().clear();
         self.apps.borrow_mut().clear();
         self.status.borrow_mut().take();
@@ -203,7 +239,6 @@ impl State {
 
 struct PhpHandler {
     policy: Policy,
-    handle: OnceLock<ServerHandle>,
     php: PhpOnly<State>,
 }
 
@@ -241,7 +276,11 @@ impl PhpHandler {
     /// Run a PHP-calling step: on the PHP thread only, never after an
     /// abort, and no panic unwinds into tokio; an abort stops the server.
     fn enter(&self, step: impl FnOnce(&State, &ServerHandle) -> Result<(), Abort>) {
-        let (Some(state), Some(handle)) = (self.php.get(), self.handle.get()) else {
+        let Some(state) = self.php.get() else {
+            return;
+        };
+        let handle = state.handle.borrow();
+        let Some(handle) = handle.as_ref() else {
             return;
         };
         if state.abort.borrow().is_some() {

@@ -9,6 +9,7 @@ mod connection;
 mod event_loop;
 mod ini;
 mod log;
+mod metrics;
 mod payload;
 mod policy;
 mod server;
@@ -32,6 +33,7 @@ const PRELUDE: &str = include_str!("prelude.php");
 
 extern "C" fn startup(_type: i32, module_number: i32) -> i32 {
     IniEntryDef::register(ini::ENTRIES.as_slice(), module_number);
+    log::install();
     0
 }
 
@@ -44,10 +46,26 @@ extern "C" fn request_startup(_type: i32, _module_number: i32) -> i32 {
     0
 }
 
+/// The PHP build the extension was compiled for, e.g. "API20220829,TS
+/// (thread-safe: XAMPP, WAMP)": a ZTS and an NTS build are different files.
+fn php_build() -> String {
+    // SAFETY: the function returns ZEND_MODULE_BUILD_ID, a string literal
+    // compiled into ext-php-rs's C wrapper: static and NUL-terminated.
+    let id = unsafe { std::ffi::CStr::from_ptr(ext_php_rs::ffi::ext_php_rs_php_build_id()) };
+    let id = id.to_string_lossy();
+    let kind = if id.split(',').any(|part| part == "TS") {
+        "thread-safe: XAMPP, WAMP, ZTS builds"
+    } else {
+        "non-thread-safe: Debian, most Linux builds"
+    };
+    format!("{id} ({kind})")
+}
+
 extern "C" fn info(_module: *mut ModuleEntry) {
     info_table_start!();
     info_table_row!("polysocket support", "enabled");
     info_table_row!("version", env!("CARGO_PKG_VERSION"));
+    info_table_row!("built for", php_build());
     info_table_row!(
         "protocols",
         "hixie-75, hixie-76/hybi-00, hybi-01..17, RFC 6455"
@@ -57,6 +75,15 @@ extern "C" fn info(_module: *mut ModuleEntry) {
         "permessage-deflate, deflate-frame, deflate-stream"
     );
     info_table_row!("TLS (wss)", "rustls (ring)");
+    let defaults = polysocket::runtime::ServerConfig::default();
+    info_table_row!(
+        "HTTP/2 (RFC 8441)",
+        format!(
+            "{} by default with wss (setHttp2()), {} streams per connection (setHttp2MaxStreams())",
+            if defaults.http2 { "on" } else { "off" },
+            defaults.http2_max_streams
+        )
+    );
     info_table_row!(
         "cluster",
         "Redis pub/sub (redis://, rediss://): broadcastAll, broadcastGroup, sendTo, closeTo, presence"
@@ -71,6 +98,10 @@ extern "C" fn info(_module: *mut ModuleEntry) {
     info_table_row!(
         "polysocket.reuse_port",
         if ini::reuse_port() { "1" } else { "0" }
+    );
+    info_table_row!(
+        "polysocket.max_buffered_total",
+        ini::max_buffered_total().to_string()
     );
     info_table_row!("polysocket.verbose", if ini::verbose() { "1" } else { "0" });
     info_table_row!(

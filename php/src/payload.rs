@@ -73,7 +73,24 @@ pub fn data_message(payload: &Zval, r#type: &str, method: &str) -> PhpResult<Opt
 /// `\InvalidArgumentException` (SPL's, always defined) with `message`.
 pub fn invalid_argument(message: String) -> PhpException {
     let class = ClassEntry::try_find("InvalidArgumentException").unwrap_or_else(ce::exception);
-    PhpException::new(message, 0, class)
+    PhpException::new(exception_text(message), 0, class)
+}
+
+/// `\Exception` with `message` (see [`exception_text`]).
+pub fn exception(message: String) -> PhpException {
+    PhpException::from_message(exception_text(message))
+}
+
+/// `text` fit for a PHP exception's message. Messages quote what the script
+/// passed (a host, a file name), and PHP cannot hold a NUL byte in one:
+/// ext-php-rs then throws an `\Error` about the NUL instead of our
+/// exception (found by php/tests/fuzz_args.php). NULs are written `\0`.
+pub fn exception_text(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\\0")
+    } else {
+        text
+    }
 }
 
 /// A PHP string holding a copy of `data`.
@@ -81,4 +98,18 @@ pub fn string(data: &[u8]) -> Zval {
     let mut zval = Zval::new();
     zval.set_zend_string(ZendStr::new(data, false));
     zval
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exception_text;
+
+    #[test]
+    fn exception_text_has_no_nul() {
+        assert_eq!(
+            exception_text("cannot resolve a\0b".into()),
+            "cannot resolve a\\0b"
+        );
+        assert_eq!(exception_text("plain".into()), "plain");
+    }
 }

@@ -177,13 +177,15 @@ namespace WebSocket\Application;
     );
     // Registered before any user code, so PHP asks this loader first: it
     // asks the loaders registered after it before falling back, as if it
-    // were registered last.
-    $fallback = static function ($class) use (&$fallback, $declare) {
+    // were registered last. It knows itself through a weak reference: a
+    // closure holding itself is a cycle PHP never frees at shutdown.
+    $self = null;
+    $fallback = static function ($class) use (&$self, $declare) {
         if (!isset($declare[$class])) {
             return;
         }
         foreach (\spl_autoload_functions() as $loader) {
-            if ($loader !== $fallback) {
+            if ($loader !== $self->get()) {
                 $loader($class);
                 if (\class_exists($class, false)) {
                     return;
@@ -192,5 +194,6 @@ namespace WebSocket\Application;
         }
         $declare[$class]();
     };
+    $self = \WeakReference::create($fallback);
     \spl_autoload_register($fallback);
 })();

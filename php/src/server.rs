@@ -10,13 +10,16 @@ use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ext_php_rs::binary::Binary;
 use ext_php_rs::boxed::ZBox;
 use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendHashTable, Zval};
-use polysocket::runtime::tls::{self, rustls};
-use polysocket::runtime::{ClusterConfig, ServerConfig, ServerHandle};
+use polysocket::runtime::tls;
+use polysocket::runtime::{
+    parse_trusted_proxies, ClusterConfig, IpNet, ServerConfig, ServerHandle,
+};
 
 use crate::cluster;
 use crate::connection::{self, Connection};
@@ -41,11 +44,25 @@ struct Settings {
     max_per_minute: i64,
     /// Loaded where the certificate is named (constructor or
     /// `setCertificate()`), so a bad file fails there, not in `run()`.
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<Arc<tls::Certificates>>,
     /// `setCluster()` (checked there) or the php.ini default (checked by
     /// core in `run()`).
     cluster: Option<ClusterConfig>,
     reuse_port: bool,
+    /// Bytes all connections may hold for their clients (0: no budget).
+    max_buffered_total: i64,
+    /// `setTrustedProxies()`, `setProxyProtocol()`: see docs/OPERATIONS.md.
+    trusted_proxies: Vec<IpNet>,
+    proxy_protocol: bool,
+    /// `setDrainTimeout()`: what a SIGTERM's drain lets clients have.
+    drain_timeout: Duration,
+    /// `setMetrics()`, `setMetricsPort()`: `GET /metrics`.
+    metrics: bool,
+    metrics_port: Option<u16>,
+    /// `setHttp2()`, `setHttp2MaxStreams()`: WebSockets over HTTP/2 (RFC
+    /// 8441) on a `wss://` server; core's defaults (on, 100 streams).
+    http2: bool,
+    http2_max_streams: u32,
 }
 
 #[php_class]
@@ -69,29 +86,32 @@ fn limit(value: i64) -> usize {
     usize::try_from(value).unwrap_or(0)
 }
 
-/// The TLS configuration from PEM files; the message names the cause (an
-/// encrypted key: how to give its passphrase or decrypt it).
-fn load_tls(
-    cert: &str,
-    key: &str,
-    passphrase: Option<&str>,
-) -> PhpResult<Arc<rustls::ServerConfig>> {
-    tls::server_config_with_passphrase(Path::new(cert), Path::new(key), passphrase)
-        .map_err(|e| format!("wss: cannot use certificate {cert} with key {key}: {e}").into())
+/// The certificate from PEM files, reloadable; the message names the cause
+/// (an encrypted key: how to give its passphrase or decrypt it).
+fn load_tls(cert: &str, key: &str, passphrase: Option<&str>) -> PhpResult<Arc<tls::Certificates>> {
+    let files = tls::CertificateFiles {
+        passphrase: passphrase.map(str::to_string),
+        ..tls::CertificateFiles::new(cert, key)
+    };
+    tls::Certificates::load(files, Vec::new()).map_err(|e| {
+        payload::exception(format!(
+            "wss: cannot use certificate {cert} with key {key}: {e}"
+        ))
+    })
 }
 
 /// The first address of `host` (IPv4 preferred, as PHP's `tcp://localhost`).
 fn resolve(host: &str, port: u16) -> PhpResult<SocketAddr> {
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .map_err(|e| payload::exception(format!("cannot resolve {host}: {e}")))?
         .collect();
     addrs
         .iter()
         .find(|a| a.is_ipv4())
         .or(addrs.first())
         .copied()
-        .ok_or_else(|| format!("cannot resolve {host}").into())
+        .ok_or_else(|| payload::exception(format!("cannot resolve {host}")))
 }
 
 impl Server {
@@ -103,6 +123,14 @@ impl Server {
             max_messages_per_minute: u32::try_from(s.max_per_minute.max(0)).unwrap_or(u32::MAX),
             cluster: s.cluster.clone(),
             reuse_port: s.reuse_port,
+            max_buffered_total: limit(s.max_buffered_total),
+            trusted_proxies: s.trusted_proxies.clone(),
+            proxy_protocol: s.proxy_protocol,
+            metrics: s.metrics,
+            metrics_port: s.metrics_port,
+            drain_timeout: s.drain_timeout,
+            http2: s.http2,
+            http2_max_streams: s.http2_max_streams,
             ..ServerConfig::default()
         };
         if self.ssl {
@@ -113,7 +141,9 @@ impl Server {
                 )
                 .into());
             };
-            config.tls = Some(tls);
+            config
+                .serve_certificates(tls)
+                .map_err(|e| format!("wss: {e}"))?;
         }
         Ok(config)
     }
@@ -190,6 +220,7 @@ impl Server {
             .map_err(|e| format!("Error creating socket {addr}: {e}"))?;
         // The port the system chose, for port 0.
         let addr = listener.local_addr().unwrap_or(addr);
+        let defaults = ServerConfig::default();
         let server = Server {
             host,
             addr,
@@ -205,6 +236,14 @@ impl Server {
                 cluster: crate::ini::cluster_url()
                     .map(|url| ClusterConfig::new(url, crate::ini::cluster_namespace())),
                 reuse_port,
+                max_buffered_total: crate::ini::max_buffered_total(),
+                trusted_proxies: Vec::new(),
+                proxy_protocol: false,
+                metrics: false,
+                metrics_port: None,
+                drain_timeout: Duration::ZERO,
+                http2: defaults.http2,
+                http2_max_streams: defaults.http2_max_streams,
             }),
             apps: RefCell::new(HashMap::new()),
             pages: RefCell::new(HashMap::new()),
@@ -385,6 +424,25 @@ impl Server {
         self.settings.borrow().max_per_minute
     }
 
+    /// Bytes all connections together may hold for their clients (partial
+    /// frames, reassembly, inflation, unsent output); the connection whose
+    /// data would pass it is closed with 1013 (try again later), the others
+    /// keep working. 0: no budget. Default: php.ini's
+    /// `polysocket.max_buffered_total` (256 MiB). False unless an int >= 0.
+    pub fn set_max_buffered_total(&self, bytes: &Zval) -> bool {
+        match bytes.long() {
+            Some(bytes) if bytes >= 0 => {
+                self.settings.borrow_mut().max_buffered_total = bytes;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn get_max_buffered_total(&self) -> i64 {
+        self.settings.borrow().max_buffered_total
+    }
+
     /// The certificate chain and private key (PEM files; the key may be in
     /// the certificate file; `$passphrase` decrypts an encrypted PKCS#8
     /// key) for a server created with `$ssl = true`. Loaded at once: a
@@ -400,6 +458,30 @@ impl Server {
         let tls = load_tls(&cert_file, &key_file, passphrase.as_deref())?;
         self.settings.borrow_mut().tls = Some(tls);
         Ok(true)
+    }
+
+    /// Read the certificate and key files named by the constructor or
+    /// `setCertificate()` again, e.g. after a renewal: new handshakes get
+    /// the new certificate, open connections carry on. A broken, missing or
+    /// mismatched file changes nothing: false, with the cause in the log
+    /// and a warning. Also what SIGHUP does while `run()` serves `wss://`.
+    pub fn reload_certificate(&self) -> bool {
+        let Some(certificates) = self.settings.borrow().tls.clone() else {
+            crate::log::warning("reloadCertificate(): this server has no certificate");
+            return false;
+        };
+        match certificates.reload() {
+            Ok(()) => {
+                crate::log::write("TLS certificate reloaded", "info");
+                true
+            }
+            Err(e) => {
+                let message = format!("TLS certificate not reloaded (the old one stays): {e}");
+                crate::log::write(&message, "error");
+                crate::log::warning(&format!("reloadCertificate(): {message}"));
+                false
+            }
+        }
     }
 
     /// Join a cluster (docs/CLUSTER.md): every node on the same Redis and
@@ -437,6 +519,164 @@ impl Server {
     pub fn get_cluster(&self) -> PhpResult<Option<ZBox<ZendHashTable>>> {
         let s = self.settings.borrow();
         s.cluster.as_ref().map(cluster::describe).transpose()
+    }
+
+    /// The proxies (IP addresses or CIDRs) whose `X-Forwarded-For` /
+    /// `Forwarded` headers, or PROXY header with `setProxyProtocol(true)`,
+    /// name the client that `getClientIp()` and the per-IP limit use
+    /// (docs/OPERATIONS.md). Replaces the list; `[]` trusts nobody. An entry
+    /// that is no address or CIDR throws `\InvalidArgumentException`
+    /// naming it.
+    pub fn set_trusted_proxies(&self, proxies: &ZendHashTable) -> PhpResult<bool> {
+        let entries = proxies
+            .values()
+            .map(|entry| {
+                entry.string().ok_or_else(|| {
+                    crate::payload::invalid_argument(format!(
+                        "setTrustedProxies(): entries must be strings, got {:?}",
+                        entry.get_type()
+                    ))
+                })
+            })
+            .collect::<PhpResult<Vec<String>>>()?;
+        let nets = parse_trusted_proxies(&entries)
+            .map_err(|e| crate::payload::invalid_argument(format!("setTrustedProxies(): {e}")))?;
+        self.settings.borrow_mut().trusted_proxies = nets;
+        Ok(true)
+    }
+
+    /// The trusted proxies, as CIDRs.
+    pub fn get_trusted_proxies(&self) -> Vec<String> {
+        let s = self.settings.borrow();
+        s.trusted_proxies.iter().map(ToString::to_string).collect()
+    }
+
+    /// Every connection starts with a PROXY protocol header (v1 or v2,
+    /// HAProxy's `send-proxy` / `send-proxy-v2`) from a trusted proxy;
+    /// others are closed. False unless a bool.
+    pub fn set_proxy_protocol(&self, on: &Zval) -> bool {
+        let Some(on) = on.bool() else {
+            return false;
+        };
+        self.settings.borrow_mut().proxy_protocol = on;
+        true
+    }
+
+    pub fn get_proxy_protocol(&self) -> bool {
+        self.settings.borrow().proxy_protocol
+    }
+
+    /// Rolling restarts: on SIGTERM/SIGINT, `run()` first closes the
+    /// listening socket (a new daemon on the port, `reuse_port`, takes the
+    /// new clients) and serves the open connections for up to `$seconds`
+    /// (int or float), then closes the rest with 1001. 0, the default: at
+    /// once. False unless a number >= 0.
+    pub fn set_drain_timeout(&self, seconds: &Zval) -> bool {
+        let seconds = match (seconds.long(), seconds.double()) {
+            (Some(n), _) => n as f64,
+            (None, Some(f)) => f,
+            _ => return false,
+        };
+        match Duration::try_from_secs_f64(seconds) {
+            Ok(d) => {
+                self.settings.borrow_mut().drain_timeout = d;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub fn get_drain_timeout(&self) -> f64 {
+        self.settings.borrow().drain_timeout.as_secs_f64()
+    }
+
+    /// Answer `GET /metrics` on the server's port with `getStats()` in
+    /// Prometheus' text format. False unless a bool.
+    pub fn set_metrics(&self, on: &Zval) -> bool {
+        let Some(on) = on.bool() else {
+            return false;
+        };
+        self.settings.borrow_mut().metrics = on;
+        true
+    }
+
+    pub fn get_metrics(&self) -> bool {
+        self.settings.borrow().metrics
+    }
+
+    /// Offer HTTP/2 by ALPN on a `wss://` server (default: on), so that a
+    /// browser opens its WebSockets as streams of one connection (RFC
+    /// 8441); each stream counts as a connection for the limits. Off:
+    /// HTTP/1.1 only, as php-websocket. No effect on `ws://`. False unless
+    /// a bool.
+    pub fn set_http2(&self, on: &Zval) -> bool {
+        let Some(on) = on.bool() else {
+            return false;
+        };
+        self.settings.borrow_mut().http2 = on;
+        true
+    }
+
+    pub fn get_http2(&self) -> bool {
+        self.settings.borrow().http2
+    }
+
+    /// WebSockets one HTTP/2 connection may have open at once (default
+    /// 100); further streams are refused (`REFUSED_STREAM`) and the client
+    /// opens another connection. False unless an int in 1..4294967295.
+    pub fn set_http2_max_streams(&self, max: &Zval) -> bool {
+        match max.long().and_then(|n| u32::try_from(n).ok()) {
+            Some(max) if max >= 1 => {
+                self.settings.borrow_mut().http2_max_streams = max;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn get_http2_max_streams(&self) -> i64 {
+        i64::from(self.settings.borrow().http2_max_streams)
+    }
+
+    /// Serve `GET /metrics` on this port of the server's address instead
+    /// (0: a free one; null: none). False unless null or an int in
+    /// 0..65535.
+    pub fn set_metrics_port(&self, port: &Zval) -> bool {
+        let port = match port.long() {
+            _ if port.is_null() => None,
+            Some(p) => match u16::try_from(p) {
+                Ok(p) => Some(p),
+                Err(_) => return false,
+            },
+            None => return false,
+        };
+        self.settings.borrow_mut().metrics_port = port;
+        true
+    }
+
+    /// The metrics port: the one listened on while `run()` serves (the
+    /// system's choice for 0), else the one asked for; null without one.
+    pub fn get_metrics_port(&self) -> Option<i64> {
+        if let Some(handle) = self.running.borrow().as_ref() {
+            return handle.metrics_addr().map(|a| i64::from(a.port()));
+        }
+        self.settings.borrow().metrics_port.map(i64::from)
+    }
+
+    /// The server's metrics while `run()` serves (docs/OPERATIONS.md,
+    /// "Metrics"); `cluster` holds the bus's counters (null when not
+    /// clustered). Throws when the server is not running.
+    pub fn get_stats(&self) -> PhpResult<ZBox<ZendHashTable>> {
+        let Some(handle) = self.running.borrow().clone() else {
+            return Err(
+                "WebSocket\\Server::getStats(): the server is not running (call it \
+                        while run() serves, e.g. from a callback)"
+                    .into(),
+            );
+        };
+        let mut out = crate::metrics::stats_array(&handle.stats())?;
+        out.insert("cluster", cluster::stats(&handle)?)?;
+        Ok(out)
     }
 
     /// Share the port with other daemons that set it too (`SO_REUSEPORT`;
@@ -490,13 +730,7 @@ impl Server {
             ));
         }
         let body: Vec<u8> = body.into();
-        let mut response = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-             Cache-Control: no-cache\r\nConnection: close\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        response.extend_from_slice(&body);
+        let response = polysocket::http::page_response(&content_type, &body);
         self.pages.borrow_mut().insert(path, response);
         Ok(())
     }

@@ -14,6 +14,8 @@ use std::sync::Mutex;
 
 use tokio::signal::windows::{self, CtrlBreak, CtrlC, CtrlClose, CtrlLogoff, CtrlShutdown};
 
+use crate::event_loop::Signal;
+
 /// The console events we stop on, registered for the life of this value
 /// or until the first of them arrives.
 pub struct Signals {
@@ -29,7 +31,8 @@ struct Listeners {
 }
 
 impl Signals {
-    pub fn install() -> std::io::Result<Signals> {
+    /// `_reload`: Windows has no SIGHUP; `reloadCertificate()` reloads.
+    pub fn install(_reload: bool) -> std::io::Result<Signals> {
         // Console handlers need no runtime: an event that arrives before
         // `wait` runs is kept by its listener.
         let listeners = Listeners {
@@ -46,7 +49,7 @@ impl Signals {
 
     /// Wait (within the runtime) until a console event arrives; the
     /// listeners are dropped with it. Never returns when called again.
-    pub async fn wait(&self) {
+    pub async fn wait(&self) -> Signal {
         let taken = self.listeners.lock().map(|mut l| l.take());
         let Ok(Some(mut l)) = taken else {
             return std::future::pending().await;
@@ -58,5 +61,6 @@ impl Signals {
             _ = l.logoff.recv() => {}
             _ = l.shutdown.recv() => {}
         }
+        Signal::Stop
     }
 }

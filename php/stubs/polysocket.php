@@ -57,11 +57,29 @@ namespace WebSocket {
         public function getMaxRequestsPerMinute(): int {}
 
         /**
+         * Bytes all connections together may hold for their clients (partial
+         * frames, reassembly, inflation, unsent output); the connection whose
+         * data would pass it is closed with 1013 (try again later), the others
+         * keep working. False unless an int >= 0; 0: no budget. Default:
+         * php.ini polysocket.max_buffered_total (268435456, 256 MiB).
+         */
+        public function setMaxBufferedTotal(mixed $bytes): bool {}
+        public function getMaxBufferedTotal(): int {}
+
+        /**
          * PEM certificate chain and key for wss, loaded at once; $passphrase
          * decrypts an encrypted (PKCS#8) key. Throws, naming the cause, when
          * they cannot be used.
          */
         public function setCertificate(string $certFile, ?string $keyFile = null, ?string $passphrase = null): bool {}
+
+        /**
+         * Read the certificate and key files again (after a renewal): new
+         * handshakes get the new certificate, open connections carry on.
+         * A broken, missing or mismatched file changes nothing: false, the
+         * cause in the log and a warning. SIGHUP does the same during run().
+         */
+        public function reloadCertificate(): bool {}
 
         /**
          * Join a cluster over Redis (docs/CLUSTER.md): broadcasts, groups,
@@ -76,6 +94,78 @@ namespace WebSocket {
         public function setCluster(?string $url, ?string $namespace = null, ?array $options = null): bool {}
         /** @return array|null ['url', 'namespace', 'heartbeat', 'expiry', 'queue'] */
         public function getCluster(): ?array {}
+
+        /**
+         * Proxies (IP addresses or CIDRs, e.g. ['10.0.0.0/8', '127.0.0.1'])
+         * whose X-Forwarded-For / Forwarded headers, or PROXY header with
+         * setProxyProtocol(true), name the client getClientIp() and the
+         * per-IP limit use. Replaces the list.
+         * @param string[] $proxies
+         * @throws \InvalidArgumentException an entry that is no address or CIDR (named)
+         */
+        public function setTrustedProxies(array $proxies): bool {}
+        /** @return string[] the trusted proxies as CIDRs */
+        public function getTrustedProxies(): array {}
+
+        /**
+         * Every connection starts with a PROXY protocol header (v1 or v2)
+         * from a trusted proxy; others are closed. False unless a bool.
+         */
+        public function setProxyProtocol(mixed $on): bool {}
+        public function getProxyProtocol(): bool {}
+
+        /**
+         * Rolling restarts: on SIGTERM/SIGINT, run() first closes the
+         * listening socket (a new daemon on the port, reuse_port, takes new
+         * clients) and serves the open connections up to $seconds, then
+         * closes the rest with 1001. 0 (default): at once. False unless a
+         * number >= 0.
+         */
+        public function setDrainTimeout(int|float $seconds): bool {}
+        public function getDrainTimeout(): float {}
+
+        /**
+         * WebSockets over HTTP/2 (RFC 8441) on a wss:// server: ALPN offers
+         * h2, so a browser opens its WebSockets as streams of one
+         * connection; each stream counts as a connection for the limits.
+         * Default on; no effect on ws://. False unless a bool.
+         */
+        public function setHttp2(mixed $on): bool {}
+        public function getHttp2(): bool {}
+
+        /**
+         * WebSockets one HTTP/2 connection may have open at once (default
+         * 100); further streams are refused (REFUSED_STREAM). False unless
+         * an int in 1..4294967295.
+         */
+        public function setHttp2MaxStreams(mixed $max): bool {}
+        public function getHttp2MaxStreams(): int {}
+
+        /**
+         * Answer GET /metrics on the server's port with getStats() in
+         * Prometheus' text format (docs/OPERATIONS.md). False unless a bool.
+         */
+        public function setMetrics(mixed $on): bool {}
+        public function getMetrics(): bool {}
+
+        /**
+         * Serve GET /metrics on this port of the server's address instead
+         * (0: a free one; null: none). False unless null or 0..65535.
+         */
+        public function setMetricsPort(mixed $port): bool {}
+        /** @return int|null the port listened on while run() serves, else the one asked for */
+        public function getMetricsPort(): ?int {}
+
+        /**
+         * The metrics while run() serves: connections, by_draft,
+         * by_extension, by_http_version ("1.1", "2" for HTTP/2 streams),
+         * handshakes_accepted, handshakes_refused (status =>
+         * count), messages_in, bytes_in, messages_out, bytes_out, closes
+         * (close code => count), limits (name => hits), buffered_bytes,
+         * cluster (the bus's counters or null).
+         * @throws \Exception when the server is not running
+         */
+        public function getStats(): array {}
 
         /**
          * SO_REUSEPORT: N daemons on one port, the kernel spreading new
@@ -191,7 +281,7 @@ namespace WebSocket {
         public function join(string $group): bool {}
         /** Leave $group (closing leaves every group). */
         public function leave(string $group): bool {}
-        /** The application serving this client. */
+        /** The application serving this client (null for a client still connected when run() returned). */
         public function getClientApplication(): mixed {}
         /** rfc6455, hybi-08, hybi-07, ..., hixie-76, hixie-75 */
         public function getDraft(): string {}
@@ -205,6 +295,10 @@ namespace WebSocket {
         /** permessage-deflate, deflate-frame, deflate-stream or null */
         public function getExtension(): ?string {}
         public function isSecure(): bool {}
+        /** "2.0" for a WebSocket opened as an HTTP/2 stream (RFC 8441), else "1.1" */
+        public function getHttpVersion(): string {}
+        /** Opened as a stream of an HTTP/2 connection (RFC 8441). */
+        public function isHttp2(): bool {}
         public function log(string $message, string $type = 'info'): void {}
     }
 }

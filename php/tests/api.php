@@ -36,6 +36,22 @@ check($s->setCheckOrigin(1) === false && $s->setCheckOrigin('yes') === false, 's
 check($s->setCheckOrigin(false) === true && $s->getCheckOrigin() === false, 'setCheckOrigin');
 check($s->setMaxConnectionsPerIp('5') === false && $s->setMaxConnectionsPerIp(7) === true && $s->getMaxConnectionsPerIp() === 7, 'setMaxConnectionsPerIp wants an int');
 check($s->setMaxRequestsPerMinute(1.5) === false && $s->setMaxRequestsPerMinute(100) === true, 'setMaxRequestsPerMinute wants an int');
+check($s->getMaxBufferedTotal() === 268435456, 'buffer budget default: php.ini polysocket.max_buffered_total');
+check($s->setMaxBufferedTotal('1') === false && $s->setMaxBufferedTotal(-1) === false
+    && $s->setMaxBufferedTotal(1 << 20) === true && $s->getMaxBufferedTotal() === 1 << 20
+    && $s->setMaxBufferedTotal(0) === true, 'setMaxBufferedTotal wants an int >= 0');
+check($s->getTrustedProxies() === array() && $s->getProxyProtocol() === false, 'no trusted proxy by default');
+check($s->setTrustedProxies(array('10.0.0.0/8', '127.0.0.1')) === true
+    && $s->getTrustedProxies() === array('10.0.0.0/8', '127.0.0.1/32'), 'setTrustedProxies');
+try {
+    $s->setTrustedProxies(array('127.0.0.1', '10.0.0.0/33'));
+    check(false, 'a bad trusted proxy throws');
+} catch (\InvalidArgumentException $e) {
+    check(strpos($e->getMessage(), '10.0.0.0/33') !== false, 'the exception names the bad entry: ' . $e->getMessage());
+}
+check($s->getTrustedProxies() === array('10.0.0.0/8', '127.0.0.1/32'), 'a refused list changes nothing');
+check($s->setProxyProtocol('yes') === false && $s->setProxyProtocol(true) === true
+    && $s->getProxyProtocol() === true && $s->setProxyProtocol(false) === true, 'setProxyProtocol wants a bool');
 check($s->setAllowedOrigin('') === false && $s->setAllowedOrigin('http://') === false, 'empty origin refused');
 check($s->setAllowedOrigin('http://www.example.com/x/y') === true, 'setAllowedOrigin');
 check($s->getAllowedOrigins() === array('example.com'), 'origin normalised');

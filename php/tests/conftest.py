@@ -3,6 +3,7 @@ examples/php/*.php) started with `php -d extension=$POLYSOCKET_PHP_EXT`,
 on free ports of 127.0.0.1, against independent clients.
 """
 
+import json
 import os
 import signal
 import socket
@@ -26,6 +27,16 @@ def php_argv(script, *args, ini=()):
     for setting in ini:
         argv += ["-d", setting]
     return argv + [script] + [str(a) for a in args]
+
+
+def php_json(tmp_path, code):
+    """Run `code` (PHP after `<?php`, with `$s` a new \\WebSocket\\Server on
+    a free port) that ends by echoing JSON; the decoded value."""
+    script = tmp_path / "snippet.php"
+    script.write_text("<?php $s = new \\WebSocket\\Server('127.0.0.1', 0);\n" + code)
+    r = subprocess.run(php_argv(str(script)), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return json.loads(r.stdout.splitlines()[-1])
 
 
 def free_port():

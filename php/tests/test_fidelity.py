@@ -9,6 +9,9 @@ applications and pages on the extension:
   naming the cause and the command that decrypts the key, before anything
   is logged (it used to be a "base64 decode error" from run() after "Server
   created");
+- certificates replaced while serving: SIGHUP or reloadCertificate() takes
+  the new one up for new handshakes (serial seen by `openssl s_client`),
+  open connections carry on, a broken file changes nothing;
 - the status hooks get the client port as a string, as php-websocket's did
   (test_connection.py checks the status application's messages);
 - a user's own copy of php-websocket's StatusApplication (and Application)
@@ -17,8 +20,11 @@ applications and pages on the extension:
 
 import json
 import os
+import shutil
+import signal
 import ssl
 import subprocess
+import time
 
 import pytest
 from conftest import HERE, php_argv
@@ -60,7 +66,14 @@ def make_server_pem(tmp_path, passphrase, legacy=False):
         pem.write_text(cert.read_text() + key.read_text())
         assert "DEK-Info: DES-EDE3-CBC," in pem.read_text()
     else:
-        run_php(tmp_path, MAKE_SERVER_PEM, passphrase)
+        # PHP's openssl functions make it, as php-websocket's do: Debian's
+        # `php`, which has them, whichever PHP the tests run on (the ZTS
+        # build of scripts/test-php-zts.sh is built without openssl).
+        script = tmp_path / "make_server_pem.php"
+        script.write_text(MAKE_SERVER_PEM)
+        r = subprocess.run(["php", "-n", str(script), passphrase], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
         assert "BEGIN ENCRYPTED PRIVATE KEY" in pem.read_text()
     assert "BEGIN CERTIFICATE" in pem.read_text()
 
@@ -210,3 +223,73 @@ def test_ssl_without_any_certificate_fails_in_run(tmp_path):
         "Exception at line 5: wss: no certificate (server.pem, php-websocket's default, was "
         "not found when the server was created): pass $options['cert'] or call "
         "setCertificate()"), out
+
+
+def make_cert(tmp_path, name, serial):
+    """A self-signed P-256 certificate for 127.0.0.1 with ``serial``."""
+    cert, key = str(tmp_path / (name + ".crt")), str(tmp_path / (name + ".key"))
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-days", "1", "-set_serial", str(serial), "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert)
+    return cert, key
+
+
+def served_serial(port):
+    """The serial ``openssl s_client`` is served on a new handshake."""
+    hello = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+    serial = subprocess.run(["openssl", "x509", "-noout", "-serial"], input=hello.stdout,
+                            capture_output=True, timeout=10)
+    return serial.stdout.decode().strip().partition("=")[2]
+
+
+def test_sighup_reloads_the_certificate_and_open_connections_carry_on(php_server, tmp_path):
+    old, new = make_cert(tmp_path, "old", 0x71), make_cert(tmp_path, "new", 0x72)
+    cert, key = str(tmp_path / "live.crt"), str(tmp_path / "live.key")
+    shutil.copy(old[0], cert)
+    shutil.copy(old[1], key)
+    server = php_server("php/tests/servers/apps.php", "--cert", cert, "--key", key)
+    assert served_serial(server.port) == "71"
+    context = ssl.create_default_context(cafile=old[0])
+    with connect("wss://127.0.0.1:%d/echo" % server.port, ssl=context) as ws:
+        shutil.copy(new[0], cert)
+        shutil.copy(new[1], key)
+        server.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 5
+        while served_serial(server.port) != "72" and time.time() < deadline:
+            time.sleep(0.1)
+        assert served_serial(server.port) == "72", server.output()
+        ws.send("still here")
+        assert ws.recv(timeout=5) == "still here"
+        # A broken file: logged, the new certificate stays, the server runs.
+        with open(cert, "w") as f:
+            f.write("broken")
+        server.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 5
+        while "not reloaded" not in server.output() and time.time() < deadline:
+            time.sleep(0.1)
+        assert "[error] SIGHUP: TLS certificate not reloaded" in server.output()
+        assert served_serial(server.port) == "72"
+        ws.send("and here")
+        assert ws.recv(timeout=5) == "and here"
+    assert server.proc.poll() is None
+
+
+RELOAD = """<?php
+$s = new \\WebSocket\\Server('127.0.0.1', 0, true, array('cert' => '%s', 'key' => '%s'));
+file_put_contents('%s', 'broken');
+var_dump($s->reloadCertificate());
+copy('%s', '%s');
+copy('%s', '%s');
+var_dump($s->reloadCertificate());
+"""
+
+
+def test_reload_certificate_returns_false_on_a_broken_file(tmp_path):
+    old, new = make_cert(tmp_path, "old", 0x81), make_cert(tmp_path, "new", 0x82)
+    out = run_php(tmp_path, RELOAD % (old[0], old[1], old[0], new[0], old[0], new[1], old[1]))
+    lines = out.splitlines()
+    assert "bool(false)" in lines and "bool(true)" in lines, out
+    assert lines.index("bool(false)") < lines.index("bool(true)"), out
+    assert "[error] TLS certificate not reloaded (the old one stays)" in out, out
+    assert "old.crt" in out, out

@@ -8,7 +8,7 @@ from contextlib import ExitStack
 
 import pytest
 from conftest import raw_open, raw_status
-from rawws import OP_BINARY, OP_TEXT, Conn
+from rawws import OP_BINARY, OP_CONT, OP_TEXT, Conn
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
@@ -43,6 +43,28 @@ def test_max_connections_per_ip(php_server):
     with connect(server.url + "/echo"), connect(server.url + "/echo"):
         with Conn(server.port) as c:
             assert c.read_to_eof().startswith(b"HTTP/1.1 429 "), "no 429"
+
+
+def slow_sender(port, size, sent):
+    """A client past its handshake that sends `sent` bytes of a `size`-byte
+    binary message (in 64 KiB fragments) and stops there."""
+    c = raw_open(port, path="/echo")
+    piece = b"z" * (64 * 1024)
+    for i in range(sent // len(piece)):
+        c.send_frame(OP_BINARY if i == 0 else OP_CONT, piece, fin=False)
+    return c
+
+
+def test_buffer_budget_closes_the_connection_asking_for_more_with_1013(php_server):
+    server = php_server(APPS, "--budget", 1 << 20)
+    with connect(server.url + "/echo") as ws:
+        held = slow_sender(server.port, 2 << 20, 512 << 10)  # within the budget
+        over = slow_sender(server.port, 2 << 20, 1 << 20)  # would pass it
+        assert over.read_close()[0] == 1013
+        ws.send("still served")
+        assert ws.recv(timeout=5) == "still served"
+        held.close()
+        over.close()
 
 
 def test_max_requests_per_minute(php_server):

@@ -3,7 +3,8 @@
 // under test, on one \WebSocket\Server. Options set the limits.
 //
 //   php -d extension=polysocket.so apps.php --port P [--max-clients N]
-//       [--per-ip N] [--per-minute N] [--origin DOMAIN]
+//       [--per-ip N] [--per-minute N] [--origin DOMAIN] [--budget BYTES]
+//       [--metrics] [--metrics-port P] [--drain-timeout SECONDS]
 //       [--cert PEM --key PEM [--passphrase P]] [--ssl (./server.pem)]
 
 class EchoApp extends \WebSocket\Application\Application
@@ -35,6 +36,8 @@ class InfoApp extends \WebSocket\Application\Application
             'subprotocol' => $client->getSubprotocol(),
             'extension' => $client->getExtension(),
             'secure' => $client->isSecure(),
+            'httpVersion' => $client->getHttpVersion(),
+            'http2' => $client->isHttp2(),
             'app' => get_class($client->getClientApplication()),
         )));
     }
@@ -120,6 +123,8 @@ class ControlApp extends \WebSocket\Application\Application
             $client->send(var_export($client->send("\xff", 'text'), true));
         } elseif ($data === 'close') {
             $client->close(4000);
+        } elseif ($data === 'stats') {
+            $client->send(json_encode($this->server->getStats()));
         } else {
             $client->send("unknown");
         }
@@ -192,13 +197,31 @@ class RulesApp extends \WebSocket\Application\Application
 // php-websocket's DemoApplication, as the status example serves it.
 require __DIR__ . '/../../../examples/php/DemoApplication.php';
 
-$o = getopt('', array('port:', 'max-clients:', 'per-ip:', 'per-minute:', 'origin:', 'cert:', 'key:',
-    'passphrase:', 'ssl'));
+$o = getopt('', array('port:', 'max-clients:', 'per-ip:', 'per-minute:', 'origin:', 'budget:', 'cert:', 'key:',
+    'passphrase:', 'ssl', 'metrics', 'metrics-port:', 'drain-timeout:', 'no-http2', 'http2-max-streams:'));
 $tls = array_intersect_key($o, array('cert' => 1, 'key' => 1, 'passphrase' => 1));
 $server = new \WebSocket\Server('127.0.0.1', (int)$o['port'], isset($o['ssl']) || $tls, $tls);
 $server->setMaxClients(isset($o['max-clients']) ? $o['max-clients'] : 1000);
 $server->setMaxConnectionsPerIp(isset($o['per-ip']) ? (int)$o['per-ip'] : 0);
 $server->setMaxRequestsPerMinute(isset($o['per-minute']) ? (int)$o['per-minute'] : 0);
+if (isset($o['budget'])) {
+    $server->setMaxBufferedTotal((int)$o['budget']);
+}
+if (isset($o['drain-timeout'])) {
+    $server->setDrainTimeout((float)$o['drain-timeout']);
+}
+if (isset($o['no-http2'])) {
+    $server->setHttp2(false);
+}
+if (isset($o['http2-max-streams'])) {
+    $server->setHttp2MaxStreams((int)$o['http2-max-streams']);
+}
+if (isset($o['metrics'])) {
+    $server->setMetrics(true);
+}
+if (isset($o['metrics-port'])) {
+    $server->setMetricsPort((int)$o['metrics-port']);
+}
 if (isset($o['origin'])) {
     $server->setAllowedOrigin($o['origin']);
 } else {
@@ -214,5 +237,6 @@ $server->registerApplication('same', SameApp::getInstance());
 $server->registerApplication('control', $control);
 $server->registerApplication('rules', RulesApp::getInstance());
 $server->registerApplication('demo', DemoApplication::getInstance());
+$server->registerPage('/page.txt', "a page\n", 'text/plain');
 $server->run();
 echo "run() returned\n";
