@@ -1,6 +1,6 @@
 """Headless Chromium (Debian's /usr/bin/chromium) against the echo server.
 
-pytest serves tests/browser/page.html over HTTP on its own port of
+pytest serves tests/browser/page.html (with echo.js) over HTTP on its own port of
 127.0.0.1; the page's JavaScript exchanges messages with the echo server
 and POSTs what happened to /result. The test fails if the page reports
 nothing within the time limit, i.e. also when Chromium does not start or
@@ -12,26 +12,15 @@ default is to fail when Chromium is missing.
 
 import json
 import os
-import shutil
-import signal
-import subprocess
 import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PAGE = os.path.join(HERE, "browser", "page.html")
+from browsers import browser_page, chromium_argv, chromium_path, run_browser
+
 RESULT_TIMEOUT = 60
-
-
-def chromium_path():
-    for candidate in (os.environ.get("CHROMIUM"), "/usr/bin/chromium",
-                      shutil.which("chromium"), shutil.which("chromium-browser")):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    return None
 
 
 class PageServer:
@@ -39,7 +28,7 @@ class PageServer:
     the result the page POSTs back."""
 
     def __init__(self, ws_url):
-        page = open(PAGE, encoding="utf-8").read().replace("__WS_URL__", ws_url).encode()
+        page = browser_page("page.html").replace("__WS_URL__", ws_url).encode()
         self.result = None
         self.got_result = threading.Event()
         self.requests = []
@@ -83,38 +72,11 @@ class PageServer:
 
 def run_chromium(chromium, url, wait_for):
     """Run headless Chromium on `url` until `wait_for` (an Event) is set or
-    the timeout expires; returns Chromium's stderr tail."""
+    the timeout expires; returns (its exit status or None, its output's tail)."""
     with tempfile.TemporaryDirectory(prefix="polysocket-chromium-") as profile:
-        log_path = os.path.join(profile, "chromium.log")
-        argv = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                "--user-data-dir=" + os.path.join(profile, "profile"), url]
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    start_new_session=True)
-            try:
-                wait_for.wait(RESULT_TIMEOUT)
-                exited = proc.poll()
-            finally:
-                # Chromium forks zygote and renderer processes: stop its group.
-                for sig in (signal.SIGTERM, signal.SIGKILL):
-                    try:
-                        os.killpg(proc.pid, sig)
-                    except ProcessLookupError:
-                        break
-                    try:
-                        proc.wait(5)
-                        break
-                    except subprocess.TimeoutExpired:
-                        continue
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        with open(log_path, "rb") as f:
-            tail = f.read()[-4000:].decode("utf-8", "replace")
-        return exited, tail
+        argv = chromium_argv(chromium, os.path.join(profile, "profile"), url)
+        return run_browser(argv, os.path.join(profile, "chromium.log"),
+                           lambda: wait_for.wait(RESULT_TIMEOUT))
 
 
 def test_chromium_echo_with_permessage_deflate(ws_url):
