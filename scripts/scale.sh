@@ -22,7 +22,8 @@
 # `mem` pages: socket structures and buffers of both ends of every
 # connection, the generators' included; the machine's other activity moves
 # it too), and whether every connection echoed. Exits non-zero if a
-# connection failed or MAX_KIB (per connection, server RSS) is exceeded.
+# connection failed or a face's server RSS per connection is above its
+# target (MAX_KIB_RUST, MAX_KIB_SCRIPTED).
 # Needs: the release echo example, the venv of scripts/test-python-tornado.sh
 # (or PY=...), the PHP extension (`cargo build --release -p polysocket-php`).
 set -euo pipefail
@@ -62,6 +63,9 @@ kernel_kib() { # the kernel's slab (socket structures) plus TCP buffer pages
     tcp=$(awk '/^TCP:/{for(i=1;i<NF;i++) if($i=="mem") print $(i+1)}' /proc/net/sockstat)
     echo $((slab + tcp * 4))
 }
+json_lines() { # EXPR over R, the JSON lines on stdin
+    python3 -c 'import json, sys; R = [json.loads(l) for l in sys.stdin if l.strip()]; print(eval(sys.argv[1]))' "$1"
+}
 descendants() { # a PID and its children (the --processes launcher's servers)
     echo "$1"; pgrep -P "$1" || true
 }
@@ -88,6 +92,8 @@ start_face() { # FACE PORT: starts it in the background, sets SERVER
 
 run_face() {
     [ "$1" = rust ] && cargo build -q --release -p polysocket --features runtime --example echo
+    [ "$1" = php ] && [ "$PHP_EXT" = "$TARGET/release/libpolysocket_php.so" ] \
+        && cargo build -q --release -p polysocket-php
     local face=$1 port gens i n base held tcp0 tcp1 pids status=0
     port=$(free_port)
     start_face "$face" "$port"
@@ -122,14 +128,14 @@ run_face() {
     held=$(rss_sum "${pids[@]}")
     tcp1=$(kernel_kib)
     local open_s
-    open_s=$(cat "$OUT_DIR"/ready-* | jq -s 'map(.open_s) | max | . * 10 | round / 10')
+    open_s=$(cat "$OUT_DIR"/ready-* | json_lines 'round(max(r["open_s"] for r in R), 1)')
     rm -f "$OUT_DIR"/ready-*
     for p in "${gen_pids[@]}"; do wait "$p" || status=1; done
     local opened echoed errors first
-    opened=$(cat "$OUT_DIR/$face"-gen-*.json | jq -s 'map(.opened) | add')
-    echoed=$(cat "$OUT_DIR/$face"-gen-*.json | jq -s 'map(.echoed) | add')
-    errors=$(cat "$OUT_DIR/$face"-gen-*.json | jq -s 'map(.errors) | add')
-    first=$(cat "$OUT_DIR/$face"-gen-*.json | jq -rs 'map(.first_error // empty) | first // ""')
+    opened=$(cat "$OUT_DIR/$face"-gen-*.json | json_lines 'sum(r["opened"] for r in R)')
+    echoed=$(cat "$OUT_DIR/$face"-gen-*.json | json_lines 'sum(r["echoed"] for r in R)')
+    errors=$(cat "$OUT_DIR/$face"-gen-*.json | json_lines 'sum(r["errors"] for r in R)')
+    first=$(cat "$OUT_DIR/$face"-gen-*.json | json_lines 'next((r["first_error"] for r in R if r["first_error"]), "")')
     kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
     local per_conn tcp_per
     per_conn=$(python3 -c "print(f'{($held - $base) / max($opened, 1):.2f}')")

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Cross-language interop tests: the echo server (POLYSOCKET_ECHO_CMD, a
 # command template with {port}; default the tokio echo example) against
-# Python websockets and websocket-client, Node ws, headless Chromium and raw
+# Python websockets and websocket-client, Node ws, headless Chromium (and Firefox ESR over HTTP/2) and raw
 # sockets (pytest, tests/), then the Autobahn|Testsuite CI subset
 # (scripts/autobahn.sh).
 #
 # First installs what a fresh Debian 12 lacks, idempotently and quietly:
-# python3-venv, nodejs/npm and chromium (apt), a venv in target/interop-venv
+# python3-venv, nodejs/npm and chromium, firefox-esr, libnss3-tools (apt), a venv in target/interop-venv
 # (tests/requirements.txt) and ws in tests/node (npm ci).
 #
 #   POLYSOCKET_SKIP_AUTOBAHN=1   pytest only
-#   POLYSOCKET_SKIP_BROWSER=1    no Chromium (neither installed nor tested)
+#   POLYSOCKET_SKIP_BROWSER=1    no browsers (neither installed nor tested)
 #   extra arguments go to pytest, e.g. scripts/test-interop.sh -k raw
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,8 +23,9 @@ setup_init interop
 # --- system packages ---------------------------------------------------------
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_install python3 python3-venv
 { command -v node && command -v npm; } >/dev/null 2>&1 || apt_install nodejs npm
-if [ "${POLYSOCKET_SKIP_BROWSER:-}" != 1 ] && [ ! -x /usr/bin/chromium ]; then
-    apt_install chromium
+if [ "${POLYSOCKET_SKIP_BROWSER:-}" != 1 ] && { [ ! -x /usr/bin/chromium ] \
+    || [ ! -x /usr/bin/firefox-esr ] || ! command -v certutil >/dev/null 2>&1; }; then
+    apt_install chromium firefox-esr libnss3-tools
 fi
 
 # --- Python venv ---------------------------------------------------------------

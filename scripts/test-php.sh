@@ -33,6 +33,8 @@ if [ "${POLYSOCKET_SKIP_BROWSER:-}" != 1 ] && [ ! -x /usr/bin/chromium ]; then
     missing+=(chromium)
 fi
 [ ${#missing[@]} = 0 ] || apt_install "${missing[@]}"
+# promtool checks the metrics endpoint's output (test_metrics.py).
+ensure_promtool
 
 # --- Python venv for the clients -------------------------------------------------
 VENV="$ROOT/target/php-venv"

@@ -5,7 +5,8 @@
 #
 # First installs what a fresh Debian 12 lacks, idempotently: python3-venv,
 # openssl (TLS test certificate), redis-server (the cluster tests start
-# their own) and chromium (apt), the venv
+# their own), haproxy and nginx-light (test_proxies.py starts them in front
+# of the server) and chromium (apt), the venv
 # target/python-venv with python/tests/requirements.txt. The package is
 # rebuilt every run (cargo's incremental build keeps it quick).
 #
@@ -21,9 +22,15 @@ setup_init python
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_install python3 python3-venv
 command -v openssl >/dev/null 2>&1 || apt_install openssl
 command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+# The proxies test_proxies.py starts in front of the server.
+[ -x /usr/sbin/haproxy ] || apt_install haproxy
+[ -x /usr/sbin/nginx ] || apt_install nginx-light
 if [ "${POLYSOCKET_SKIP_BROWSER:-}" != 1 ] && [ ! -x /usr/bin/chromium ]; then
     apt_install chromium
 fi
+
+# promtool checks the metrics endpoint's output (test_metrics.py).
+ensure_promtool
 
 VENV="$PYTHON_VENV"  # target/python-venv (scripts/test-php.sh's Python node runs in it too)
 python_package

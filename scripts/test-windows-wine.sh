@@ -23,7 +23,7 @@ missing=()
 command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || missing+=(gcc-mingw-w64-x86-64)
 [ -x /usr/lib/wine/wine64 ] || missing+=(wine64)
 [ ${#missing[@]} = 0 ] || apt_install "${missing[@]}"
-rustup target list --installed | grep -qx "$TARGET" || rustup target add "$TARGET"
+rustup target list --installed | grep -x "$TARGET" >/dev/null || rustup target add "$TARGET"
 
 export WINEPREFIX="$ROOT/target/windows-wine/prefix" WINEDEBUG=-all
 STUB="$WINEPREFIX/drive_c/windows/system32/bcryptprimitives.dll"

@@ -135,27 +135,39 @@ setup_rows() { # connection set-ups per second, $SETUP_CONC at once
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
+# The idle row's default client: the loadgen holds N connections (each
+# echoes one message first and once more after the hold).
+loadgen_idle() { # PORT CONNS READY_FILE
+    "$LOADGEN" idle --port "$1" --conns "$2" --talk-first 1 --ready-file "$3" --hold-timeout 120
+}
+
+# idle_row SERVER CONNS [ROW] [SETTLE_S] [CLIENT]: RSS of a fresh server
+# before and with CONNS idle connections that CLIENT (a command taking
+# PORT CONNS READY_FILE, printing its JSON tally; default loadgen_idle)
+# holds, read SETTLE_S seconds after they are all open.
 idle_row() {
-    local s=$1 conns=$2 base held ready lg
+    local s=$1 conns=$2 row=${3:-idle} settle=${4:-1} client=${5:-loadgen_idle} base held ready lg
     start "$s"
     taskset -c "$LOADGEN_CPU" "$LOADGEN" echo --port "${PORT[$s]}" --conns 10 --size 1024 \
         --duration 0.5 --warmup 0 > /dev/null 2>&1 || true
     sleep 0.5
     base=$(rss_kib "${PID[$s]}")
-    ready="$OUT_DIR/idle-$s.ready"
+    ready="$OUT_DIR/$row-$s.ready"
     rm -f "$ready"
-    log "idle: $conns connections to $s (baseline RSS $base KiB)"
-    taskset -c "$LOADGEN_CPU" "$LOADGEN" idle --port "${PORT[$s]}" --conns "$conns" \
-        --talk-first 1 --ready-file "$ready" --hold-timeout 120 > "$OUT_DIR/idle-$s.json" 2>>"$OUT_DIR/loadgen.log" &
+    log "$row: $conns connections to $s (baseline RSS $base KiB)"
+    # The subshell pins itself (a function cannot be run by taskset); the
+    # client inherits it.
+    (taskset -cp "$LOADGEN_CPU" "$BASHPID" > /dev/null && "$client" "${PORT[$s]}" "$conns" "$ready") \
+        > "$OUT_DIR/$row-$s.json" 2>>"$OUT_DIR/loadgen.log" &
     lg=$!
     for _ in $(seq 1 1200); do [ -f "$ready" ] && break; kill -0 "$lg" 2>/dev/null || break; sleep 0.1; done
-    sleep 1 # let the server settle
+    sleep "$settle" # let the server settle
     held=$(rss_kib "${PID[$s]}")
     rm -f "$ready"
-    wait "$lg" || true
-    jq -c --arg server "$s" --argjson base "$base" --argjson held "$held" \
-        '. + {row: "idle", server: $server, round: 1, rss_base_kib: $base, rss_idle_kib: $held,
+    wait "$lg" || log "$row client on $s exited with an error (see $OUT_DIR/loadgen.log)"
+    jq -c --arg server "$s" --arg row "$row" --argjson base "$base" --argjson held "$held" \
+        '. + {row: $row, server: $server, round: 1, rss_base_kib: $base, rss_idle_kib: $held,
               kib_per_conn: (if .opened > 0 then ($held - $base) / .opened else null end)}' \
-        "$OUT_DIR/idle-$s.json" >> "$RESULTS"
+        "$OUT_DIR/$row-$s.json" >> "$RESULTS"
     stop "$s"
 }

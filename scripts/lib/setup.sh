@@ -7,6 +7,8 @@
 #                               the arguments, a -r file they name or the Python change
 #   python_package              the polysocket package built from the workspace (maturin,
 #                               release) into target/python-venv (python/tests/requirements.txt)
+#   ensure_promtool             Prometheus' promtool from Debian's package, unpacked into
+#                               target/promtool (not installed: no service starts); exports $PROMTOOL
 #   python_package_current      true when target/python-venv has polysocket built after the
 #                               last change to the sources the package is built from
 
@@ -37,6 +39,21 @@ apt_install() {
         apt-get update -q >>"$SETUP_LOG" 2>&1
         apt-get install -y -q "$@" >>"$SETUP_LOG" 2>&1 || setup_failed
     fi
+}
+
+ensure_promtool() {
+    PROMTOOL="$PWD/target/promtool/usr/bin/promtool"
+    if [ ! -x "$PROMTOOL" ]; then
+        echo "== unpacking promtool (Debian's prometheus package)"
+        rm -rf target/promtool && mkdir -p target/promtool
+        (cd target/promtool && { apt-get download prometheus \
+            || { apt-get update -q && apt-get download prometheus; }; }) >>"$SETUP_LOG" 2>&1 \
+            || setup_failed
+        dpkg-deb -x target/promtool/prometheus_*.deb target/promtool >>"$SETUP_LOG" 2>&1 \
+            || setup_failed
+        rm -f target/promtool/prometheus_*.deb
+    fi
+    export PROMTOOL
 }
 
 ensure_venv() {
