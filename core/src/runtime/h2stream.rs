@@ -26,6 +26,15 @@ pub(crate) const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
 /// that honours it sends a large message in fewer frames than 16 KiB ones.
 pub(crate) const MAX_FRAME: u32 = 64 * 1024;
 
+/// The rest of a WebSocket frame up to this size is given its room in the
+/// receive buffer at once on a stream. Growing the buffer as the bytes
+/// arrive (as on TCP) reallocates it several times per large message, and
+/// behind h2's per-frame read buffers the allocator cannot extend it in
+/// place: each growth copied what had arrived (a tenth of the server's
+/// CPU at 1 MiB). Room not yet written is address space, not resident
+/// memory; this bounds what one stream can claim ahead of its bytes.
+pub(crate) const RESERVE_AHEAD: usize = 4 * 1024 * 1024;
+
 /// Both halves of one stream.
 pub struct H2Stream {
     send: SendStream<Bytes>,

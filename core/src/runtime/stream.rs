@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::{client, server};
 
-use super::h2stream::H2Stream;
+use super::h2stream::{H2Stream, RESERVE_AHEAD};
 
 /// A TCP stream, possibly under TLS, or one stream of an HTTP/2
 /// connection (RFC 8441).
@@ -45,6 +45,18 @@ impl Stream {
     /// Whether the stream is under TLS (`wss://`).
     pub fn is_tls(&self) -> bool {
         !matches!(self, Stream::Plain(_))
+    }
+
+    /// The room to reserve in a receive buffer holding `held` bytes for the
+    /// rest of a frame (`awaited` bytes): on TCP it grows geometrically,
+    /// never further ahead of what arrived than `held` (or one `chunk`);
+    /// on an HTTP/2 stream the rest is given its room at once, up to
+    /// [`RESERVE_AHEAD`].
+    pub(crate) fn frame_room(&self, awaited: usize, held: usize, chunk: usize) -> usize {
+        if self.is_h2() && awaited <= RESERVE_AHEAD {
+            return awaited;
+        }
+        awaited.min(held.max(chunk))
     }
 }
 

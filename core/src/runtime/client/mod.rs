@@ -433,11 +433,12 @@ impl WebSocket {
         if self.eof {
             return Ok(0);
         }
+        let awaited = self.conn.awaited_bytes();
         let buf = self.conn.receive_buffer();
         if buf.is_empty() && buf.capacity() > IDLE_BUFFER_LIMIT {
             *buf = BytesMut::new();
         }
-        reserve(buf);
+        reserve(buf, stream, awaited);
         read_or_eof(stream.read_buf(buf).await)
     }
 
@@ -483,9 +484,12 @@ impl WebSocket {
     }
 }
 
-/// Room for the next read, in the engine's receive buffer.
-fn reserve(buf: &mut BytesMut) {
-    if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+/// Room for the next read, in the engine's receive buffer: for the rest
+/// of a large frame (`awaited` bytes) as the stream kind wants it.
+fn reserve(buf: &mut BytesMut, stream: &Stream, awaited: usize) {
+    if awaited > 0 {
+        buf.reserve(stream.frame_room(awaited, buf.len(), READ_CHUNK));
+    } else if buf.capacity() - buf.len() < READ_CHUNK / 2 {
         buf.reserve(READ_CHUNK);
     }
 }
@@ -503,11 +507,12 @@ fn read_ahead(
     read_error: &mut Option<io::Error>,
 ) {
     while !*eof && read_error.is_none() {
+        let awaited = conn.awaited_bytes();
         let buf = conn.receive_buffer();
         if buf.len() >= limit {
             return;
         }
-        reserve(buf);
+        reserve(buf, stream, awaited);
         let read = std::pin::pin!(stream.read_buf(buf));
         match read.poll(cx).map(read_or_eof) {
             Poll::Ready(Ok(0)) => *eof = true,

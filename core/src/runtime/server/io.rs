@@ -30,10 +30,9 @@ pub(super) fn poll_read_into(
     let awaited = conn.awaited_bytes();
     lowat.follow(stream, awaited);
     if awaited > 0 {
-        // The rest of a large frame: read it in place behind its start,
-        // growing the buffer geometrically (never ahead of what arrived).
+        // The rest of a large frame: read it in place behind its start.
         let buf = conn.receive_buffer();
-        buf.reserve(awaited.min(buf.len().max(config.read_chunk)));
+        buf.reserve(stream.frame_room(awaited, buf.len(), config.read_chunk));
         return poll_read_buf(cx, stream, buf);
     }
     if let Stream::Plain(tcp) = stream {
