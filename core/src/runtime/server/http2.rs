@@ -12,9 +12,15 @@
 //!
 //! [`OpenInfo::http2`]: super::OpenInfo::http2
 
+use std::future::Future as _;
 use std::net::SocketAddr;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
+
+use atomic_waker::AtomicWaker;
 
 use bytes::Bytes;
 use h2::server::SendResponse;
@@ -66,21 +72,59 @@ pub(super) async fn serve(
     let trusted = is_trusted(&config.trusted_proxies, client.ip());
     let mut stopping = shared.stopping.subscribe();
     let mut draining = shared.draining.subscribe();
+    let mut stop = pin!(stop_requested(&mut stopping));
+    let mut drain = pin!(stop_requested(&mut draining));
     // GOAWAY went out: no new stream; the open ones carry on (a drain).
     let mut goaway = false;
     // Stopping: the streams were told (1001) and get the close timeout to
     // finish; then the connection is dropped, whatever the client does
     // (one that stops reading must not hold the server's stop).
-    let mut deadline: Option<tokio::time::Instant> = None;
+    let mut deadline: Option<Pin<Box<tokio::time::Sleep>>> = None;
     // A connection without a stream for a handshake timeout is closed (with
     // GOAWAY): it holds no slot of its own. Streams end without waking the
     // accept below, so a tick looks.
     let mut tick = tokio::time::interval((timeout / 2).max(Duration::from_millis(50)));
     let mut idle_since = tokio::time::Instant::now();
+    let controls = Arc::new(Controls::default());
+    let controls_waker = Waker::from(controls.clone());
     loop {
-        let next = tokio::select! {
-            next = conn.accept() => next,
-            now = tick.tick(), if !goaway => {
+        let event = std::future::poll_fn(|cx| {
+            if controls.fired(cx) {
+                let mut own = Context::from_waker(&controls_waker);
+                let heard = if deadline
+                    .as_mut()
+                    .is_some_and(|d| d.as_mut().poll(&mut own).is_ready())
+                {
+                    Some(Event::Deadline)
+                } else if deadline.is_none() && stop.as_mut().poll(&mut own).is_ready() {
+                    Some(Event::Stop)
+                } else if !goaway && drain.as_mut().poll(&mut own).is_ready() {
+                    Some(Event::Drain)
+                } else if !goaway {
+                    match tick.poll_tick(&mut own) {
+                        Poll::Ready(now) => Some(Event::Tick(now)),
+                        Poll::Pending => None,
+                    }
+                } else {
+                    None
+                };
+                if let Some(event) = heard {
+                    // The others are looked at again on the next turn.
+                    controls.rearm();
+                    return Poll::Ready(event);
+                }
+            }
+            conn.poll_accept(cx).map(Event::Stream)
+        })
+        .await;
+        match event {
+            Event::Stream(Some(Ok((request, respond)))) => {
+                idle_since = tokio::time::Instant::now();
+                route(&shared, request, respond, client, trusted);
+            }
+            // Closed, or a connection error (already sent as GOAWAY).
+            Event::Stream(Some(Err(_)) | None) => break,
+            Event::Tick(now) => {
                 if conn.has_streams() {
                     idle_since = now;
                 } else if now.duration_since(idle_since) >= timeout {
@@ -88,34 +132,23 @@ pub(super) async fn serve(
                     // (a graceful shutdown's PING round trip is for them).
                     goaway = true;
                     conn.abrupt_shutdown(h2::Reason::NO_ERROR);
-                    deadline = Some(now + config.close_timeout);
+                    deadline = Some(Box::pin(tokio::time::sleep(config.close_timeout)));
                 }
-                continue;
             }
-            _ = stop_requested(&mut draining), if !goaway => {
+            Event::Drain => {
                 goaway = true;
                 conn.graceful_shutdown();
-                continue;
             }
-            _ = stop_requested(&mut stopping), if deadline.is_none() => {
+            Event::Stop => {
                 if !goaway {
                     goaway = true;
                     conn.graceful_shutdown();
                 }
                 // The streams' own close timeout, and a second to flush.
                 let grace = config.close_timeout + Duration::from_secs(1);
-                deadline = Some(tokio::time::Instant::now() + grace);
-                continue;
+                deadline = Some(Box::pin(tokio::time::sleep(grace)));
             }
-            () = sleep_until(deadline), if deadline.is_some() => return,
-        };
-        match next {
-            Some(Ok((request, respond))) => {
-                idle_since = tokio::time::Instant::now();
-                route(&shared, request, respond, client, trusted);
-            }
-            // Closed, or a connection error (already sent as GOAWAY).
-            Some(Err(_)) | None => break,
+            Event::Deadline => return,
         }
     }
     // Flushes the GOAWAY; the streams' own tasks are done or failing.
@@ -126,11 +159,60 @@ pub(super) async fn serve(
     .await;
 }
 
-/// Resolves at `deadline` (never without one).
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
+/// What h2's accept gives: a request, the end, or a connection error.
+type Accepted = Option<Result<(http::Request<RecvStream>, SendResponse<Bytes>), h2::Error>>;
+
+/// What woke the connection's task. Lives only between a poll and the
+/// match on it, so the request is not boxed.
+#[allow(clippy::large_enum_variant)]
+enum Event {
+    Stream(Accepted),
+    Tick(tokio::time::Instant),
+    Drain,
+    Stop,
+    Deadline,
+}
+
+/// The waker of what the connection's task waits for besides h2: stop,
+/// drain, the idle tick, the deadline. h2 wakes the task for every frame;
+/// these are polled only after one of them woke it, so a frame costs no
+/// poll of a watch channel (a lock) or a timer.
+struct Controls {
+    fired: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Default for Controls {
+    fn default() -> Self {
+        // Fired: the first turn polls them, which registers them.
+        Controls {
+            fired: AtomicBool::new(true),
+            task: AtomicWaker::new(),
+        }
+    }
+}
+
+impl Controls {
+    /// Whether one of them woke the task since the last look; registers
+    /// the task's waker first, so that a wake in between is not lost.
+    fn fired(&self, cx: &Context<'_>) -> bool {
+        self.task.register(cx.waker());
+        self.fired.swap(false, Ordering::AcqRel)
+    }
+
+    fn rearm(&self) {
+        self.fired.store(true, Ordering::Release);
+    }
+}
+
+impl Wake for Controls {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.rearm();
+        self.task.wake();
     }
 }
 
