@@ -48,7 +48,9 @@ const SEND_BUFFER: usize = 256 * 1024;
 /// WebSocket sessions, each stream admitted as it opens.
 pub(super) async fn serve(
     shared: Arc<Shared>,
-    tls: TlsStream<TcpStream>,
+    // Boxed: an async fn keeps its arguments for its whole life, so a TLS
+    // stream passed by value would be held twice (here and in h2's codec).
+    tls: Box<TlsStream<TcpStream>>,
     client: SocketAddr,
     slot: Admitted,
 ) {

@@ -229,7 +229,12 @@ fn take(
             Some(acceptor) => {
                 match tokio::time::timeout(timeout, Box::pin(acceptor.serve.accept(tcp))).await {
                     Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
-                        super::http2::serve(task_shared.clone(), tls, client, guard).await;
+                        // A task of its own, sized for HTTP/2: this one's
+                        // state, sized for every way of opening (15 KiB),
+                        // is freed rather than held for the connection's life.
+                        let connection =
+                            super::http2::serve(task_shared.clone(), Box::new(tls), client, guard);
+                        spawn_task(&task_shared, connection);
                         return None;
                     }
                     Ok(Ok(tls)) => Stream::ServerTls(Box::new(tls)),
