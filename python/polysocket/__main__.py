@@ -99,6 +99,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                         "WebSockets as HTTP/2 streams, RFC 8441)")
     p.add_argument("--http2-max-streams", type=int, metavar="N",
                    help="streams one HTTP/2 connection may have open at once (default 100)")
+    p.add_argument("--http2-max-pending-resets", type=int, metavar="N",
+                   help="streams an HTTP/2 client may reset before the server took them up; "
+                        "past it the connection is closed with GOAWAY(ENHANCE_YOUR_CALM) "
+                        "(rapid reset, CVE-2023-44487; default 20)")
     p.add_argument("--max-buffered-total", type=int, metavar="BYTES",
                    help="bytes all connections may hold for their clients; past it the "
                         "connection asking for more is closed with 1013 (default 256 MiB, 0: none)")
@@ -136,6 +140,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         options["http2"] = False
     if args.http2_max_streams is not None:
         options["http2_max_streams"] = args.http2_max_streams
+    if args.http2_max_pending_resets is not None:
+        options["http2_max_pending_resets"] = args.http2_max_pending_resets
     if args.metrics_port is not None:
         options["metrics_port"] = args.metrics_port
     try:

@@ -42,6 +42,7 @@ class ServerOptions:
         cluster_queue: int = 65536,
         http2: bool = True,
         http2_max_streams: int = 100,
+        http2_max_pending_resets: int = 20,
     ) -> None: ...
     @property
     def clustered(self) -> bool: ...

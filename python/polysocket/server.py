@@ -95,7 +95,11 @@ class Server:
     (``request.version == "HTTP/2.0"``); each stream counts as a connection
     for the limits. ``http2=False`` offers HTTP/1.1 only;
     ``http2_max_streams`` (default 100) bounds the streams one connection
-    may have open at once (more are refused with ``REFUSED_STREAM``).
+    may have open at once (more are refused with ``REFUSED_STREAM``);
+    ``http2_max_pending_resets`` (default 20, at least 1) the streams a
+    client may reset before the server took them up ("rapid reset",
+    CVE-2023-44487): past it the connection is closed with ``GOAWAY``
+    (``ENHANCE_YOUR_CALM``).
 
     Behind a proxy (docs/OPERATIONS.md): ``trusted_proxies=["10.0.0.0/8",
     "127.0.0.1"]`` believes those addresses' ``Forwarded`` /

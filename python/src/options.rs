@@ -170,7 +170,7 @@ impl ServerOptions {
         ssl_certfile=None, ssl_keyfile=None, ssl_certificates=None, workers=0, reuse_port=false,
         trusted_proxies=None, proxy_protocol=false, metrics=false, metrics_port=None, cluster=None,
         namespace=None, cluster_heartbeat=1.0, cluster_expiry=3.0, cluster_queue=65536,
-        http2=true, http2_max_streams=100))]
+        http2=true, http2_max_streams=100, http2_max_pending_resets=20))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         max_connections: i64,
@@ -203,6 +203,7 @@ impl ServerOptions {
         cluster_queue: i64,
         http2: bool,
         http2_max_streams: i64,
+        http2_max_pending_resets: i64,
     ) -> PyResult<Self> {
         let protocol = Options {
             max_message_size: match max_message_size {
@@ -260,10 +261,20 @@ impl ServerOptions {
                     u32::MAX
                 ))
             })?;
+        // 0 would close the connection at the first stream a client resets.
+        let http2_max_pending_resets = usize::try_from(http2_max_pending_resets)
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "http2_max_pending_resets must be >= 1, got {http2_max_pending_resets}"
+                ))
+            })?;
         let mut config = ServerConfig {
             protocol,
             http2,
             http2_max_streams,
+            http2_max_pending_resets,
             trusted_proxies,
             proxy_protocol,
             metrics,

@@ -276,6 +276,48 @@ def test_rapid_reset_ends_the_connection_with_enhance_your_calm(serve, cert):
     assert s.call(s.server.stats)["connections"] == 0
 
 
+def rapid_resets(c, n):
+    """`n` streams opened and reset by the client (HEADERS, RST_STREAM),
+    then one more opened, all in one write: the server reads the resets
+    before it takes up any of the streams. The last stream's id."""
+    for _ in range(n):
+        c.conn.reset_stream(c.open_ws("/rapid"), ErrorCodes.CANCEL)
+    return c.open_ws("/after")
+
+
+@pytest.mark.parametrize("limit, resets, served", [(None, 5, True), (3, 3, True), (3, 5, False)])
+def test_the_rapid_reset_bound_is_http2_max_pending_resets(serve, cert, limit, resets, served):
+    # Under the bound (20 by default) the connection goes on; past the
+    # configured one it is closed with GOAWAY ENHANCE_YOUR_CALM, and the
+    # stream opened behind the resets is not taken up.
+    options = {} if limit is None else {"http2_max_pending_resets": limit}
+    s, seen = start(serve, cert, **options)
+    c = connect(s, cert)
+    try:
+        after = rapid_resets(c, resets)
+        if served:
+            assert c.status(after) == 200, c.goaway
+            c.echo(after, "still here")
+            assert c.goaway is None
+        else:
+            assert c.status(after) is None
+            assert c.goaway == ErrorCodes.ENHANCE_YOUR_CALM
+    finally:
+        c.close()
+    a_new_connection_is_served(s, cert, "/fresh", "still serving")
+    deadline = time.monotonic() + 10
+    while s.call(s.server.stats)["connections"] > 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert s.call(s.server.stats)["connections"] == 0
+
+
+@pytest.mark.parametrize("value", [0, -1])
+def test_http2_max_pending_resets_is_checked(value):
+    from polysocket import Server
+    with pytest.raises(ValueError, match="http2_max_pending_resets must be >= 1, got %d" % value):
+        Server([(r"/", Recorder)], http2_max_pending_resets=value)
+
+
 @pytest.mark.parametrize("flood", ["ping", "settings"])
 def test_a_control_frame_flood_does_not_stop_the_server(serve, cert, flood):
     # The flooding connection opens no stream while it floods: a long
@@ -365,7 +407,8 @@ def handshake_when_listening(port, cert):
             time.sleep(0.05)
 
 
-@pytest.mark.parametrize("flags", [["--no-http2"], ["--http2-max-streams", "3"]])
+@pytest.mark.parametrize("flags", [["--no-http2"], ["--http2-max-streams", "3"],
+                                   ["--http2-max-pending-resets", "3"]])
 def test_the_command_line_flags(cert, flags):
     port = free_port()
     proc = run_echo(port, cert, *flags)
@@ -374,6 +417,10 @@ def test_the_command_line_flags(cert, flags):
         try:
             if flags[0] == "--no-http2":
                 assert c.alpn != "h2"
+            elif flags[0] == "--http2-max-pending-resets":
+                c.start_h2()
+                assert c.status(rapid_resets(c, 5)) is None
+                assert c.goaway == ErrorCodes.ENHANCE_YOUR_CALM
             else:
                 c.start_h2()
                 assert c.settings[SettingCodes.MAX_CONCURRENT_STREAMS] == 3
