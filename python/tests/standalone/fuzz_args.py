@@ -256,7 +256,7 @@ OPTIONS = ["max_connections", "max_connections_per_ip", "max_messages_per_minute
            "max_send_buffer", "max_buffered_total", "close_timeout", "allowed_origins",
            "drafts", "compression", "ssl_certfile", "ssl_keyfile", "workers", "reuse_port",
            "namespace", "cluster_heartbeat", "cluster_expiry", "cluster_queue", "http2",
-           "http2_max_streams"]
+           "http2_max_streams", "http2_max_pending_resets"]
 
 
 def fuzz_options(fdp):
