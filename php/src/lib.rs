@@ -79,9 +79,11 @@ extern "C" fn info(_module: *mut ModuleEntry) {
     info_table_row!(
         "HTTP/2 (RFC 8441)",
         format!(
-            "{} by default with wss (setHttp2()), {} streams per connection (setHttp2MaxStreams())",
+            "{} by default with wss (setHttp2()), {} streams per connection (setHttp2MaxStreams()), \
+             {} streams reset before they were taken up (setHttp2MaxPendingResets())",
             if defaults.http2 { "on" } else { "off" },
-            defaults.http2_max_streams
+            defaults.http2_max_streams,
+            defaults.http2_max_pending_resets
         )
     );
     info_table_row!(

@@ -59,10 +59,13 @@ struct Settings {
     /// `setMetrics()`, `setMetricsPort()`: `GET /metrics`.
     metrics: bool,
     metrics_port: Option<u16>,
-    /// `setHttp2()`, `setHttp2MaxStreams()`: WebSockets over HTTP/2 (RFC
-    /// 8441) on a `wss://` server; core's defaults (on, 100 streams).
+    /// `setHttp2()`, `setHttp2MaxStreams()`, `setHttp2MaxPendingResets()`:
+    /// WebSockets over HTTP/2 (RFC 8441) on a `wss://` server; core's
+    /// defaults (on, 100 streams, 20 streams reset before they were taken
+    /// up).
     http2: bool,
     http2_max_streams: u32,
+    http2_max_pending_resets: usize,
 }
 
 #[php_class]
@@ -131,6 +134,7 @@ impl Server {
             drain_timeout: s.drain_timeout,
             http2: s.http2,
             http2_max_streams: s.http2_max_streams,
+            http2_max_pending_resets: s.http2_max_pending_resets,
             ..ServerConfig::default()
         };
         if self.ssl {
@@ -244,6 +248,7 @@ impl Server {
                 drain_timeout: Duration::ZERO,
                 http2: defaults.http2,
                 http2_max_streams: defaults.http2_max_streams,
+                http2_max_pending_resets: defaults.http2_max_pending_resets,
             }),
             apps: RefCell::new(HashMap::new()),
             pages: RefCell::new(HashMap::new()),
@@ -636,6 +641,25 @@ impl Server {
 
     pub fn get_http2_max_streams(&self) -> i64 {
         i64::from(self.settings.borrow().http2_max_streams)
+    }
+
+    /// Streams an HTTP/2 client may reset before the server took them up
+    /// (default 20): past it the connection is closed with `GOAWAY`
+    /// (`ENHANCE_YOUR_CALM`), the "rapid reset" attack (CVE-2023-44487).
+    /// False unless an int >= 1 (0 would close the connection at the first
+    /// stream a client resets).
+    pub fn set_http2_max_pending_resets(&self, max: &Zval) -> bool {
+        match max.long().and_then(|n| usize::try_from(n).ok()) {
+            Some(max) if max >= 1 => {
+                self.settings.borrow_mut().http2_max_pending_resets = max;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn get_http2_max_pending_resets(&self) -> i64 {
+        i64::try_from(self.settings.borrow().http2_max_pending_resets).unwrap_or(i64::MAX)
     }
 
     /// Serve `GET /metrics` on this port of the server's address instead

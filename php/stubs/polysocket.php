@@ -142,6 +142,15 @@ namespace WebSocket {
         public function getHttp2MaxStreams(): int {}
 
         /**
+         * Streams an HTTP/2 client may reset before the server took them up
+         * (default 20): past it the connection is closed with
+         * GOAWAY(ENHANCE_YOUR_CALM), the "rapid reset" attack
+         * (CVE-2023-44487). False unless an int >= 1.
+         */
+        public function setHttp2MaxPendingResets(mixed $max): bool {}
+        public function getHttp2MaxPendingResets(): int {}
+
+        /**
          * Answer GET /metrics on the server's port with getStats() in
          * Prometheus' text format (docs/OPERATIONS.md). False unless a bool.
          */

@@ -3,8 +3,10 @@ client (the `h2` package, over TLS with ALPN h2; tests/harness/h2ws.py)
 opens several WebSockets as extended CONNECT streams of one connection,
 with RFC 6455 frames (masked) in its DATA frames; the application sees
 getHttpVersion() "2.0". The limits count streams (per-IP: 429, origin: 403,
-setHttp2MaxStreams(): REFUSED_STREAM), and setHttp2(false) leaves ALPN at
-HTTP/1.1 while wss keeps working."""
+setHttp2MaxStreams(): REFUSED_STREAM), setHttp2MaxPendingResets() bounds
+the streams a client resets before the server took them up ("rapid reset":
+GOAWAY ENHANCE_YOUR_CALM), and setHttp2(false) leaves ALPN at HTTP/1.1 while
+wss keeps working."""
 
 import json
 import os
@@ -113,6 +115,63 @@ def test_http2_max_streams_refuses_the_next_stream(php_server, certificate):  # 
         c.close()
 
 
+def rapid_resets(c, n):
+    """`n` extended CONNECTs, each reset (CANCEL) at once, written together
+    (one TLS record): the server reads them all before it takes up any, so
+    they are `n` streams reset before the server took them up."""
+    for _ in range(n):
+        sid = c.open_ws("/echo")
+        c.conn.reset_stream(sid, ErrorCodes.CANCEL)
+    c.pump(0)
+
+
+def still_serves(c):
+    """A WebSocket on the connection echoes: the server took up every
+    earlier stream (it takes them up in order), so none of the resets above
+    is counted any more, and no GOAWAY came."""
+    ws = c.websocket("/echo")
+    c.echo(ws, "still here")
+    c.close_stream(ws)
+    assert c.goaway is None and not c.eof
+
+
+def test_http2_max_pending_resets_ends_a_rapid_reset(php_server, certificate):  # noqa: F811
+    """setHttp2MaxPendingResets(3): three streams reset before the server
+    took them up are tolerated, the fourth ends the connection with GOAWAY
+    ENHANCE_YOUR_CALM (CVE-2023-44487); the server serves new connections."""
+    cert, key = certificate
+    server = php_server(APPS, "--cert", cert, "--key", key, "--http2-max-pending-resets", 3)
+    c = h2_client(server, cert)
+    try:
+        rapid_resets(c, 3)
+        still_serves(c)
+        rapid_resets(c, 4)
+        c.wait(lambda: c.goaway is not None or c.eof, "GOAWAY")
+        assert c.goaway == ErrorCodes.ENHANCE_YOUR_CALM, c.goaway
+    finally:
+        c.close()
+    c = h2_client(server, cert)
+    try:
+        still_serves(c)
+    finally:
+        c.close()
+
+
+def test_http2_default_pending_resets_tolerate_five(php_server, certificate):  # noqa: F811
+    """By default (20) the five rapid resets that setHttp2MaxPendingResets(3)
+    refuses leave the connection working."""
+    cert, key = certificate
+    server = php_server(APPS, "--cert", cert, "--key", key)
+    c = h2_client(server, cert)
+    try:
+        rapid_resets(c, 5)
+        still_serves(c)
+        rapid_resets(c, 5)
+        still_serves(c)
+    finally:
+        c.close()
+
+
 def test_http2_off(php_server, certificate):  # noqa: F811
     """setHttp2(false): ALPN does not select h2, and wss over HTTP/1.1 works."""
     cert, key = certificate
@@ -156,10 +215,27 @@ def test_http2_setters(tmp_path):
              100, False, False, False, False, False, False, False, 100, True, 4294967295, True, 1]
 
 
+def test_http2_max_pending_resets_setter(tmp_path):
+    """20 by default; false for what is not an int >= 1 (0 would close a
+    connection at its first reset stream), nothing changed."""
+    assert php_json(tmp_path, """
+        echo json_encode([$s->getHttp2MaxPendingResets(), $s->setHttp2MaxPendingResets(0),
+            $s->setHttp2MaxPendingResets(-1), $s->setHttp2MaxPendingResets(PHP_INT_MIN),
+            $s->setHttp2MaxPendingResets('5'), $s->setHttp2MaxPendingResets(1.5),
+            $s->setHttp2MaxPendingResets(null), $s->setHttp2MaxPendingResets(true),
+            $s->setHttp2MaxPendingResets([3]), $s->getHttp2MaxPendingResets(),
+            $s->setHttp2MaxPendingResets(3), $s->getHttp2MaxPendingResets(),
+            $s->setHttp2MaxPendingResets(PHP_INT_MAX), $s->getHttp2MaxPendingResets() === PHP_INT_MAX,
+            $s->setHttp2MaxPendingResets(1), $s->getHttp2MaxPendingResets()]), "\\n";
+    """) == [20, False, False, False, False, False, False, False, False, 20,
+             True, 3, True, True, True, 1]
+
+
 def test_phpinfo_shows_the_http2_default(tmp_path):
     script = tmp_path / "info.php"
     script.write_text("<?php phpinfo(INFO_MODULES);\n")
     r = subprocess.run(php_argv(str(script)), capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     assert ("HTTP/2 (RFC 8441) => on by default with wss (setHttp2()), 100 streams per "
-            "connection (setHttp2MaxStreams())") in r.stdout, r.stdout
+            "connection (setHttp2MaxStreams()), 20 streams reset before they were taken up "
+            "(setHttp2MaxPendingResets())") in r.stdout, r.stdout

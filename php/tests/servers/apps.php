@@ -6,6 +6,7 @@
 //       [--per-ip N] [--per-minute N] [--origin DOMAIN] [--budget BYTES]
 //       [--metrics] [--metrics-port P] [--drain-timeout SECONDS]
 //       [--cert PEM --key PEM [--passphrase P]] [--ssl (./server.pem)]
+//       [--no-http2] [--http2-max-streams N] [--http2-max-pending-resets N]
 
 class EchoApp extends \WebSocket\Application\Application
 {
@@ -198,7 +199,8 @@ class RulesApp extends \WebSocket\Application\Application
 require __DIR__ . '/../../../examples/php/DemoApplication.php';
 
 $o = getopt('', array('port:', 'max-clients:', 'per-ip:', 'per-minute:', 'origin:', 'budget:', 'cert:', 'key:',
-    'passphrase:', 'ssl', 'metrics', 'metrics-port:', 'drain-timeout:', 'no-http2', 'http2-max-streams:'));
+    'passphrase:', 'ssl', 'metrics', 'metrics-port:', 'drain-timeout:', 'no-http2', 'http2-max-streams:',
+    'http2-max-pending-resets:'));
 $tls = array_intersect_key($o, array('cert' => 1, 'key' => 1, 'passphrase' => 1));
 $server = new \WebSocket\Server('127.0.0.1', (int)$o['port'], isset($o['ssl']) || $tls, $tls);
 $server->setMaxClients(isset($o['max-clients']) ? $o['max-clients'] : 1000);
@@ -215,6 +217,9 @@ if (isset($o['no-http2'])) {
 }
 if (isset($o['http2-max-streams'])) {
     $server->setHttp2MaxStreams((int)$o['http2-max-streams']);
+}
+if (isset($o['http2-max-pending-resets'])) {
+    $server->setHttp2MaxPendingResets((int)$o['http2-max-pending-resets']);
 }
 if (isset($o['metrics'])) {
     $server->setMetrics(true);
