@@ -130,20 +130,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         options["trusted_proxies"] = args.trusted_proxy
     if args.proxy_protocol:
         options["proxy_protocol"] = True
-    if args.max_buffered_total is not None:
-        options["max_buffered_total"] = args.max_buffered_total
-    if args.drain_timeout is not None:
-        options["drain_timeout"] = args.drain_timeout
     if args.metrics:
         options["metrics"] = True
     if args.no_http2:
         options["http2"] = False
-    if args.http2_max_streams is not None:
-        options["http2_max_streams"] = args.http2_max_streams
-    if args.http2_max_pending_resets is not None:
-        options["http2_max_pending_resets"] = args.http2_max_pending_resets
-    if args.metrics_port is not None:
-        options["metrics_port"] = args.metrics_port
+    # Flags named as the options they set, passed on only when given.
+    for name in ("max_buffered_total", "drain_timeout", "http2_max_streams",
+                 "http2_max_pending_resets", "metrics_port"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
     try:
         module.main(args.host, port, ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key,
                     workers=args.workers, max_connections=args.max_connections,
