@@ -113,6 +113,9 @@ fn proxy_protocol_gives_the_client_address_and_counts_clients_apart() {
     // The limit is per client behind the proxy, not per proxy.
     let (status, _c) = exchange(addr, &v2("192.0.2.2:9"), "");
     assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+    // Each open is awaited before the next connection: on_open runs after
+    // the 101 is written, so without it two could be recorded swapped.
+    assert_eq!(peers.nth(2), "192.0.2.2:9".parse().unwrap());
     let (status, _) = exchange(addr, &v1("192.0.2.1"), "");
     assert!(status.starts_with("HTTP/1.1 429"), "{status}");
     // A LOCAL header (a health check) leaves the proxy's own address.
@@ -127,6 +130,7 @@ fn missing_malformed_or_untrusted_proxy_headers_are_refused() {
     let (server, peers) = start(&["127.0.0.1"], true, 0);
     let addr = server.local_addr();
     let (_, _kept) = exchange(addr, &v1("192.0.2.1"), "");
+    assert_eq!(peers.nth(0).ip().to_string(), "192.0.2.1");
     for prefix in [
         &b""[..],
         b"PROXY TCP4 nonsense\r\n",
